@@ -1,0 +1,45 @@
+"""Orchestra: agent workflows as cost-weighted tool graphs that heal around failing tools."""
+
+from orchestra.errors import (
+    BudgetExceeded,
+    ConfigError,
+    ControlSignal,
+    Escalation,
+    ExecutorError,
+    GraphSpecError,
+    MalformedOutput,
+    ModelError,
+    OrchestraError,
+    RunError,
+    RunInputError,
+    SkillSpecError,
+    SpecError,
+    StepFailed,
+    ToolRaised,
+    ToolTimeout,
+    UnknownSkillError,
+)
+from orchestra.skills import Skill, SkillRegistry, skill
+
+__all__ = [
+    "BudgetExceeded",
+    "ConfigError",
+    "ControlSignal",
+    "Escalation",
+    "ExecutorError",
+    "GraphSpecError",
+    "MalformedOutput",
+    "ModelError",
+    "OrchestraError",
+    "RunError",
+    "RunInputError",
+    "Skill",
+    "SkillRegistry",
+    "SkillSpecError",
+    "SpecError",
+    "StepFailed",
+    "ToolRaised",
+    "ToolTimeout",
+    "UnknownSkillError",
+    "skill",
+]

@@ -1,0 +1,228 @@
+"""Every error Orchestra raises, in one place.
+
+The hierarchy::
+
+    OrchestraError
+    ├── SpecError                  the developer's mistake; names the offending field/file
+    │   ├── GraphSpecError         a malformed graph (cycle, unknown skill, missing input, bad cost…)
+    │   ├── SkillSpecError         a malformed skill (bad SKILL.md front matter, bad signature…)
+    │   ├── UnknownSkillError      a step or a query names a skill the registry does not hold
+    │   └── ConfigError            a setting that cannot work (bad URL, negative budget…)
+    ├── RunError                   something went wrong while a run was executing
+    │   ├── StepFailed             one attempt of a skill failed (base of the three below)
+    │   │   ├── ToolRaised         the skill raised an exception
+    │   │   ├── ToolTimeout        the skill did not answer within its timeout
+    │   │   └── MalformedOutput    the skill returned output that fails its output schema
+    │   ├── RunInputError          the run's input lacks or mistypes a field the graph needs
+    │   ├── ExecutorError          the executor (e.g. the Celery fleet) could not run a step
+    │   ├── ModelError             an LLM backend failed (HTTP error, timeout, rate limit)
+    │   └── BudgetExceeded         a call would cross the run's hard budget
+    └── ControlSignal              not an error: a run changing course on purpose
+        └── Escalation             the run stopped and waits for a human
+
+Third-party errors (Celery, litellm, networkx, pydantic) are translated at the edge into the
+most specific class here with ``raise ... from exc``.  Errors that cross a process boundary
+travel as :class:`ErrorPayload` (JSON) and are rebuilt with :func:`error_from_payload`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+__all__ = [
+    "BudgetExceeded",
+    "ConfigError",
+    "ControlSignal",
+    "ErrorPayload",
+    "Escalation",
+    "ExecutorError",
+    "GraphSpecError",
+    "MalformedOutput",
+    "ModelError",
+    "OrchestraError",
+    "RunError",
+    "RunInputError",
+    "SkillSpecError",
+    "SpecError",
+    "StepFailed",
+    "ToolRaised",
+    "ToolTimeout",
+    "UnknownSkillError",
+    "error_from_payload",
+]
+
+
+class OrchestraError(Exception):
+    """Base of every exception Orchestra raises on purpose."""
+
+
+# --------------------------------------------------------------------------- spec errors
+
+
+class SpecError(OrchestraError):
+    """A specification is wrong; ``field`` is the dotted path of what to fix."""
+
+    def __init__(self, message: str, *, field: str | None = None, source: str | None = None):
+        self.field = field
+        self.source = source
+        where = ""
+        if source:
+            where += f"{source}: "
+        if field:
+            where += f"{field}: "
+        super().__init__(f"{where}{message}")
+
+
+class GraphSpecError(SpecError):
+    """A graph declaration that cannot run (cycle, unknown skill, missing input, bad cost…)."""
+
+
+class SkillSpecError(SpecError):
+    """A skill declaration that cannot be loaded (bad front matter, bad signature…)."""
+
+
+class UnknownSkillError(SpecError):
+    """A name that no registered skill carries."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        field: str | None = None,
+        source: str | None = None,
+        known: list[str] | None = None,
+    ):
+        self.name = name
+        hint = ""
+        if known:
+            close = sorted(known, key=lambda k: _distance(k, name))[:3]
+            hint = f" (did you mean: {', '.join(close)}?)"
+        super().__init__(f"unknown skill {name!r}{hint}", field=field, source=source)
+
+
+class ConfigError(SpecError):
+    """A setting that cannot work."""
+
+
+def _distance(a: str, b: str) -> int:
+    """Levenshtein distance, for 'did you mean' hints."""
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+# --------------------------------------------------------------------------- run errors
+
+
+class RunError(OrchestraError):
+    """Something failed while a run executed."""
+
+
+class StepFailed(RunError):
+    """One attempt of one skill failed. ``kind`` is ``exception``, ``timeout`` or ``malformed``."""
+
+    kind = "exception"
+
+    def __init__(self, message: str, *, step: str | None = None, skill: str | None = None):
+        self.step = step
+        self.skill = skill
+        super().__init__(message)
+
+
+class ToolRaised(StepFailed):
+    """The skill raised."""
+
+    kind = "exception"
+
+
+class ToolTimeout(StepFailed):
+    """The skill did not answer within its timeout."""
+
+    kind = "timeout"
+
+
+class MalformedOutput(StepFailed):
+    """The skill's output failed its output schema."""
+
+    kind = "malformed"
+
+
+class RunInputError(RunError):
+    """The run's input does not satisfy what the graph needs."""
+
+
+class ExecutorError(RunError):
+    """The executor could not run a step (broker down, worker lost past its redeliveries…)."""
+
+
+class ModelError(RunError):
+    """An LLM backend failed."""
+
+
+class BudgetExceeded(RunError):
+    """A call would cross the run's hard budget."""
+
+
+# --------------------------------------------------------------------------- control signals
+
+
+class ControlSignal(Exception):  # noqa: N818 - a signal, not an error
+    """A run changing course on purpose; not an error."""
+
+
+class Escalation(ControlSignal):
+    """The run cannot continue without a human."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+# --------------------------------------------------------------------------- wire format
+
+
+class ErrorPayload(BaseModel):
+    """An error as JSON, to cross a process boundary (Celery results, checkpoints)."""
+
+    type: str
+    message: str
+    step: str | None = None
+    skill: str | None = None
+
+
+_BY_NAME: dict[str, type[Exception]] = {
+    cls.__name__: cls
+    for cls in (
+        StepFailed,
+        ToolRaised,
+        ToolTimeout,
+        MalformedOutput,
+        RunInputError,
+        ExecutorError,
+        ModelError,
+        BudgetExceeded,
+        RunError,
+    )
+}
+
+
+def to_payload(exc: BaseException, *, step: str | None = None, skill: str | None = None) -> ErrorPayload:
+    """Turn an exception into its wire form."""
+    return ErrorPayload(type=type(exc).__name__, message=str(exc), step=step, skill=skill)
+
+
+def error_from_payload(payload: ErrorPayload | dict[str, Any]) -> RunError:
+    """Rebuild an error that crossed a process boundary; unknown types become ``RunError``."""
+    p = payload if isinstance(payload, ErrorPayload) else ErrorPayload.model_validate(payload)
+    cls = _BY_NAME.get(p.type, ToolRaised)
+    if issubclass(cls, StepFailed):
+        return cls(p.message, step=p.step, skill=p.skill)
+    err = cls(p.message)
+    assert isinstance(err, RunError)
+    return err
