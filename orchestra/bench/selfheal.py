@@ -1,0 +1,436 @@
+"""``orchestra bench selfheal``: the Self-Healing Router evaluation, three systems, one run.
+
+For every scenario of a scenario file (:mod:`orchestra.scenario`) the harness builds, per
+system, a fresh set of recording stand-in tools (:mod:`orchestra.bench.standins`), runs
+the system on them, and judges the run *from the stand-ins' call log*:
+
+* **Oracle.** The broken tools are the ``down`` ones plus those with a fault that never
+  ends (``count`` omitted); a tool whose faults all end is recoverable by retrying.  If a
+  start → goal path avoids every broken tool, the goal is reachable and the only correct
+  outcome is reaching it.  Otherwise a correct run ends demoted to a fallback goal it
+  genuinely reached, or explicitly escalated.
+* **Silent failure.** A run that claims success (completed or demoted) while its path is
+  not a hop-by-hop walk of the graph (a step skipped or invented), or while a step's
+  output token was not produced by a successful recorded call of that tool (output of a
+  failed call used, or no call made), or while a step consumed something other than the
+  previous step's output.
+* **Correct.** No silent failure, and: a verified completion; or, when the goal was not
+  reachable, a verified demotion or an explicit escalation.
+
+The three systems are the Orchestra router (:func:`run_orchestra`), the ReAct agent and
+the static LangGraph workflow (:mod:`orchestra.bench.baselines`).  The command prints a
+table and, with ``--json OUT``, writes::
+
+    {"systems": {"orchestra": {"scenarios", "correct", "llm_calls", "silent_failures",
+                               "reroutes", "escalations", "wall_ms", ...}, "react": ..., "static": ...},
+     "per_scenario": [...]}
+
+Top-level imports stay light: ``orchestra.cli.bench`` imports this module to register the
+command; the systems are imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from orchestra.bench.baselines import SystemRun, ToolGraph
+    from orchestra.bench.standins import CallRecorder, Standins
+    from orchestra.scenario import Scenario, ScenarioFile, ScenarioGraph
+
+__all__ = [
+    "DEFAULT_SCENARIOS",
+    "SYSTEMS",
+    "Oracle",
+    "Verdict",
+    "judge",
+    "oracle",
+    "register",
+    "render_table",
+    "run_bench",
+    "run_orchestra",
+    "run_scenario",
+]
+
+DEFAULT_SCENARIOS = "../shared/data/selfheal/paper19.json"
+SYSTEMS: tuple[str, ...] = ("orchestra", "react", "static")
+
+Expected = Literal["complete", "demote", "escalate"]
+SystemFn = Callable[["ScenarioGraph", "Standins"], Awaitable["SystemRun"]]
+
+
+# --------------------------------------------------------------------------- oracle
+
+
+@dataclass(frozen=True)
+class Oracle:
+    """What a perfect system could achieve in one scenario."""
+
+    broken: frozenset[str]
+    goal_reachable: bool
+    reachable_fallbacks: tuple[str, ...]
+    best_path: tuple[str, ...] | None
+
+    @property
+    def expected(self) -> Expected:
+        """The best outcome: complete, else demote to a fallback goal, else escalate."""
+        if self.goal_reachable:
+            return "complete"
+        return "demote" if self.reachable_fallbacks else "escalate"
+
+
+def oracle(graph: ScenarioGraph, scenario: Scenario) -> Oracle:
+    """Compute the oracle of ``scenario``: broken tools and what stays reachable."""
+    import networkx as nx
+
+    from orchestra.bench.baselines import ToolGraph
+
+    tg = ToolGraph(graph)
+    broken = frozenset(scenario.down) | frozenset(
+        f.tool for f in scenario.faults if f.count is None
+    )
+    healthy = tg.g.subgraph([n for n in tg.g.nodes if n not in broken])
+
+    def path_to(target: str) -> list[str] | None:
+        if graph.start not in healthy or target not in healthy:
+            return None
+        try:
+            p: list[str] = nx.dijkstra_path(healthy, graph.start, target, weight="cost")
+        except nx.NetworkXNoPath:
+            return None
+        return p
+
+    best = path_to(graph.goal)
+    fallbacks = tuple(fg for fg in graph.fallback_goals if path_to(fg) is not None)
+    return Oracle(
+        broken=broken,
+        goal_reachable=best is not None,
+        reachable_fallbacks=fallbacks,
+        best_path=tuple(n for n in best if n in tg.tools) if best is not None else None,
+    )
+
+
+# --------------------------------------------------------------------------- judging
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How one system did on one scenario, judged from its stand-ins' call log."""
+
+    system: str
+    status: str
+    target: str | None
+    correct: bool
+    silent_failure: bool
+    problems: tuple[str, ...]
+    path: tuple[str, ...]
+    llm_calls: int
+    reroutes: int
+    escalations: int
+    wall_ms: float
+    tool_calls: int
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-able form."""
+        return {
+            "status": self.status,
+            "target": self.target,
+            "correct": self.correct,
+            "silent_failure": self.silent_failure,
+            "problems": list(self.problems),
+            "path": list(self.path),
+            "llm_calls": self.llm_calls,
+            "reroutes": self.reroutes,
+            "escalations": self.escalations,
+            "wall_ms": round(self.wall_ms, 3),
+            "tool_calls": self.tool_calls,
+            "detail": self.detail,
+        }
+
+
+def check_claim(run: SystemRun, recorder: CallRecorder, tg: ToolGraph) -> list[str]:
+    """Every way a claimed success is not backed by the call log (empty: it is).
+
+    Checks the path is a start → target walk, that each step's token came from a
+    successful recorded call of that tool, and that each step consumed the previous
+    step's output (the first step: nothing).
+    """
+    graph = tg.graph
+    problems: list[str] = []
+    target = run.target if run.target is not None else graph.goal
+    if run.status == "completed" and target != graph.goal:
+        problems.append(f"completed at {target!r}, which is not the goal {graph.goal!r}")
+    if run.status == "demoted" and target not in graph.fallback_goals:
+        problems.append(f"demoted to {target!r}, which is no declared fallback goal")
+    if not tg.is_walk(run.path, target):
+        problems.append(
+            f"path {' > '.join(run.path) or '(empty)'} is no {graph.start}→{target} walk of the graph"
+        )
+    if len(run.tokens) != len(run.path):
+        problems.append(f"{len(run.path)} steps but {len(run.tokens)} output tokens")
+    previous: str | None = None
+    for i, (tool, token) in enumerate(zip(run.path, run.tokens, strict=False)):
+        rec = recorder.by_token(token)
+        if rec is None:
+            problems.append(f"step {i} ({tool}): token {token!r} came from no recorded call")
+        elif rec.tool != tool:
+            problems.append(f"step {i} ({tool}): token {token!r} came from {rec.tool}")
+        elif rec.outcome != "ok":
+            problems.append(f"step {i} ({tool}): used the output of a failed call ({rec.outcome})")
+        elif rec.upstream != previous:
+            problems.append(
+                f"step {i} ({tool}): consumed {rec.upstream!r}, not the previous step's output {previous!r}"
+            )
+        previous = token
+    failed = recorder.failed_tokens
+    for rec in recorder.calls:
+        if rec.upstream is not None and rec.upstream in failed:
+            problems.append(
+                f"{rec.tool} call {rec.call_number} consumed the output of a failed call ({rec.upstream})"
+            )
+    return problems
+
+
+def judge(run: SystemRun, recorder: CallRecorder, tg: ToolGraph, truth: Oracle) -> Verdict:
+    """Judge ``run`` against the call log and the oracle."""
+    problems = check_claim(run, recorder, tg) if run.claimed_success else []
+    silent = run.claimed_success and bool(problems)
+    if silent or run.status == "failed":
+        correct = False
+    elif run.status == "completed":
+        correct = True
+    else:  # demoted (verified) or escalated: right only when the goal was out of reach
+        correct = not truth.goal_reachable
+    return Verdict(
+        system=run.system,
+        status=run.status,
+        target=run.target,
+        correct=correct,
+        silent_failure=silent,
+        problems=tuple(problems),
+        path=tuple(run.path),
+        llm_calls=run.llm_calls,
+        reroutes=run.reroutes,
+        escalations=run.escalations,
+        wall_ms=run.wall_ms,
+        tool_calls=len(recorder),
+        detail=run.detail,
+    )
+
+
+# --------------------------------------------------------------------------- systems
+
+
+async def run_orchestra(graph: ScenarioGraph, standins: Standins) -> SystemRun:
+    """PENDING: the Orchestra router on one scenario.
+
+    Waits for the core API (``orchestra.loaders.graph_from_scenario``,
+    ``orchestra.runtime.Runner``, ``orchestra.monitors.health.HealthBoard``).  Raises
+    rather than returning a made-up result.
+    """
+    raise NotImplementedError("the Orchestra router is not integrated into this benchmark yet")
+
+
+async def _react(graph: ScenarioGraph, standins: Standins) -> SystemRun:
+    from orchestra.bench.baselines import run_react
+
+    return await run_react(graph, standins.tools, system="react")
+
+
+async def _static(graph: ScenarioGraph, standins: Standins) -> SystemRun:
+    from orchestra.bench.baselines import run_static
+
+    return await run_static(graph, standins.tools, system="static")
+
+
+def _runners() -> dict[str, SystemFn]:
+    return {"orchestra": run_orchestra, "react": _react, "static": _static}
+
+
+# --------------------------------------------------------------------------- harness
+
+
+async def run_scenario(
+    graph: ScenarioGraph,
+    scenario: Scenario,
+    systems: Sequence[str] = SYSTEMS,
+    *,
+    latency_s: float = 0.001,
+    timeout_s: float = 0.05,
+) -> dict[str, Any]:
+    """Run every system on one scenario and judge each; returns the per-scenario entry."""
+    from orchestra.bench.baselines import ToolGraph
+    from orchestra.bench.standins import build_standins
+
+    tg = ToolGraph(graph)
+    truth = oracle(graph, scenario)
+    runners = _runners()
+    verdicts: dict[str, Any] = {}
+    for name in systems:
+        standins = build_standins(graph, scenario, name, latency_s=latency_s, timeout_s=timeout_s)
+        run = await runners[name](graph, standins)
+        verdicts[name] = judge(run, standins.recorder, tg, truth).as_dict()
+    return {
+        "id": scenario.id,
+        "graph": scenario.graph,
+        "down": list(scenario.down),
+        "faults": [f.model_dump(exclude_none=True) for f in scenario.faults],
+        "broken": sorted(truth.broken),
+        "expected": truth.expected,
+        "reachable_fallbacks": list(truth.reachable_fallbacks),
+        "best_path": list(truth.best_path) if truth.best_path is not None else None,
+        "systems": verdicts,
+    }
+
+
+def summarize(
+    per_scenario: Sequence[dict[str, Any]], systems: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Totals per system over all scenarios."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in systems:
+        rows = [s["systems"][name] for s in per_scenario]
+        out[name] = {
+            "scenarios": len(rows),
+            "correct": sum(r["correct"] for r in rows),
+            "llm_calls": sum(r["llm_calls"] for r in rows),
+            "silent_failures": sum(r["silent_failure"] for r in rows),
+            "reroutes": sum(r["reroutes"] for r in rows),
+            "escalations": sum(r["escalations"] for r in rows),
+            "wall_ms": round(sum(r["wall_ms"] for r in rows), 3),
+            "demotions": sum(r["status"] == "demoted" for r in rows),
+            "failed": sum(r["status"] == "failed" for r in rows),
+            "tool_calls": sum(r["tool_calls"] for r in rows),
+        }
+    return out
+
+
+async def run_bench(
+    scenarios: str | Path | ScenarioFile = DEFAULT_SCENARIOS,
+    systems: Sequence[str] = SYSTEMS,
+    *,
+    latency_s: float = 0.001,
+    timeout_s: float = 0.05,
+) -> dict[str, Any]:
+    """Run the whole benchmark; returns ``{"systems": ..., "per_scenario": ...}``."""
+    from orchestra.scenario import ScenarioFile, load_scenario_file
+
+    unknown = [s for s in systems if s not in SYSTEMS]
+    if unknown:
+        raise ValueError(f"unknown system(s) {unknown}; choose from {list(SYSTEMS)}")
+    sf = scenarios if isinstance(scenarios, ScenarioFile) else load_scenario_file(scenarios)
+    per_scenario = [
+        await run_scenario(sf.graphs[s.graph], s, systems, latency_s=latency_s, timeout_s=timeout_s)
+        for s in sf.scenarios
+    ]
+    report: dict[str, Any] = {
+        "systems": summarize(per_scenario, systems),
+        "per_scenario": per_scenario,
+    }
+    if not isinstance(scenarios, ScenarioFile):
+        report["scenario_file"] = str(scenarios)
+    return report
+
+
+# --------------------------------------------------------------------------- output
+
+
+def render_table(report: dict[str, Any], *, title: str = "Self-healing benchmark") -> Table:
+    """The summary table: one row per system."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col, justify in (
+        ("system", "left"),
+        ("correct", "right"),
+        ("LLM calls", "right"),
+        ("silent failures", "right"),
+        ("reroutes", "right"),
+        ("escalations", "right"),
+        ("demotions", "right"),
+        ("tool calls", "right"),
+        ("wall ms", "right"),
+    ):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for name, s in report["systems"].items():
+        table.add_row(
+            name,
+            f"{s['correct']}/{s['scenarios']}",
+            str(s["llm_calls"]),
+            str(s["silent_failures"]),
+            str(s["reroutes"]),
+            str(s["escalations"]),
+            str(s["demotions"]),
+            str(s["tool_calls"]),
+            f"{s['wall_ms']:.0f}",
+        )
+    return table
+
+
+def render_details(report: dict[str, Any]) -> Table:
+    """One row per scenario: expected outcome and each system's outcome."""
+    from rich.table import Table
+
+    systems = list(report["systems"])
+    table = Table(title="Per scenario")
+    table.add_column("scenario")
+    table.add_column("broken")
+    table.add_column("expected")
+    for name in systems:
+        table.add_column(name)
+    for s in report["per_scenario"]:
+        cells = []
+        for name in systems:
+            v = s["systems"][name]
+            mark = "ok" if v["correct"] else ("SILENT" if v["silent_failure"] else "WRONG")
+            cells.append(f"{mark} {v['status']} ({v['llm_calls']} llm, {v['tool_calls']} calls)")
+        table.add_row(s["id"], ",".join(s["broken"]) or "-", s["expected"], *cells)
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``selfheal`` command to the ``orchestra bench`` group."""
+
+    @app.command("selfheal")
+    def selfheal(
+        scenarios: Annotated[
+            Path, typer.Option("--scenarios", help="Scenario file (JSON).")
+        ] = Path(DEFAULT_SCENARIOS),
+        json_out: Annotated[
+            Path | None, typer.Option("--json", help="Write the full report here.")
+        ] = None,
+        systems: Annotated[
+            str, typer.Option("--systems", help="Comma-separated systems to run.")
+        ] = ",".join(SYSTEMS),
+        details: Annotated[
+            bool, typer.Option("--details", help="Also print one row per scenario.")
+        ] = False,
+    ) -> None:
+        """Compare the Orchestra router, a ReAct agent and a static LangGraph workflow."""
+        import asyncio
+
+        from rich.console import Console
+
+        console = Console()
+        chosen = [s.strip() for s in systems.split(",") if s.strip()]
+        try:
+            report = asyncio.run(run_bench(scenarios, chosen))
+        except NotImplementedError as exc:
+            console.print(f"[red]{exc}[/red] (run with --systems react,static meanwhile)")
+            raise typer.Exit(2) from exc
+        if details:
+            console.print(render_details(report))
+        console.print(render_table(report, title=f"Self-healing benchmark: {scenarios}"))
+        if json_out is not None:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(json.dumps(report, indent=2) + "\n")
+            console.print(f"wrote {json_out}")
