@@ -1,5 +1,12 @@
-"""Orchestra: agent workflows as cost-weighted tool graphs that heal around failing tools."""
+"""Orchestra: agent workflows as cost-weighted tool graphs that heal around failing tools.
 
+Declare a :class:`Graph` of :class:`Step` served by interchangeable :class:`Skill`; a
+:class:`Runner` routes each step with Dijkstra over health-weighted costs, reroutes around
+failures without an LLM, demotes to a lesser goal (one LLM call) when nothing is left, and
+escalates to a human when even that fails.
+"""
+
+from orchestra.config import Settings, build_runner
 from orchestra.errors import (
     BudgetExceeded,
     ConfigError,
@@ -19,27 +26,63 @@ from orchestra.errors import (
     ToolTimeout,
     UnknownSkillError,
 )
+from orchestra.executors import Executor, LocalExecutor, StepOutcome, StepTask
+from orchestra.graph import CompiledGraph, Graph, Step
+from orchestra.loaders import graph_from_scenario, load_graph
+from orchestra.logs import _default as _default_logging
+from orchestra.logs import configure_logging
+from orchestra.models import ChatMessage, ChatModel, ChatResponse
+from orchestra.monitors import HealthBoard, Monitor, MonitorContext, Signal
+from orchestra.results import Decision, RunResult, RunState
+from orchestra.runtime import Runner, run, run_sync
 from orchestra.skills import Skill, SkillRegistry, skill
 
 __all__ = [
     "BudgetExceeded",
+    "ChatMessage",
+    "ChatModel",
+    "ChatResponse",
+    "CompiledGraph",
     "ConfigError",
     "ControlSignal",
+    "Decision",
     "Escalation",
+    "Executor",
     "ExecutorError",
+    "Graph",
     "GraphSpecError",
+    "HealthBoard",
+    "LocalExecutor",
     "MalformedOutput",
     "ModelError",
+    "Monitor",
+    "MonitorContext",
     "OrchestraError",
     "RunError",
     "RunInputError",
+    "RunResult",
+    "RunState",
+    "Runner",
+    "Settings",
+    "Signal",
     "Skill",
     "SkillRegistry",
     "SkillSpecError",
     "SpecError",
+    "Step",
     "StepFailed",
+    "StepOutcome",
+    "StepTask",
     "ToolRaised",
     "ToolTimeout",
     "UnknownSkillError",
+    "build_runner",
+    "configure_logging",
+    "graph_from_scenario",
+    "load_graph",
+    "run",
+    "run_sync",
     "skill",
 ]
+
+_default_logging()

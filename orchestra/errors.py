@@ -172,7 +172,7 @@ class BudgetExceeded(RunError):
 # --------------------------------------------------------------------------- control signals
 
 
-class ControlSignal(Exception):  # noqa: N818 - a signal, not an error
+class ControlSignal(Exception):
     """A run changing course on purpose; not an error."""
 
 
@@ -212,7 +212,9 @@ _BY_NAME: dict[str, type[Exception]] = {
 }
 
 
-def to_payload(exc: BaseException, *, step: str | None = None, skill: str | None = None) -> ErrorPayload:
+def to_payload(
+    exc: BaseException, *, step: str | None = None, skill: str | None = None
+) -> ErrorPayload:
     """Turn an exception into its wire form."""
     return ErrorPayload(type=type(exc).__name__, message=str(exc), step=step, skill=skill)
 

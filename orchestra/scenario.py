@@ -137,7 +137,9 @@ class ScenarioFile(BaseModel):
             tools = set(self.graphs[s.graph].nodes)
             for j, d in enumerate(s.down):
                 if d not in tools:
-                    raise ValueError(f"scenarios[{i}].down[{j}]: {d!r} is not a node of {s.graph!r}")
+                    raise ValueError(
+                        f"scenarios[{i}].down[{j}]: {d!r} is not a node of {s.graph!r}"
+                    )
             for j, f in enumerate(s.faults):
                 if f.tool not in tools:
                     raise ValueError(
@@ -154,9 +156,13 @@ def load_scenario_file(path: str | Path) -> ScenarioFile:
     except FileNotFoundError:
         raise GraphSpecError("no such file", source=str(p)) from None
     except json.JSONDecodeError as exc:
-        raise GraphSpecError(f"not valid JSON ({exc.msg} at line {exc.lineno})", source=str(p)) from exc
+        raise GraphSpecError(
+            f"not valid JSON ({exc.msg} at line {exc.lineno})", source=str(p)
+        ) from exc
     try:
         return ScenarioFile.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise GraphSpecError(err["msg"], field=".".join(map(str, err["loc"])), source=str(p)) from exc
+        raise GraphSpecError(
+            err["msg"], field=".".join(map(str, err["loc"])), source=str(p)
+        ) from exc

@@ -137,7 +137,9 @@ class Skill(BaseModel):
         params = " ".join(
             f"{n} {f.description or ''}".strip() for n, f in self.input_model.model_fields.items()
         )
-        return "\n".join(p for p in (self.name, self.description, self.capability, params, self.body) if p)
+        return "\n".join(
+            p for p in (self.name, self.description, self.capability, params, self.body) if p
+        )
 
 
 def _kwargs_for(fn: Callable[..., Any], parsed: BaseModel) -> dict[str, Any]:
@@ -160,7 +162,9 @@ def _annotation_is_model(fn: Callable[..., Any], name: str) -> bool:
     return isinstance(hint, type) and issubclass(hint, BaseModel)
 
 
-def _models_from_signature(fn: Callable[..., Any], name: str) -> tuple[type[BaseModel], type[BaseModel]]:
+def _models_from_signature(
+    fn: Callable[..., Any], name: str
+) -> tuple[type[BaseModel], type[BaseModel]]:
     try:
         hints = get_type_hints(fn)
     except Exception as exc:
@@ -179,9 +183,13 @@ def _models_from_signature(fn: Callable[..., Any], name: str) -> tuple[type[Base
             ann = hints.get(p.name, Any)
             default = ... if p.default is inspect.Parameter.empty else p.default
             fields[p.name] = (ann, default)
-        extra = "allow" if len(params) != len(sig.parameters) else "ignore"
+        config = (
+            ConfigDict(extra="allow")
+            if len(params) != len(sig.parameters)
+            else ConfigDict(extra="ignore")
+        )
         input_model = create_model(  # type: ignore[call-overload]
-            f"{_camel(name)}Input", __config__=ConfigDict(extra=extra), **fields
+            f"{_camel(name)}Input", __config__=config, **fields
         )
     ret = hints.get("return", Any)
     if isinstance(ret, type) and issubclass(ret, BaseModel):
@@ -194,7 +202,9 @@ def _models_from_signature(fn: Callable[..., Any], name: str) -> tuple[type[Base
 
 
 def _camel(name: str) -> str:
-    return "".join(part.capitalize() for part in name.replace("-", "_").replace(".", "_").split("_"))
+    return "".join(
+        part.capitalize() for part in name.replace("-", "_").replace(".", "_").split("_")
+    )
 
 
 @overload
@@ -257,7 +267,9 @@ def skill(
             )
         except ValidationError as exc:
             err = exc.errors()[0]
-            raise SkillSpecError(err["msg"], field=".".join(map(str, err["loc"])), source=skill_name) from exc
+            raise SkillSpecError(
+                err["msg"], field=".".join(map(str, err["loc"])), source=skill_name
+            ) from exc
 
     return wrap(fn) if fn is not None else wrap
 
@@ -272,7 +284,11 @@ class SkillRegistry(Mapping[str, Skill]):
 
     def add(self, s: Skill, *, replace: bool = False) -> Skill:
         if not replace and s.name in self._skills and self._skills[s.name] is not s:
-            raise SkillSpecError("a different skill with this name is already registered", field="name", source=s.name)
+            raise SkillSpecError(
+                "a different skill with this name is already registered",
+                field="name",
+                source=s.name,
+            )
         self._skills[s.name] = s
         return s
 

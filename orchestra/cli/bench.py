@@ -6,7 +6,9 @@ import importlib
 
 import typer
 
-bench_app = typer.Typer(help="Benchmarks: each prints a table and can write JSON (--json OUT).", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks: each prints a table and can write JSON (--json OUT).", no_args_is_help=True
+)
 
 # One module per benchmark, each with ``register(app)``; the command name is the module's own.
 _BENCHMARKS = ("selfheal", "routing_scale", "retrieval", "router", "fleet")

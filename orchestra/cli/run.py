@@ -1,0 +1,152 @@
+"""``orchestra run``: run a graph with live progress, the decision log and the spend."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from orchestra.errors import RunInputError, SpecError
+from orchestra.results import Decision, RunResult
+
+__all__ = ["EXIT_CODES", "register"]
+
+EXIT_CODES = {"completed": 0, "demoted": 3, "escalated": 4}
+
+_STYLE = {
+    "execute": "cyan",
+    "succeed": "green",
+    "fail": "red",
+    "reroute": "yellow bold",
+    "probe": "magenta",
+    "note": "dim",
+    "demote": "yellow reverse",
+    "escalate": "red reverse",
+    "complete": "green reverse",
+}
+
+
+def print_decision(console: Console, d: Decision) -> None:
+    where = f"{d.step}/{d.skill}" if d.skill and d.step != d.skill else (d.skill or d.step or "")
+    console.print(
+        f"[dim]{d.at_ms:8.1f} ms[/] [{_STYLE[d.kind]}]{d.kind:<9}[/] {where:<30} {d.reason}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def print_summary(console: Console, result: RunResult) -> None:
+    table = Table(title=f"run {result.run_id} of {result.graph}", show_lines=False)
+    table.add_column("step")
+    table.add_column("skill")
+    table.add_column("output", overflow="fold", max_width=60)
+    for step, skill in result.chosen.items():
+        out = json.dumps(result.outputs.get(step, {}), default=str)
+        table.add_row(step, skill, out[:200])
+    console.print(table)
+    colour = {"completed": "green", "demoted": "yellow", "escalated": "red"}.get(
+        result.status, "white"
+    )
+    console.print(
+        f"[{colour} bold]{result.status.upper()}[/] goal={result.goal!r}  "
+        f"reroutes={result.reroutes}  llm_calls={result.llm_calls}  "
+        f"spent=${result.spent_usd:.4f}  wall={result.wall_ms:.0f} ms"
+        + (f"\nreason: {result.reason}" if result.reason else ""),
+        highlight=False,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("run")
+    def run_cmd(
+        graph: Annotated[
+            Path, typer.Argument(help="A graph: .py (defines `graph`), .yaml, or a scenario .json")
+        ],
+        input: Annotated[
+            str | None, typer.Option("--input", "-i", help="Run input as JSON (or @file.json)")
+        ] = None,
+        scenario: Annotated[
+            str | None, typer.Option(help="Scenario id, when GRAPH is a scenario file")
+        ] = None,
+        down: Annotated[
+            list[str], typer.Option("--down", help="Mark a skill down before the run (repeatable)")
+        ] = [],  # noqa: B006
+        fail: Annotated[
+            list[str],
+            typer.Option(
+                "--fail", help="Make a skill misbehave: NAME[:exception|timeout|malformed]"
+            ),
+        ] = [],  # noqa: B006
+        budget: Annotated[
+            float | None, typer.Option(help="Hard budget in USD for this run")
+        ] = None,
+        fleet: Annotated[
+            bool,
+            typer.Option("--fleet", help="Run steps on the Celery fleet instead of in process"),
+        ] = False,
+        json_out: Annotated[
+            Path | None, typer.Option("--json", help="Write the run result as JSON here")
+        ] = None,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress")] = False,
+    ) -> None:
+        """Run GRAPH and show what ran, what was rerouted and what it cost.
+
+        Exit code: 0 completed, 3 demoted, 4 escalated, 2 bad input or spec.
+        """
+        console = Console()
+        try:
+            result = asyncio.run(
+                _run(graph, input, scenario, down, fail, budget, fleet, console, quiet)
+            )
+        except (SpecError, RunInputError, ValueError) as exc:
+            console.print(f"[red bold]error:[/] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+        print_summary(console, result)
+        if json_out:
+            json_out.write_text(result.model_dump_json(indent=2))
+        raise typer.Exit(EXIT_CODES.get(result.status, 1))
+
+
+async def _run(
+    path: Path,
+    input: str | None,
+    scenario: str | None,
+    down: list[str],
+    fail: list[str],
+    budget: float | None,
+    fleet: bool,
+    console: Console,
+    quiet: bool,
+) -> RunResult:
+    from orchestra.config import build_runner
+    from orchestra.loaders import load_any_graph
+
+    data: dict[str, Any] = {}
+    if input:
+        text = Path(input[1:]).read_text() if input.startswith("@") else input
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--input is not valid JSON: {exc.msg}") from exc
+    graph, health_down = load_any_graph(path, scenario=scenario, fail=fail)
+    runner = build_runner(
+        fleet=fleet,
+        on_decision=None if quiet else (lambda d: print_decision(console, d)),
+    )
+    for name in [*health_down, *down]:
+        if name not in graph.skills:
+            from orchestra.errors import UnknownSkillError
+
+            raise UnknownSkillError(name, field="--down", known=list(graph.skills))
+        runner.health.mark_down(
+            name, "marked down from the command line" if name in down else "scenario: down"
+        )
+    try:
+        return await runner.run(graph, data, budget_usd=budget)
+    finally:
+        await runner.executor.aclose()

@@ -1,0 +1,72 @@
+"""Settings (``ORCHESTRA_*`` environment variables) and building a runner from them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orchestra.runtime import DecisionHook, Runner
+
+__all__ = ["Settings", "build_runner", "get_settings"]
+
+
+class Settings(BaseSettings):
+    """Every setting, its environment variable and its default.
+
+    ===========================  ==========================================  ==========================
+    setting                      environment variable                        default
+    ===========================  ==========================================  ==========================
+    broker_url                   ORCHESTRA_BROKER_URL                        redis://127.0.0.1:6379/0
+    result_backend               ORCHESTRA_RESULT_BACKEND                    redis://127.0.0.1:6379/1
+    health_url                   ORCHESTRA_HEALTH_URL                        redis://127.0.0.1:6379/2
+    fleet                        ORCHESTRA_FLEET                             false
+    cooldown_s                   ORCHESTRA_COOLDOWN_S                        30
+    max_attempts                 ORCHESTRA_MAX_ATTEMPTS                      3
+    max_amount                   ORCHESTRA_MAX_AMOUNT                        (none)
+    checkpoint_url               ORCHESTRA_CHECKPOINT_URL                    sqlite:///.orchestra/runs.sqlite
+    log_level                    ORCHESTRA_LOG_LEVEL                         WARNING
+    log_json                     ORCHESTRA_LOG_JSON                          (auto: JSON unless a TTY)
+    ===========================  ==========================================  ==========================
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ORCHESTRA_", extra="ignore")
+
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    result_backend: str = "redis://127.0.0.1:6379/1"
+    health_url: str = "redis://127.0.0.1:6379/2"
+    fleet: bool = False
+    cooldown_s: float = 30.0
+    max_attempts: int = 3
+    max_amount: float | None = None
+    checkpoint_url: str = "sqlite:///.orchestra/runs.sqlite"
+    log_level: str = "WARNING"
+    log_json: bool | None = None
+
+
+def get_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)
+
+
+def build_runner(
+    settings: Settings | None = None,
+    *,
+    fleet: bool | None = None,
+    on_decision: DecisionHook | None = None,
+) -> Runner:
+    """A :class:`Runner` wired from settings: embedded by default, the Celery fleet with ``fleet``."""
+    s = settings or get_settings()
+    from orchestra.monitors import HealthBoard, default_monitors
+
+    use_fleet = s.fleet if fleet is None else fleet
+    if use_fleet:
+        from orchestra.fleet import fleet_runner  # type: ignore[import-not-found,unused-ignore]
+
+        runner: Runner = fleet_runner(s, on_decision=on_decision)
+        return runner
+    return Runner(
+        health=HealthBoard(cooldown_s=s.cooldown_s),
+        monitors=default_monitors(max_amount=s.max_amount),
+        max_attempts=s.max_attempts,
+        on_decision=on_decision,
+    )

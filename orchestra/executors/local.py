@@ -1,0 +1,91 @@
+"""Run steps in this process: the embedded default, no broker needed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from pydantic import ValidationError
+
+from orchestra.errors import ErrorPayload, MalformedOutput, ToolRaised, ToolTimeout, to_payload
+from orchestra.executors.base import StepOutcome, StepTask
+from orchestra.skills import Skill
+
+__all__ = ["LocalExecutor", "run_skill"]
+
+
+def _summary(exc: ValidationError) -> str:
+    parts = []
+    for e in exc.errors()[:3]:
+        loc = ".".join(map(str, e["loc"])) or "output"
+        parts.append(f"{loc}: {e['msg']}")
+    return "; ".join(parts)
+
+
+async def run_skill(skill: Skill, task: StepTask) -> StepOutcome:
+    """Call ``skill`` for ``task`` with its timeout and validate both ends.
+
+    Shared by every executor, so a step behaves the same in process and on a worker.
+    """
+    t0 = time.perf_counter()
+
+    def fail(err: ErrorPayload) -> StepOutcome:
+        return StepOutcome(ok=False, error=err, duration_ms=(time.perf_counter() - t0) * 1e3)
+
+    try:
+        skill.parse_input(task.arguments)
+    except ValidationError as exc:
+        return fail(
+            to_payload(
+                ToolRaised(f"input rejected by {skill.name}: {_summary(exc)}"),
+                step=task.step_id,
+                skill=skill.name,
+            )
+        )
+    try:
+        raw: Any = await asyncio.wait_for(skill.acall(task.arguments), timeout=task.timeout_s)
+    except TimeoutError:
+        return fail(
+            to_payload(
+                ToolTimeout(f"{skill.name} did not answer within {task.timeout_s:g}s"),
+                step=task.step_id,
+                skill=skill.name,
+            )
+        )
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        return fail(
+            to_payload(
+                ToolRaised(f"{skill.name} raised {type(exc).__name__}: {exc}"),
+                step=task.step_id,
+                skill=skill.name,
+            )
+        )
+    try:
+        output = skill.parse_output(raw)
+    except (ValidationError, TypeError) as exc:
+        detail = _summary(exc) if isinstance(exc, ValidationError) else str(exc)
+        return fail(
+            to_payload(
+                MalformedOutput(f"{skill.name} returned malformed output: {detail}"),
+                step=task.step_id,
+                skill=skill.name,
+            )
+        )
+    return StepOutcome(
+        ok=True, output=output, duration_ms=(time.perf_counter() - t0) * 1e3, cost_usd=skill.cost
+    )
+
+
+class LocalExecutor:
+    """Runs each attempt as an asyncio task in this process (sync skills in a thread)."""
+
+    name = "local"
+
+    async def execute(self, task: StepTask, skill: Skill) -> StepOutcome:
+        return await run_skill(skill, task)
+
+    async def aclose(self) -> None:
+        return None

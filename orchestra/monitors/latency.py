@@ -1,0 +1,59 @@
+"""Latency: weighs each skill by its latency (EWMA of observed calls, else declared)."""
+
+from __future__ import annotations
+
+from orchestra.monitors.base import MonitorContext, Priority, Signal
+
+__all__ = ["LatencyMonitor"]
+
+
+class LatencyMonitor:
+    """Adds ``latency_weight × latency_seconds`` to a skill's weight.
+
+    ``latency_weight`` is what one second of waiting is worth in cost units (default: one
+    cent per second).  Skills slower than ``slow_factor`` × their declared latency also get a
+    ``note`` in the decision log.
+    """
+
+    name = "latency"
+
+    def __init__(self, *, latency_weight: float = 0.01, slow_factor: float = 3.0):
+        self.latency_weight = latency_weight
+        self.slow_factor = slow_factor
+
+    async def check(self, ctx: MonitorContext) -> list[Signal]:
+        signals: list[Signal] = []
+        skills = ctx.graph.skills_in_use()
+        records = ctx.health.snapshot(s.name for s in skills)
+        for sk in skills:
+            if sk.milestone:
+                continue
+            observed = records[sk.name].ewma_ms
+            ms = observed if observed is not None else sk.latency_ms
+            if ms <= 0:
+                continue
+            signals.append(
+                Signal(
+                    monitor=self.name,
+                    kind="penalize",
+                    priority=Priority.LOW,
+                    skill=sk.name,
+                    extra=self.latency_weight * ms / 1000.0,
+                    reason=f"{sk.name} latency {ms:.0f} ms ({'EWMA' if observed is not None else 'declared'})",
+                )
+            )
+            if (
+                observed is not None
+                and sk.latency_ms > 0
+                and observed > self.slow_factor * sk.latency_ms
+            ):
+                signals.append(
+                    Signal(
+                        monitor=self.name,
+                        kind="note",
+                        priority=Priority.MEDIUM,
+                        skill=sk.name,
+                        reason=f"{sk.name} is slow: {observed:.0f} ms vs {sk.latency_ms:.0f} ms declared",
+                    )
+                )
+        return signals

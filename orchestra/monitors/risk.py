@@ -1,0 +1,137 @@
+"""Risk: amounts over a limit, prompt injection in tool output, personal data.
+
+Two places look at risk:
+
+* :meth:`RiskMonitor.check` runs before routing and looks at the arguments a ready step is
+  about to be called with: an amount over ``max_amount`` blocks the step (a human must
+  approve it, so the run escalates instead of paying).
+* :meth:`RiskMonitor.inspect_output` runs after a skill returned: output that carries a prompt
+  injection, or a payment card number, is treated as a failure of that skill (the run
+  reroutes to another skill for the step and never passes that text on).  E-mail addresses
+  and phone numbers give a ``note``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from orchestra.monitors.base import MonitorContext, Priority, Signal
+
+__all__ = ["RiskMonitor"]
+
+_INJECTION = re.compile(
+    r"(ignore\s+(all\s+)?(previous|prior|above)\s+(instructions|prompts?)"
+    r"|disregard\s+(all\s+)?(previous|prior|above)"
+    r"|you\s+are\s+now\s+(?:a|an|in)\b"
+    r"|reveal\s+(your\s+)?(system\s+prompt|instructions)"
+    r"|<\s*/?\s*system\s*>"
+    r"|BEGIN\s+(SYSTEM|ADMIN)\s+(PROMPT|OVERRIDE))",
+    re.IGNORECASE,
+)
+_EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b")
+_PHONE = re.compile(r"(?<!\d)\+?\d[\d\s().-]{8,}\d(?!\d)")
+_CARD = re.compile(r"(?<!\d)(?:\d[ -]?){13,19}(?!\d)")
+
+
+def _luhn(digits: str) -> bool:
+    total, parity = 0, len(digits) % 2
+    for i, ch in enumerate(digits):
+        d = int(ch)
+        if i % 2 == parity:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _strings(v)
+
+
+class RiskMonitor:
+    """Blocks steps whose amount is over a limit; vets tool output for injection and PII."""
+
+    name = "risk"
+
+    def __init__(
+        self,
+        *,
+        max_amount: float | None = None,
+        amount_fields: tuple[str, ...] = ("amount", "amount_usd", "total"),
+        block_injection: bool = True,
+        block_card_numbers: bool = True,
+    ):
+        self.max_amount = max_amount
+        self.amount_fields = amount_fields
+        self.block_injection = block_injection
+        self.block_card_numbers = block_card_numbers
+
+    async def check(self, ctx: MonitorContext) -> list[Signal]:
+        if self.max_amount is None:
+            return []
+        signals = []
+        for r in ctx.ready:
+            for f in self.amount_fields:
+                v = r.arguments.get(f)
+                if isinstance(v, int | float) and not isinstance(v, bool) and v > self.max_amount:
+                    signals.append(
+                        Signal(
+                            monitor=self.name,
+                            kind="block",
+                            priority=Priority.CRITICAL,
+                            step=r.step,
+                            reason=f"{f}={v:g} exceeds the limit {self.max_amount:g}: needs human approval",
+                        )
+                    )
+        return signals
+
+    def inspect_output(self, skill: str, output: Mapping[str, Any]) -> list[Signal]:
+        """Signals about what ``skill`` returned; a ``block`` makes the call a failure."""
+        signals: list[Signal] = []
+        for text in _strings(output):
+            hit = _INJECTION.search(text) if self.block_injection else None
+            if hit is not None:
+                signals.append(
+                    Signal(
+                        monitor=self.name,
+                        kind="block",
+                        priority=Priority.CRITICAL,
+                        skill=skill,
+                        reason=f"prompt injection in {skill} output: {hit.group(0)!r}",
+                    )
+                )
+            if self.block_card_numbers:
+                for m in _CARD.finditer(text):
+                    digits = re.sub(r"\D", "", m.group(0))
+                    if 13 <= len(digits) <= 19 and _luhn(digits):
+                        signals.append(
+                            Signal(
+                                monitor=self.name,
+                                kind="block",
+                                priority=Priority.CRITICAL,
+                                skill=skill,
+                                reason=f"payment card number in {skill} output",
+                            )
+                        )
+                        break
+            if _EMAIL.search(text) or _PHONE.search(text):
+                signals.append(
+                    Signal(
+                        monitor=self.name,
+                        kind="note",
+                        priority=Priority.LOW,
+                        skill=skill,
+                        reason=f"personal data (e-mail/phone) in {skill} output",
+                    )
+                )
+        return signals

@@ -1,0 +1,96 @@
+"""What a run leaves behind: its decision log, its step records and its outcome."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+__all__ = ["Decision", "DecisionKind", "RunResult", "RunState", "RunStatus", "StepRecord"]
+
+DecisionKind = Literal[
+    "execute",  # a call was dispatched along the current route
+    "succeed",  # the call returned valid output
+    "fail",  # the call raised, timed out, returned malformed output or was vetoed by a monitor
+    "reroute",  # the route changed: a failure, a health signal or a catalog substitute
+    "probe",  # an open circuit was given a half-open trial because no other route was left
+    "note",  # a monitor's remark that changed nothing
+    "demote",  # the main goal was out of reach; a lesser goal was chosen
+    "escalate",  # nothing reachable is left; a human must decide
+    "complete",  # the run reached its (possibly demoted) goal
+]
+RunStatus = Literal["running", "completed", "demoted", "escalated"]
+
+
+class Decision(BaseModel):
+    """One line of the decision log."""
+
+    kind: DecisionKind
+    reason: str
+    step: str | None = None
+    skill: str | None = None
+    at_ms: float = 0.0
+    route: list[str] | None = None
+    cost: float | None = None
+    error_kind: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.step}/{self.skill}" if self.skill else (self.step or "-")
+        return f"{self.kind:<9} {where:<28} {self.reason}"
+
+
+class StepRecord(BaseModel):
+    """A completed step: which skill served it and what it returned."""
+
+    step: str
+    skill: str
+    output: dict[str, Any]
+    duration_ms: float = 0.0
+    attempt: int = 1
+    worker: str | None = None
+
+
+class RunState(BaseModel):
+    """Everything needed to resume a run (checkpointed after every step)."""
+
+    run_id: str
+    graph: str
+    input: dict[str, Any] = Field(default_factory=dict)
+    status: RunStatus = "running"
+    goal: str = "goal"
+    tried_goals: list[str] = Field(default_factory=list)
+    completed: dict[str, StepRecord] = Field(default_factory=dict)
+    attempts: dict[str, int] = Field(default_factory=dict)  # "step:skill" -> attempts so far
+    decisions: list[Decision] = Field(default_factory=list)
+    spent_usd: float = 0.0
+    llm_calls: int = 0
+    reason: str = ""
+
+
+class RunResult(BaseModel):
+    """The outcome of a run."""
+
+    run_id: str
+    graph: str
+    status: RunStatus
+    goal: str
+    reason: str = ""
+    outputs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    chosen: dict[str, str] = Field(default_factory=dict)
+    path: list[str] = Field(default_factory=list)
+    decisions: list[Decision] = Field(default_factory=list)
+    spent_usd: float = 0.0
+    llm_calls: int = 0
+    wall_ms: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """The main goal was reached."""
+        return self.status == "completed"
+
+    def count(self, kind: DecisionKind) -> int:
+        return sum(1 for d in self.decisions if d.kind == kind)
+
+    @property
+    def reroutes(self) -> int:
+        return self.count("reroute")

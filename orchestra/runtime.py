@@ -1,0 +1,687 @@
+"""The run loop: monitor → route → execute → observe, until done, demoted or escalated.
+
+One iteration:
+
+1. **Monitor.** Every monitor runs concurrently and emits signals; they fold into the
+   dynamic weights of the route graph (:func:`orchestra.monitors.combine`).
+2. **Route.** For each ready step (dependencies done), Dijkstra from that step's candidates
+   to the current goal's sink picks the skill (:meth:`RouteGraph.route`).  Ready steps on
+   independent branches are dispatched together and run concurrently.
+3. **Execute** through the executor (in process, or a Celery fleet).
+4. **Observe.** Success records the output; an exception, a timeout, malformed output or a
+   risk veto is a failure: the skill's circuit opens, its weight becomes ∞, and the next
+   iteration routes around it from where the run stands.  Completed steps are never re-run.
+
+When no route is left: first a half-open trial of a circuit that opened during this run,
+then a catalog substitute (if a retriever is configured), then goal demotion (one LLM
+call), then escalation.  Every one of these is a line in the decision log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import structlog
+from opentelemetry.trace import Status, StatusCode
+from pydantic import BaseModel
+
+from orchestra import tracing
+from orchestra.demotion import choose_fallback
+from orchestra.errors import RunInputError
+from orchestra.executors.base import Executor, StepOutcome, StepTask
+from orchestra.executors.local import LocalExecutor
+from orchestra.graph import MAIN_GOAL, CompiledGraph, GoalSpec, Graph
+from orchestra.models.base import ChatModel
+from orchestra.monitors import (
+    HealthBoard,
+    Monitor,
+    MonitorContext,
+    ReadyStep,
+    RiskMonitor,
+    Signal,
+    combine,
+    default_monitors,
+    run_monitors,
+)
+from orchestra.monitors.base import NodeWeight
+from orchestra.results import Decision, DecisionKind, RunResult, RunState, StepRecord
+from orchestra.routing import INF, Route
+
+__all__ = ["Runner", "run", "run_sync"]
+
+log = structlog.get_logger("orchestra.runtime")
+
+DecisionHook = Callable[[Decision], None]
+
+
+class _Plan:
+    """The outcome of routing the ready steps toward one goal."""
+
+    def __init__(self) -> None:
+        self.choices: dict[str, tuple[str, Route]] = {}
+        self.stuck: dict[str, str] = {}  # step -> why no route
+
+    @property
+    def feasible(self) -> bool:
+        return not self.stuck
+
+
+class Runner:
+    """Runs graphs. Holds what outlives one run: executor, health board, monitors, models.
+
+    ``max_attempts`` bounds how often one skill is tried for one step in one run (the first
+    call, then half-open trials).
+    """
+
+    def __init__(
+        self,
+        *,
+        executor: Executor | None = None,
+        health: HealthBoard | None = None,
+        monitors: Sequence[Monitor] | None = None,
+        demotion_model: ChatModel | None = None,
+        retriever: Any = None,
+        max_attempts: int = 3,
+        max_amount: float | None = None,
+        checkpointer: Any = None,
+        on_decision: DecisionHook | None = None,
+    ):
+        self.executor: Executor = executor or LocalExecutor()
+        self.health = health or HealthBoard()
+        self.monitors: list[Monitor] = (
+            list(monitors) if monitors is not None else default_monitors(max_amount=max_amount)
+        )
+        self.demotion_model = demotion_model
+        self.retriever = retriever
+        self.max_attempts = max_attempts
+        self.checkpointer = checkpointer
+        self.on_decision = on_decision
+        self._risk = next((m for m in self.monitors if isinstance(m, RiskMonitor)), None)
+
+    # ------------------------------------------------------------------ public
+
+    async def run(
+        self,
+        graph: Graph | CompiledGraph,
+        input: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        run_id: str | None = None,
+        budget_usd: float | None = None,
+    ) -> RunResult:
+        """Run ``graph`` on ``input`` until it completes, is demoted or escalates."""
+        compiled = graph if isinstance(graph, CompiledGraph) else graph.compile()
+        data = _input_dict(compiled, input)
+        state = RunState(run_id=run_id or uuid.uuid4().hex[:12], graph=compiled.name, input=data)
+        return await _Run(self, compiled, state, budget_usd).execute()
+
+    async def resume(
+        self, graph: Graph | CompiledGraph, state: RunState, *, budget_usd: float | None = None
+    ) -> RunResult:
+        """Continue a run from a saved :class:`RunState`; completed steps are not re-run."""
+        compiled = graph if isinstance(graph, CompiledGraph) else graph.compile()
+        state = state.model_copy(deep=True)
+        state.status = "running"
+        return await _Run(self, compiled, state, budget_usd).execute()
+
+
+def _input_dict(
+    compiled: CompiledGraph, input: Mapping[str, Any] | BaseModel | None
+) -> dict[str, Any]:
+    model = compiled.graph.input_model
+    if isinstance(input, BaseModel):
+        return input.model_dump(mode="json")
+    data = dict(input or {})
+    if model is not None:
+        from pydantic import ValidationError
+
+        try:
+            return model.model_validate(data).model_dump(mode="json")
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            raise RunInputError(
+                f"run input of graph {compiled.name!r}: {'.'.join(map(str, e['loc']))}: {e['msg']}"
+            ) from exc
+    return data
+
+
+class _Run:
+    """One run in flight."""
+
+    def __init__(
+        self, runner: Runner, compiled: CompiledGraph, state: RunState, budget_usd: float | None
+    ):
+        self.r = runner
+        self.c = compiled
+        self.s = state
+        self.budget = budget_usd
+        self.t0 = time.perf_counter()
+        self.inflight: dict[asyncio.Task[StepOutcome], tuple[str, str, float]] = {}
+        self.failed_last: dict[
+            str, tuple[str, str]
+        ] = {}  # step -> (skill, error) of the last failure
+        self.weights: dict[tuple[str, str], NodeWeight] = {}
+        self.notes_seen: set[str] = set()
+        self.log = log.bind(run_id=state.run_id, graph=compiled.name)
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def decide(self, kind: DecisionKind, reason: str, **kw: Any) -> Decision:
+        d = Decision(
+            kind=kind, reason=reason, at_ms=round((time.perf_counter() - self.t0) * 1e3, 3), **kw
+        )
+        self.s.decisions.append(d)
+        self.log.info("decision", kind=kind, step=d.step, skill=d.skill, reason=reason)
+        tracing.decision_event(
+            kind,
+            reason,
+            {
+                "orchestra.step_id": d.step,
+                "orchestra.skill": d.skill,
+                "orchestra.route": " -> ".join(d.route) if d.route else None,
+            },
+        )
+        if self.r.on_decision is not None:
+            self.r.on_decision(d)
+        return d
+
+    def goal(self) -> GoalSpec:
+        return self.c.goals[self.s.goal]
+
+    def chosen(self) -> dict[str, str]:
+        return {s: rec.skill for s, rec in self.s.completed.items()}
+
+    def attempts(self, step: str, skill: str) -> int:
+        return self.s.attempts.get(f"{step}:{skill}", 0)
+
+    async def checkpoint(self) -> None:
+        if self.r.checkpointer is not None:
+            await self.r.checkpointer.save(self.s)
+
+    # ------------------------------------------------------------------ inputs
+
+    def arguments(self, step: str, skill: str) -> dict[str, Any]:
+        """Arguments for ``skill`` at ``step``: explicit mappings, then nearest outputs, then input."""
+        sk = self.c.skill(skill)
+        st = self.c.steps[step]
+        sources: list[Mapping[str, Any]] = [
+            self.s.completed[a].output for a in self.c.ancestors[step] if a in self.s.completed
+        ]
+        sources.append(self.s.input)
+        args: dict[str, Any] = {}
+        if sk.input_model.model_config.get("extra") == "allow":
+            for src in reversed(sources):
+                args.update(src)
+        for name in sk.input_model.model_fields:
+            if name in st.inputs:
+                src_name, _, fld = st.inputs[name].partition(".")
+                src = self.s.input if src_name == "$input" else self.s.completed[src_name].output
+                if fld not in src:
+                    raise RunInputError(
+                        f"step {step!r} maps {name!r} to {st.inputs[name]!r}, which is missing"
+                        + (" from the run input" if src_name == "$input" else "")
+                    )
+                args[name] = src[fld]
+                continue
+            for src in sources:
+                if name in src:
+                    args[name] = src[name]
+                    break
+            else:
+                if sk.input_model.model_fields[name].is_required():
+                    raise RunInputError(
+                        f"step {step!r} (skill {skill!r}) needs {name!r}: no earlier step returned it "
+                        f"and the run input lacks it; pass it in the input or map it with Step.inputs"
+                    )
+        return args
+
+    def merged_arguments(self, step: str) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for k in self.c.candidates[step]:
+            try:
+                merged.update(self.arguments(step, k))
+            except RunInputError:
+                continue
+        return merged
+
+    # ------------------------------------------------------------------ monitor + route
+
+    def ready_steps(self, goal: GoalSpec) -> list[str]:
+        running = {s for s, _, _ in self.inflight.values()}
+        return [
+            s
+            for s in self.c.order
+            if s in goal.required
+            and s not in self.s.completed
+            and s not in running
+            and all(p in self.s.completed for p in self.c.preds[s])
+        ]
+
+    async def observe_health(self, ready: Sequence[str]) -> list[Signal]:
+        ctx = MonitorContext(
+            graph=self.c,
+            health=self.r.health,
+            ready=[ReadyStep(s, self.c.candidates[s], self.merged_arguments(s)) for s in ready],
+            outputs={s: rec.output for s, rec in self.s.completed.items()},
+            spent_usd=self.s.spent_usd,
+            budget_usd=self.budget,
+        )
+        signals = await run_monitors(self.r.monitors, ctx)
+        self.weights = combine(signals, self.c.nodes())
+        rg = self.c.route
+        for (step, skill), w in self.weights.items():
+            blocked = w.blocked_by is not None
+            if self.attempts(step, skill) >= self.r.max_attempts:
+                blocked = True
+            rg.set_dynamic((step, skill), extra=w.extra, factor=INF if blocked else w.factor)
+        for sig in signals:
+            if sig.kind == "note" and sig.reason not in self.notes_seen:
+                self.notes_seen.add(sig.reason)
+                self.decide("note", sig.reason, skill=sig.skill, step=sig.step)
+        return [s for s in signals if s.kind == "halt"]
+
+    def why_blocked(self, step: str, skill: str) -> str:
+        if self.attempts(step, skill) >= self.r.max_attempts:
+            return f"{skill} gave up after {self.attempts(step, skill)} attempt(s) in this run"
+        w = self.weights.get((step, skill))
+        if w is not None and w.blocked_by is not None:
+            return w.blocked_by.reason
+        return f"{skill} has no path onward to the goal"
+
+    def plan(self, goal: GoalSpec, ready: Sequence[str]) -> _Plan:
+        plan = _Plan()
+        chosen = self.chosen()
+        for s in ready:
+            sources: dict[Any, float] = {}
+            for k in self.c.candidates[s]:
+                e = self.c.entry_cost(s, k, chosen)
+                if e is not None:
+                    sources[(s, k)] = e
+            route = self.c.route.route(sources, goal.sink)
+            if route is None:
+                plan.stuck[s] = "; ".join(self.why_blocked(s, k) for k in self.c.candidates[s])
+            else:
+                first = route.first
+                assert isinstance(first, tuple)
+                plan.choices[s] = (str(first[1]), route)
+        # a later step with every candidate blocked makes the goal infeasible too
+        for s in self.c.order:
+            if (
+                s in goal.required
+                and s not in self.s.completed
+                and s not in plan.choices
+                and all(self.c.route.blocked((s, k)) for k in self.c.candidates[s])
+            ):
+                plan.stuck[s] = "; ".join(self.why_blocked(s, k) for k in self.c.candidates[s])
+        # a ready step that is stuck only because of what lies after it: name the cause instead
+        blocked_steps = {
+            s for s in plan.stuck if all(self.c.route.blocked((s, k)) for k in self.c.candidates[s])
+        }
+        if blocked_steps:
+            for s in list(plan.stuck):
+                if s not in blocked_steps:
+                    del plan.stuck[s]
+        return plan
+
+    def preferred(self, step: str, goal: GoalSpec) -> str:
+        """The skill the static weights alone would choose (to tell a reroute from a plan)."""
+        pot = self.c.route.potential(goal.sink)
+        idx = self.c.route._index
+        chosen = self.chosen()
+        best, best_k = INF, self.c.candidates[step][0]
+        for k in self.c.candidates[step]:
+            e = self.c.entry_cost(step, k, chosen)
+            if e is None:
+                continue
+            v = e + pot[idx[(step, k)]]
+            if v < best:
+                best, best_k = v, k
+        return best_k
+
+    # ------------------------------------------------------------------ execute + observe
+
+    def dispatch(self, step: str, skill: str, route: Route, goal: GoalSpec) -> None:
+        pref = self.preferred(step, goal)
+        last = self.failed_last.get(step)
+        names = [f"{k[1]}" for k in route.nodes if isinstance(k, tuple) and len(k) == 2]
+        if last is not None and last[0] != skill:
+            self.decide(
+                "reroute",
+                f"{last[0]} failed ({last[1]}); rerouted to {skill}",
+                step=step,
+                skill=skill,
+                route=names,
+                cost=route.cost,
+            )
+        elif last is None and pref != skill:
+            self.decide(
+                "reroute",
+                f"{self.why_blocked(step, pref) if self.c.route.blocked((step, pref)) else pref + ' weighs more under current health'}; "
+                f"routed to {skill}",
+                step=step,
+                skill=skill,
+                route=names,
+                cost=route.cost,
+            )
+        key = f"{step}:{skill}"
+        self.s.attempts[key] = self.s.attempts.get(key, 0) + 1
+        sk = self.c.skill(skill)
+        if sk.milestone:
+            task_ = asyncio.ensure_future(_milestone())
+        else:
+            self.decide(
+                "execute",
+                f"route {' -> '.join(names)} (cost {route.cost:.4g})",
+                step=step,
+                skill=skill,
+                route=names,
+                cost=route.cost,
+            )
+            task = StepTask(
+                run_id=self.s.run_id,
+                step_id=step,
+                skill=skill,
+                arguments=self.arguments(step, skill),
+                attempt=self.s.attempts[key],
+                timeout_s=sk.timeout_s,
+            )
+            task_ = asyncio.ensure_future(self._call(task, sk, route))
+        self.inflight[task_] = (step, skill, time.perf_counter())
+
+    async def _call(self, task: StepTask, sk: Any, route: Route) -> StepOutcome:
+        attrs = {
+            "orchestra.cost": sk.cost,
+            "orchestra.attempt": task.attempt,
+            "orchestra.route_cost": route.cost,
+            "orchestra.health": self.r.health.status(sk.name),
+        }
+        if self.budget is not None:
+            attrs["orchestra.budget_remaining"] = self.budget - self.s.spent_usd
+        with tracing.tool_span(
+            sk.name, run_id=task.run_id, step_id=task.step_id, attributes=attrs
+        ) as span:
+            task.trace_context = tracing.inject_context()
+            outcome = await self.r.executor.execute(task, sk)
+            span.set_attribute("orchestra.duration_ms", outcome.duration_ms)
+            if outcome.worker:
+                span.set_attribute("orchestra.worker", outcome.worker)
+            if not outcome.ok and outcome.error is not None:
+                tracing.mark_error(span, outcome.error.message, _kind(outcome.error.type))
+            return outcome
+
+    async def collect(self) -> None:
+        done, _ = await asyncio.wait(list(self.inflight), return_when=asyncio.FIRST_COMPLETED)
+        for fut in done:
+            step, skill, _t = self.inflight.pop(fut)
+            outcome = fut.result()
+            sk = self.c.skill(skill)
+            if sk.milestone:
+                self.s.completed[step] = StepRecord(step=step, skill=skill, output={})
+                self.failed_last.pop(step, None)
+                continue
+            self.s.spent_usd += outcome.cost_usd
+            vetoes: list[Signal] = []
+            if outcome.ok and self._risk_inspect is not None:
+                vetoes = [
+                    v for v in self._risk_inspect(skill, outcome.output or {}) if v.kind == "block"
+                ]
+            if outcome.ok and not vetoes:
+                self.r.health.record_success(skill, outcome.duration_ms)
+                self.s.completed[step] = StepRecord(
+                    step=step,
+                    skill=skill,
+                    output=outcome.output or {},
+                    duration_ms=outcome.duration_ms,
+                    attempt=self.attempts(step, skill),
+                    worker=outcome.worker,
+                )
+                self.failed_last.pop(step, None)
+                self.decide(
+                    "succeed",
+                    f"{skill} answered in {outcome.duration_ms:.1f} ms",
+                    step=step,
+                    skill=skill,
+                )
+            else:
+                if vetoes:
+                    err, kind = vetoes[0].reason, "risk"
+                else:
+                    assert outcome.error is not None
+                    err, kind = outcome.error.message, _kind(outcome.error.type)
+                self.r.health.record_failure(skill, f"{kind}: {err}")
+                self.failed_last[step] = (skill, kind)
+                self.decide("fail", err, step=step, skill=skill, error_kind=kind)
+            await self.checkpoint()
+
+    @property
+    def _risk_inspect(self) -> Callable[[str, Mapping[str, Any]], list[Signal]] | None:
+        return self.r._risk.inspect_output if self.r._risk is not None else None
+
+    # ------------------------------------------------------------------ when stuck
+
+    def try_probe(self, plan: _Plan) -> bool:
+        """Give one open circuit on a stuck step a half-open trial, if any is left to try."""
+        for step in plan.stuck:
+            for k in self.c.candidates[step]:
+                if self.attempts(step, k) == 0 or self.attempts(step, k) >= self.r.max_attempts:
+                    continue
+                if self.r.health.status(k) == "open" and self.r.health.force_half_open(k):
+                    self.decide(
+                        "probe",
+                        f"no healthy route left for {step}; half-open trial of {k} "
+                        f"(attempt {self.attempts(step, k) + 1}/{self.r.max_attempts})",
+                        step=step,
+                        skill=k,
+                    )
+                    return True
+        return False
+
+    def try_substitute(self, plan: _Plan) -> bool:
+        """Ask the retriever for a catalog skill that can serve a stuck step."""
+        if self.r.retriever is None:
+            return False
+        for step in plan.stuck:
+            st = self.c.steps[step]
+            available = set(self.s.input)
+            for a in self.c.ancestors[step]:
+                if a in self.s.completed:
+                    available |= set(self.s.completed[a].output)
+            query = st.description or step
+            subs = self.r.retriever.substitutes(query, available, set(self.c.candidates[step]), 3)
+            for sub in subs:
+                if self.r.health.status(sub.name) in ("down", "open"):
+                    continue
+                self._add_candidate(step, sub)
+                self.decide(
+                    "reroute",
+                    f"every candidate of {step} failed; substitute {sub.name} from the catalog",
+                    step=step,
+                    skill=sub.name,
+                )
+                return True
+        return False
+
+    def _add_candidate(self, step: str, sub: Any) -> None:
+        self.c.graph.skills.add(sub, replace=True)
+        self.c.candidates[step] = (*self.c.candidates[step], sub.name)
+        rg = self.c.route
+        rg.add_node((step, sub.name))
+        chosen = self.chosen()
+        for p in self.c.preds[step]:
+            for a in self.c.candidates[p]:
+                t = self.c.transition(a, sub.name)
+                if t is not None and (p not in chosen or chosen[p] == a):
+                    rg.add_edge((p, a), (step, sub.name), t + sub.cost)
+        if not self.c.preds[step]:
+            from orchestra.graph import START
+
+            rg.add_edge(START, (step, sub.name), sub.cost)
+        for s2 in self.c.succs[step]:
+            for b in self.c.candidates[s2]:
+                t = self.c.transition(sub.name, b)
+                if t is not None:
+                    rg.add_edge((step, sub.name), (s2, b), t + self.c.skill(b).cost)
+        for name, g in list(self.c.goals.items()):
+            pinned = {k for ts, k in g.targets if ts == step}
+            if pinned and pinned >= set(self.c.candidates[step][:-1]):
+                rg.add_edge((step, sub.name), g.sink, 0.0)
+                self.c.goals[name] = GoalSpec(name, g.required, (*g.targets, (step, sub.name)))
+
+    async def demote_or_escalate(self, why: str) -> bool:
+        """Returns True if the run continues toward a lesser goal."""
+        self.s.tried_goals.append(self.s.goal)
+        reachable: list[tuple[str, list[str]]] = []
+        for name in self.c.fallback_order:
+            if name in self.s.tried_goals:
+                continue
+            g = self.c.goals[name]
+            if all(s in self.s.completed for s in g.required) and self._goal_satisfied(g):
+                reachable.append((name, sorted(g.required, key=self.c.order.index)))
+                continue
+            if self.plan(g, self.ready_steps(g)).feasible and self._goal_consistent(g):
+                reachable.append((name, sorted(g.required, key=self.c.order.index)))
+        choice = await choose_fallback(
+            self.r.demotion_model,
+            graph=self.c.name,
+            why=why,
+            completed=list(self.s.completed),
+            reachable=reachable,
+        )
+        self.s.llm_calls += choice.llm_calls
+        if choice.goal is None:
+            self.s.status = "escalated"
+            self.s.reason = f"{why}; {choice.reason}"
+            self.decide("escalate", self.s.reason)
+            return False
+        dropped = [
+            s
+            for s in self.c.order
+            if s not in self.c.goals[choice.goal].required and s not in self.s.completed
+        ]
+        self.s.goal = choice.goal
+        self.s.reason = why
+        self.decide(
+            "demote",
+            f"{why}; demoted to {choice.goal!r}: {choice.reason}"
+            + (f"; steps not run: {', '.join(dropped)}" if dropped else ""),
+        )
+        return True
+
+    def _goal_satisfied(self, g: GoalSpec) -> bool:
+        return any(
+            self.s.completed.get(s) is not None and self.s.completed[s].skill == k
+            for s, k in g.targets
+        )
+
+    def _goal_consistent(self, g: GoalSpec) -> bool:
+        """A goal pinned to a skill of a step already completed with another skill is lost."""
+        for s, k in g.targets:
+            rec = self.s.completed.get(s)
+            if rec is None or rec.skill == k:
+                return True
+        return False
+
+    # ------------------------------------------------------------------ the loop
+
+    async def execute(self) -> RunResult:
+        with tracing.run_span(self.c.name, self.s.run_id) as span:
+            result = await self._loop()
+            span.set_attribute("orchestra.status", result.status)
+            span.set_attribute("orchestra.goal", result.goal)
+            span.set_attribute("orchestra.cost", result.spent_usd)
+            span.set_attribute("orchestra.path", " -> ".join(result.path))
+            if result.status == "escalated":
+                span.set_status(Status(StatusCode.ERROR, result.reason))
+            return result
+
+    async def _loop(self) -> RunResult:
+        try:
+            while True:
+                goal = self.goal()
+                pending = [s for s in goal.required if s not in self.s.completed]
+                if not pending and not self.inflight:
+                    if self._goal_satisfied(goal):
+                        self.s.status = "completed" if self.s.goal == MAIN_GOAL else "demoted"
+                        self.decide(
+                            "complete",
+                            f"reached {'the goal' if self.s.goal == MAIN_GOAL else repr(self.s.goal)}",
+                        )
+                        break
+                    why = f"{self.s.goal!r} cannot be reached from the skills chosen"
+                    if await self.demote_or_escalate(why):
+                        continue
+                    break
+                ready = self.ready_steps(goal)
+                halts = await self.observe_health(ready)
+                plan = self.plan(goal, ready)
+                if halts or not plan.feasible:
+                    if self.inflight:
+                        await self.collect()
+                        continue
+                    if not halts and (self.try_probe(plan) or self.try_substitute(plan)):
+                        continue
+                    why = (
+                        halts[0].reason
+                        if halts
+                        else "; ".join(f"{s}: {w}" for s, w in plan.stuck.items())
+                    )
+                    if await self.demote_or_escalate(f"no feasible route ({why})"):
+                        continue
+                    break
+                for step, (skill, route) in plan.choices.items():
+                    self.dispatch(step, skill, route, goal)
+                if self.inflight:
+                    await self.collect()
+        finally:
+            for fut in self.inflight:
+                fut.cancel()
+        await self.checkpoint()
+        return self.result()
+
+    def result(self) -> RunResult:
+        order = self.c.order
+        recs = sorted(self.s.completed.values(), key=lambda r: order.index(r.step))
+        return RunResult(
+            run_id=self.s.run_id,
+            graph=self.c.name,
+            status=self.s.status,
+            goal=self.s.goal,
+            reason=self.s.reason,
+            outputs={r.step: r.output for r in recs},
+            chosen={r.step: r.skill for r in recs},
+            path=[r.skill for r in recs if not self.c.skill(r.skill).milestone],
+            decisions=list(self.s.decisions),
+            spent_usd=self.s.spent_usd,
+            llm_calls=self.s.llm_calls,
+            wall_ms=(time.perf_counter() - self.t0) * 1e3,
+        )
+
+
+async def _milestone() -> StepOutcome:
+    return StepOutcome(ok=True, output={})
+
+
+def _kind(error_type: str) -> str:
+    return {"ToolTimeout": "timeout", "MalformedOutput": "malformed"}.get(error_type, "exception")
+
+
+async def run(
+    graph: Graph | CompiledGraph,
+    input: Mapping[str, Any] | BaseModel | None = None,
+    **runner_options: Any,
+) -> RunResult:
+    """Run ``graph`` once with a fresh :class:`Runner` (``runner_options`` go to it)."""
+    budget = runner_options.pop("budget_usd", None)
+    return await Runner(**runner_options).run(graph, input, budget_usd=budget)
+
+
+def run_sync(
+    graph: Graph | CompiledGraph,
+    input: Mapping[str, Any] | BaseModel | None = None,
+    **runner_options: Any,
+) -> RunResult:
+    """:func:`run` for code that is not async."""
+    return asyncio.run(run(graph, input, **runner_options))
