@@ -27,7 +27,9 @@ __all__ = [
     "decision_event",
     "extract_context",
     "inject_context",
+    "mark_error",
     "run_span",
+    "step_span",
     "tool_span",
     "tracer",
 ]
@@ -53,6 +55,23 @@ def run_span(
     attrs.update(attributes or {})
     with tracer().start_as_current_span(
         f"invoke_agent {graph}", kind=SpanKind.INTERNAL, attributes=attrs
+    ) as span:
+        yield span
+
+
+@contextmanager
+def step_span(
+    step_id: str, *, run_id: str, skill: str, attributes: Mapping[str, Any] | None = None
+) -> Iterator[Span]:
+    """The span of one attempt of one step, on the driver: ``step {step_id}``."""
+    attrs: dict[str, Any] = {
+        "orchestra.run_id": run_id,
+        "orchestra.step_id": step_id,
+        "orchestra.skill": skill,
+    }
+    attrs.update(attributes or {})
+    with tracer().start_as_current_span(
+        f"step {step_id}", kind=SpanKind.INTERNAL, attributes=attrs
     ) as span:
         yield span
 
