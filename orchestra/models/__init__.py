@@ -1,5 +1,60 @@
-"""LLM access: one chat interface, and (later) the budget-aware model router around it."""
+"""LLM access: one chat interface, and the budget-aware model router around it.
 
+* :mod:`~orchestra.models.base` — :class:`ChatModel`, the one interface every LLM call uses;
+* :mod:`~orchestra.models.backends` — :class:`Backend` specs and :class:`LiteLLMChatModel`
+  (the only module that imports litellm);
+* :mod:`~orchestra.models.budget` — the run's hard budget: :class:`InMemoryLedger`,
+  :class:`RedisLedger`;
+* :mod:`~orchestra.models.policy` — difficulty features, :class:`SuccessPredictor`,
+  :class:`RoutingPolicy` and its ``quality`` knob;
+* :mod:`~orchestra.models.router` — :class:`ModelRouter`, a ChatModel that picks a backend
+  per call under the budget and routes around failing backends;
+* :mod:`~orchestra.models.serve` — :class:`VLLMServer`, the local vLLM server.
+"""
+
+from orchestra.models.backends import Backend, BackendError, LiteLLMChatModel, Prices
 from orchestra.models.base import ChatMessage, ChatModel, ChatResponse, Usage
+from orchestra.models.budget import (
+    BudgetRefusal,
+    BudgetSnapshot,
+    InMemoryLedger,
+    Ledger,
+    RedisLedger,
+    Reservation,
+)
+from orchestra.models.policy import RoutingPolicy, RoutingRow, SuccessPredictor, load_rows
+from orchestra.models.router import (
+    AllBackendsFailed,
+    BackendHealth,
+    ModelRouter,
+    RouteDecision,
+    RoutedResponse,
+)
+from orchestra.models.serve import VLLMServer
 
-__all__ = ["ChatMessage", "ChatModel", "ChatResponse", "Usage"]
+__all__ = [
+    "AllBackendsFailed",
+    "Backend",
+    "BackendError",
+    "BackendHealth",
+    "BudgetRefusal",
+    "BudgetSnapshot",
+    "ChatMessage",
+    "ChatModel",
+    "ChatResponse",
+    "InMemoryLedger",
+    "Ledger",
+    "LiteLLMChatModel",
+    "ModelRouter",
+    "Prices",
+    "RedisLedger",
+    "Reservation",
+    "RouteDecision",
+    "RoutedResponse",
+    "RoutingPolicy",
+    "RoutingRow",
+    "SuccessPredictor",
+    "Usage",
+    "VLLMServer",
+    "load_rows",
+]

@@ -1,0 +1,250 @@
+"""Agent profiles, and the skills that turn them into graph steps.
+
+An :class:`AgentProfile` is a YAML file in ``agents/`` (role, instructions, the skills the
+agent may use, and its model-tier policy)::
+
+    name: summarizer
+    role: a concise technical summarizer
+    instructions: Summarize the text in at most three sentences.
+    allowed_skills: []
+    tiers: {min_tier: 0, max_tier: 1, quality: 0.5}
+    max_tokens: 200
+    prompt: "Summarize this:\\n{text}"
+
+:func:`agent_skill` turns a profile and a :class:`~orchestra.models.base.ChatModel` (normally
+the :class:`~orchestra.models.router.ModelRouter`) into a :class:`~orchestra.skills.Skill`: a
+step's candidate like any tool.  Its function renders the prompt from the step's input
+fields, calls the model (the router picks the backend within the profile's tiers and the
+run's budget) and returns ``{"text", "model", "cost_usd"}``.
+
+Profiles are registered explicitly in an :class:`AgentRegistry` (no code loaded by import
+path from a spec); :func:`bundled_agents` reads the project's ``agents/`` folder.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from orchestra.errors import SpecError, UnknownSkillError
+from orchestra.models.base import ChatMessage, ChatModel
+from orchestra.skills import Skill
+
+__all__ = [
+    "AgentInput",
+    "AgentOutput",
+    "AgentProfile",
+    "AgentRegistry",
+    "AgentSpecError",
+    "TierPolicy",
+    "agent_skill",
+    "bundled_agents",
+]
+
+
+class AgentSpecError(SpecError):
+    """A malformed agent profile; ``field`` names what to fix."""
+
+
+class TierPolicy(BaseModel):
+    """Which model tiers an agent may use, and how much quality it buys (router knob)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_tier: int | None = Field(default=None, ge=0)
+    max_tier: int | None = Field(default=None, ge=0)
+    quality: float | None = Field(default=None, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TierPolicy:
+        if (
+            self.min_tier is not None
+            and self.max_tier is not None
+            and self.min_tier > self.max_tier
+        ):
+            raise ValueError("min_tier must be <= max_tier")
+        return self
+
+
+class AgentProfile(BaseModel):
+    """An LLM agent: who it is, what it is told, which skills and model tiers it may use.
+
+    ``prompt`` is a ``str.format`` template over the step's input fields (``{text}``);
+    without one, every input field is rendered as ``name: value`` lines.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, pattern=r"^[a-z][a-z0-9_\-]*$")
+    role: str = Field(min_length=1)
+    instructions: str = ""
+    allowed_skills: tuple[str, ...] = ()
+    tiers: TierPolicy = Field(default_factory=TierPolicy)
+    max_tokens: int = Field(default=256, ge=1)
+    prompt: str | None = None
+    source: str | None = Field(default=None, exclude=True)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> AgentProfile:
+        """Load one profile; :class:`AgentSpecError` names the file and the bad field."""
+        p = Path(path)
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise AgentSpecError(f"cannot read profile: {exc}", source=str(p)) from exc
+        if not isinstance(data, dict):
+            raise AgentSpecError("a profile is a YAML mapping", source=str(p))
+        try:
+            return cls.model_validate({**data, "source": str(p)})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise AgentSpecError(
+                err["msg"], field=".".join(map(str, err["loc"])), source=str(p)
+            ) from exc
+
+    def prompt_fields(self) -> list[str]:
+        """The input fields the prompt template names (empty without a template)."""
+        if not self.prompt:
+            return []
+        return [f for _, f, _, _ in string.Formatter().parse(self.prompt) if f]
+
+    def system_message(self) -> ChatMessage:
+        """The system message: role and instructions."""
+        text = f"You are {self.role}."
+        if self.instructions:
+            text += "\n" + self.instructions.strip()
+        return ChatMessage(role="system", content=text)
+
+    def messages(self, inputs: Mapping[str, Any]) -> list[ChatMessage]:
+        """The chat for one call: system message, then the rendered user prompt."""
+        if self.prompt:
+            missing = [f for f in self.prompt_fields() if f not in inputs]
+            if missing:
+                raise AgentSpecError(
+                    f"the prompt needs input field(s) {missing}, the step gave {sorted(inputs)}",
+                    field="prompt",
+                    source=self.source or self.name,
+                )
+            user = self.prompt.format_map(dict(inputs))
+        else:
+            user = "\n".join(f"{k}: {v}" for k, v in inputs.items())
+        return [self.system_message(), ChatMessage(role="user", content=user)]
+
+    def check_skills(self, known: Iterable[str]) -> None:
+        """Raise :class:`UnknownSkillError` for an allowed skill that is not registered."""
+        names = list(known)
+        for i, s in enumerate(self.allowed_skills):
+            if s not in names:
+                raise UnknownSkillError(
+                    s, field=f"allowed_skills.{i}", source=self.source or self.name, known=names
+                )
+
+
+class AgentInput(BaseModel):
+    """An agent step's input: any fields, rendered into the prompt."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class AgentOutput(BaseModel):
+    """What an agent step returns."""
+
+    text: str
+    model: str
+    cost_usd: float = 0.0
+
+
+def agent_skill(profile: AgentProfile, model: ChatModel, *, name: str | None = None) -> Skill:
+    """A :class:`Skill` that answers with ``model`` as ``profile`` (a graph step's candidate).
+
+    The call's metadata carries the profile's tier policy and name, so a router keeps the
+    agent within its tiers and learns per agent.
+    """
+    metadata: dict[str, Any] = {"agent": profile.name, "role": profile.role}
+    for key in ("min_tier", "max_tier", "quality"):
+        val = getattr(profile.tiers, key)
+        if val is not None:
+            metadata[key] = val
+
+    async def run(**fields: Any) -> AgentOutput:
+        step_md = fields.pop("_metadata", None)
+        md = {**metadata, **(step_md if isinstance(step_md, Mapping) else {})}
+        resp = await model.chat(
+            profile.messages(fields), max_tokens=profile.max_tokens, metadata=md
+        )
+        return AgentOutput(text=resp.text, model=resp.model, cost_usd=resp.cost_usd)
+
+    return Skill(
+        name=name or f"agent.{profile.name}",
+        description=f"LLM agent: {profile.role}",
+        capability=f"agent.{profile.name}",
+        tags=("agent",),
+        timeout_s=600.0,
+        idempotent=False,
+        body=profile.instructions,
+        source=profile.source,
+        input_model=AgentInput,
+        output_model=AgentOutput,
+        fn=run,
+    )
+
+
+class AgentRegistry(Mapping[str, AgentProfile]):
+    """An explicit name → profile table."""
+
+    def __init__(self, profiles: Iterable[AgentProfile] = ()):
+        self._profiles: dict[str, AgentProfile] = {}
+        for p in profiles:
+            self.add(p)
+
+    def add(self, profile: AgentProfile) -> AgentProfile:
+        """Register a profile; a second profile with the same name is an error."""
+        if profile.name in self._profiles and self._profiles[profile.name] != profile:
+            raise AgentSpecError(
+                "another profile already has this name",
+                field="name",
+                source=profile.source or profile.name,
+            )
+        self._profiles[profile.name] = profile
+        return profile
+
+    def load_dir(self, folder: str | Path) -> AgentRegistry:
+        """Register every ``*.yaml``/``*.yml`` profile in ``folder``."""
+        root = Path(folder)
+        if not root.is_dir():
+            raise AgentSpecError(f"no such folder {root}", field="agents")
+        for path in sorted([*root.glob("*.yaml"), *root.glob("*.yml")]):
+            self.add(AgentProfile.from_yaml(path))
+        return self
+
+    def require(self, name: str) -> AgentProfile:
+        """The profile named ``name``; :class:`AgentSpecError` lists the known ones."""
+        try:
+            return self._profiles[name]
+        except KeyError:
+            raise AgentSpecError(
+                f"unknown agent {name!r}; known: {sorted(self._profiles)}", field="agent"
+            ) from None
+
+    def skills(self, model: ChatModel) -> list[Skill]:
+        """One :func:`agent_skill` per profile, all calling ``model``."""
+        return [agent_skill(p, model) for p in self._profiles.values()]
+
+    def __getitem__(self, name: str) -> AgentProfile:
+        return self.require(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._profiles)
+
+    def __len__(self) -> int:
+        return len(self._profiles)
+
+
+def bundled_agents() -> AgentRegistry:
+    """The profiles shipped in the project's ``agents/`` folder."""
+    return AgentRegistry().load_dir(Path(__file__).resolve().parents[1] / "agents")
