@@ -400,8 +400,8 @@ class _Run:
         }
         if self.budget is not None:
             attrs["orchestra.budget_remaining"] = self.budget - self.s.spent_usd
-        with tracing.tool_span(
-            sk.name, run_id=task.run_id, step_id=task.step_id, attributes=attrs
+        with tracing.step_span(
+            task.step_id, run_id=task.run_id, skill=sk.name, attributes=attrs
         ) as span:
             task.trace_context = tracing.inject_context()
             outcome = await self.r.executor.execute(task, sk)

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from orchestra import tracing
 from orchestra.errors import ErrorPayload, MalformedOutput, ToolRaised, ToolTimeout, to_payload
 from orchestra.executors.base import StepOutcome, StepTask
 from orchestra.skills import Skill
@@ -26,8 +27,21 @@ def _summary(exc: ValidationError) -> str:
 async def run_skill(skill: Skill, task: StepTask) -> StepOutcome:
     """Call ``skill`` for ``task`` with its timeout and validate both ends.
 
-    Shared by every executor, so a step behaves the same in process and on a worker.
+    Shared by every executor, so a step behaves the same in process and on a worker; the
+    call is the ``execute_tool`` span (a child of the driver's step span, even across
+    processes, through ``task.trace_context``).
     """
+    with (
+        tracing.extract_context(task.trace_context),
+        tracing.tool_span(skill.name, run_id=task.run_id, step_id=task.step_id) as span,
+    ):
+        outcome = await _run_skill(skill, task)
+        if not outcome.ok and outcome.error is not None:
+            tracing.mark_error(span, outcome.error.message, outcome.error.type)
+        return outcome
+
+
+async def _run_skill(skill: Skill, task: StepTask) -> StepOutcome:
     t0 = time.perf_counter()
 
     def fail(err: ErrorPayload) -> StepOutcome:
