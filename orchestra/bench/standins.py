@@ -170,7 +170,8 @@ def make_standin(
     """
     own = [f for f in faults if f.tool == name]
 
-    async def standin(upstream: str | None = None) -> StandinOutput:
+    async def standin(args: StandinInput) -> StandinOutput:
+        upstream = args.upstream
         n = recorder.next_call(name)
         token = f"{recorder.system}/{name}#{n}"
         if down:
