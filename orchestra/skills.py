@@ -305,6 +305,9 @@ class SkillRegistry(Mapping[str, Skill]):
     def __getitem__(self, name: str) -> Skill:
         return self.require(name)
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._skills
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._skills)
 

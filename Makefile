@@ -1,0 +1,42 @@
+# The two fresh-machine commands of the README:
+#   make demo   installs Orchestra and runs the flagship workflow embedded (no broker, no API key)
+#   make test   installs everything the tests need, starts the services, runs the whole suite
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: demo test install install-dev services vllm lint typecheck bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e .
+
+install-dev: $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+
+demo: install
+	$(BIN)/orchestra run graphs/refund.py -i '{"customer_id": "c-42", "amount": 30}' --fail stripe_refund
+
+services:
+	bash scripts/ensure-services.sh
+
+vllm:
+	bash scripts/setup-vllm.sh
+
+test: install-dev services vllm
+	$(BIN)/ruff check orchestra tests
+	$(BIN)/mypy orchestra
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install-dev
+	$(BIN)/ruff check orchestra tests && $(BIN)/ruff format --check orchestra tests
+
+typecheck: install-dev
+	$(BIN)/mypy orchestra
+
+clean:
+	rm -rf $(VENV) .orchestra .pytest_cache .mypy_cache .ruff_cache

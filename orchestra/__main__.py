@@ -1,0 +1,5 @@
+"""``python -m orchestra`` runs the command line."""
+
+from orchestra.cli import main
+
+main()
