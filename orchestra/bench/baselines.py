@@ -53,6 +53,7 @@ from orchestra.skills import Skill
 
 __all__ = [
     "ReActPolicy",
+    "RunStatus",
     "ScriptedReActModel",
     "StaticHop",
     "SystemRun",
@@ -192,7 +193,7 @@ class ToolCallFailed(Exception):
 async def call_tool(tool: Skill, upstream: str | None) -> dict[str, Any]:
     """Call ``tool`` with the previous step's token, enforce its timeout, validate its output."""
     try:
-        raw = await asyncio.wait_for(tool.acall({"upstream": upstream}), timeout=tool.timeout_s)
+        raw = await asyncio.wait_for(tool.acall({"token": upstream}), timeout=tool.timeout_s)
     except TimeoutError as exc:
         raise ToolCallFailed(tool.name, "timeout", f"no answer within {tool.timeout_s}s") from exc
     except Exception as exc:

@@ -88,9 +88,11 @@ def generate(
         for si in range(scenarios_per_graph):
             down = sorted(rng.sample(tools, k=rng.randint(0, min(max_down, len(tools)))))
             faults = []
-            for _ in range(rng.randint(0, max_faults)):
+            # at most one fault per tool, so a finite one (count <= 2) stays recoverable
+            # within three attempts, the retry budget of every system here
+            for tool in rng.sample(tools, k=rng.randint(0, min(max_faults, len(tools)))):
                 fault: dict[str, Any] = {
-                    "tool": rng.choice(tools),
+                    "tool": tool,
                     "kind": rng.choice(_KINDS),
                     "from_call": rng.choice((1, 1, 1, 2)),
                 }

@@ -5,8 +5,9 @@ workflow) runs a scenario on its own fresh set of stand-ins built here, so that 
 system *claims* can be checked against what its tools *did*.
 
 A stand-in is an ordinary :class:`~orchestra.skills.Skill` built with :func:`@skill
-<orchestra.skills.skill>`.  It takes the token of the step before it (``upstream``) and
-returns :class:`StandinOutput` with a token unique to the call.  Its scenario faults show
+<orchestra.skills.skill>`.  It takes the token of the step before it (input field
+``token``, so a runner that feeds each step the fields of the nearest earlier output hands
+it over by itself) and returns :class:`StandinOutput` with a token unique to the call.  Its scenario faults show
 when it is called:
 
 * ``exception``: the call raises :class:`InjectedFault`;
@@ -65,11 +66,15 @@ class ToolDown(ConnectionError):
 
 
 class StandinInput(BaseModel):
-    """What a stand-in takes: the token of the step whose output it builds on."""
+    """What a stand-in takes: the token of the output it builds on (none for a first step).
 
-    model_config = ConfigDict(extra="allow")
+    It is named like the output's ``token`` field so that a runner passing each step the
+    fields of the nearest earlier output chains the calls without a mapping.
+    """
 
-    upstream: str | None = None
+    model_config = ConfigDict(extra="ignore")
+
+    token: str | None = None
 
 
 class StandinOutput(BaseModel):
@@ -171,7 +176,7 @@ def make_standin(
     own = [f for f in faults if f.tool == name]
 
     async def standin(args: StandinInput) -> StandinOutput:
-        upstream = args.upstream
+        upstream = args.token
         n = recorder.next_call(name)
         token = f"{recorder.system}/{name}#{n}"
         if down:
@@ -239,14 +244,12 @@ def build_standins(
 ) -> Standins:
     """Fresh stand-ins for every tool of ``graph`` (milestones excluded) for ``system``.
 
-    A tool's ``cost`` is the cheapest edge into it (the skill carries it for routers that
-    weigh skills; the edge costs stay the source of truth).
+    Every stand-in costs 0 per call: in the scenario format the edge costs are the whole
+    cost of a route, and a router that adds skill cost to transition cost must not count
+    them twice.
     """
     recorder = CallRecorder(system)
     down = set(scenario.down)
-    cost_in: dict[str, float] = {}
-    for e in graph.edges:
-        cost_in[e.target] = min(cost_in.get(e.target, e.cost), e.cost)
     tools = {
         t: make_standin(
             t,
@@ -255,7 +258,6 @@ def build_standins(
             down=t in down,
             latency_s=latency_s,
             timeout_s=timeout_s,
-            cost=cost_in.get(t, 0.0),
         )
         for t in graph.tools
     }

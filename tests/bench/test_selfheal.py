@@ -74,8 +74,8 @@ class TestStandins:
         """Every successful call returns its own token and logs upstream and outcome."""
         rec = CallRecorder("sys")
         tool = make_standin("A", [], rec)
-        a = tool.parse_output(await tool.acall({"upstream": "x"}))
-        b = tool.parse_output(await tool.acall({"upstream": "y"}))
+        a = tool.parse_output(await tool.acall({"token": "x"}))
+        b = tool.parse_output(await tool.acall({"token": "y"}))
         assert a["token"] != b["token"]
         assert [(r.call_number, r.outcome, r.upstream) for r in rec.calls] == [
             (1, "ok", "x"),
@@ -177,7 +177,7 @@ class TestJudge:
         for tool, up, healthy in calls:
             faults = [] if healthy else [Fault(tool=tool, kind="malformed")]
             upstream = tokens[-1] if up == PREV else up
-            raw = await make_standin(tool, faults, rec).acall({"upstream": upstream})
+            raw = await make_standin(tool, faults, rec).acall({"token": upstream})
             tokens.append(raw.token if isinstance(raw, StandinOutput) else raw["token"])
         return rec, tokens
 
@@ -304,23 +304,40 @@ class TestStatic:
 
 
 @needs_paper19
-async def test_paper19_baselines() -> None:
-    """Both baselines are judged correct on all 19 and never fail silently."""
-    report = await run_bench(PAPER19, ("react", "static"))
+async def test_paper19_all_three_systems() -> None:
+    """Acceptance: orchestra 19/19, at most 9 LLM calls, no silent failure; baselines measured."""
+    report = await run_bench(PAPER19)
+    orch = report["systems"]["orchestra"]
+    assert orch["scenarios"] == 19 and orch["correct"] == 19
+    assert orch["llm_calls"] <= 9 and orch["silent_failures"] == 0
     react, static = report["systems"]["react"], report["systems"]["static"]
-    assert react["scenarios"] == 19 and react["correct"] == 19 and react["silent_failures"] == 0
-    assert react["llm_calls"] >= 19 * 4
-    assert static["correct"] == 19 and static["silent_failures"] == 0 and static["llm_calls"] == 0
+    assert react["correct"] == 19 and react["silent_failures"] == 0
+    assert react["llm_calls"] >= 19 * 4  # one model call per decision, final answers included
+    assert static["silent_failures"] == 0 and static["llm_calls"] == 0
+    for s in report["per_scenario"]:  # orchestra never calls a tool the probe reported down
+        assert not set(s["down"]) & set(s["systems"]["orchestra"]["path"])
 
 
-async def test_faults_file_baselines() -> None:
-    report = await run_bench(FAULTS, ("react", "static"), timeout_s=0.02)
-    assert report["systems"]["react"]["silent_failures"] == 0
-    assert report["systems"]["static"]["silent_failures"] == 0
-    assert report["systems"]["react"]["correct"] == report["systems"]["react"]["scenarios"]
+async def test_faults_file_all_three_systems() -> None:
+    """Acceptance: with runtime faults, orchestra 0 silent and at most a tenth of react's LLM calls."""
+    report = await run_bench(FAULTS, timeout_s=0.02)
+    orch, react = report["systems"]["orchestra"], report["systems"]["react"]
+    assert orch["silent_failures"] == 0
+    assert orch["llm_calls"] * 10 <= react["llm_calls"]
+    assert orch["correct"] == orch["scenarios"] and orch["demotions"] >= 1
+    assert react["silent_failures"] == 0 and report["systems"]["static"]["silent_failures"] == 0
     kinds = {f["kind"] for s in report["per_scenario"] for f in s["faults"]}
     assert kinds == {"exception", "timeout", "malformed"}
     assert {s["expected"] for s in report["per_scenario"]} == {"complete", "demote", "escalate"}
+
+
+async def test_generated_file_orchestra_never_fails_silently() -> None:
+    """A random layered file with faults: orchestra 0 silent, LLM calls <= react's / 10."""
+    sf = ScenarioFile.model_validate(generate(11, graphs=2, scenarios_per_graph=6))
+    report = await run_bench(sf, ("orchestra", "react"), timeout_s=0.02)
+    orch, react = report["systems"]["orchestra"], report["systems"]["react"]
+    assert orch["silent_failures"] == 0 and orch["failed"] == 0
+    assert orch["llm_calls"] * 10 <= react["llm_calls"]
 
 
 def test_generator_is_seeded_and_valid() -> None:
