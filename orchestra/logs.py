@@ -1,4 +1,16 @@
-"""structlog set-up: pretty in a terminal, JSON in production, quiet by default in libraries."""
+"""structlog set-up: pretty in a terminal, JSON in production, quiet by default in libraries.
+
+Every line logged inside a span carries ``trace_id`` and ``span_id`` (so a log search and a
+Jaeger trace meet), and secrets (API keys, bearer tokens, passwords in URLs, values of
+``*key*``/``*token*``/``*secret*``/``*password*`` fields) are scrubbed before rendering; see
+:func:`orchestra.tracing.log_processors` and :mod:`orchestra.redact`.
+
+::
+
+    configure_logging("INFO")                 # pretty on a TTY, JSON otherwise
+    configure_logging("INFO", json=True)      # always JSON (production)
+    configure_logging("INFO", stdlib=True)    # also render stdlib logging (Celery, litellm)
+"""
 
 from __future__ import annotations
 
@@ -10,38 +22,69 @@ import structlog
 
 __all__ = ["configure_logging"]
 
+_HANDLER_NAME = "orchestra"
+
 
 def configure_logging(
-    level: str | int = "WARNING", *, json: bool | None = None, stream: Any = None
+    level: str | int = "WARNING",
+    *,
+    json: bool | None = None,
+    stream: Any = None,
+    stdlib: bool = False,
 ) -> None:
     """Configure structlog for Orchestra's (and your) log lines.
 
     ``json=None`` picks JSON when the stream is not a terminal.  Processors added by
     :mod:`orchestra.tracing` put ``trace_id``/``span_id`` on every line logged inside a span
-    and scrub secrets.
+    and scrub secrets.  ``stdlib=True`` also routes the standard library's ``logging`` (Celery,
+    litellm, httpx…) through the same processors and renderer, via one root handler.
     """
     out = stream or sys.stderr
     lvl = logging.getLevelName(level.upper()) if isinstance(level, str) else level
-    use_json = (not out.isatty()) if json is None else json
-    processors: list[Any] = [
+    use_json = (not _isatty(out)) if json is None else json
+    shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     from orchestra import tracing
 
-    processors.extend(getattr(tracing, "log_processors", list)())
-    processors.append(
+    shared.extend(getattr(tracing, "log_processors", list)())
+    renderer: Any = (
         structlog.processors.JSONRenderer()
         if use_json
-        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+        else structlog.dev.ConsoleRenderer(colors=_isatty(out))
     )
     structlog.configure(
-        processors=processors,
+        processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
+    if stdlib:
+        _route_stdlib(shared, renderer, out, lvl)
+
+
+def _isatty(out: Any) -> bool:
+    isatty = getattr(out, "isatty", None)
+    return bool(isatty()) if callable(isatty) else False
+
+
+def _route_stdlib(shared: list[Any], renderer: Any, out: Any, level: int) -> None:
+    """One root handler rendering stdlib records through the structlog processors."""
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(out)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if h.get_name() == _HANDLER_NAME:
+            root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(level)
 
 
 def _default() -> None:
