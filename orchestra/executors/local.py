@@ -88,8 +88,18 @@ async def _run_skill(skill: Skill, task: StepTask) -> StepOutcome:
                 skill=skill.name,
             )
         )
+    # a skill that reports its own spend (an agent's model calls) in `cost_usd` has it booked
+    reported = output.get("cost_usd")
+    extra = (
+        float(reported)
+        if isinstance(reported, int | float) and not isinstance(reported, bool)
+        else 0.0
+    )
     return StepOutcome(
-        ok=True, output=output, duration_ms=(time.perf_counter() - t0) * 1e3, cost_usd=skill.cost
+        ok=True,
+        output=output,
+        duration_ms=(time.perf_counter() - t0) * 1e3,
+        cost_usd=skill.cost + max(extra, 0.0),
     )
 
 
