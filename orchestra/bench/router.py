@@ -98,11 +98,17 @@ def evaluate(
     quality: float = 0.7,
     test_fraction: float = 0.3,
     seed: int = 0,
+    c: float = 1.0,
 ) -> dict[str, Any]:
     """Run the benchmark on ``rows`` (:class:`~orchestra.models.policy.RoutingRow`); return the report."""
     import numpy as np
 
-    from orchestra.models.policy import SuccessPredictor, choose_columns
+    from orchestra.models.policy import (
+        CostPredictor,
+        SuccessPredictor,
+        choose_columns,
+        quality_price,
+    )
 
     models = sorted({m for r in rows for m in r.models})
     if len(models) < 2:
@@ -131,18 +137,22 @@ def evaluate(
     pred_fit = np.maximum(design_fit @ coef, floor)
     cap = np.maximum((c_fit - pred_fit).max(axis=0), 0.0)  # the max_tokens analogue
     design_test = np.stack([np.ones(n), lengths(test)], axis=1)
-    exp_test = np.maximum(design_test @ coef, floor)
-    bound_test = exp_test + cap
+    bound_test = np.maximum(design_test @ coef, floor) + cap
 
     cheapest = int(np.argmin(c_fit.mean(axis=0)))
     strongest = int(max(range(k), key=lambda j: (s_fit[:, j].mean(), -c_fit[:, j].mean())))
 
-    predictor = SuccessPredictor().fit(fit)
-    p_test = predictor.predict_matrix([(r.prompt, {"source": r.source}) for r in test], models)
-    p_fit = predictor.predict_matrix([(r.prompt, {"source": r.source}) for r in fit], models)
-    scale = float(np.mean(pred_fit[:, strongest] - pred_fit[:, cheapest]))
+    predictor = SuccessPredictor(c=c).fit(fit)
+    cost_model = CostPredictor(predictor).fit(fit)
+    items_test = [(r.prompt, {"source": r.source}) for r in test]
+    items_fit = [(r.prompt, {"source": r.source}) for r in fit]
+    p_test = predictor.predict_matrix(items_test, models)
+    p_fit = predictor.predict_matrix(items_fit, models)
+    exp_test = cost_model.predict_matrix(items_test, models)
+    exp_fit = cost_model.predict_matrix(items_fit, models)
+    scale = float(np.mean(exp_fit[:, strongest] - exp_fit[:, cheapest]))
     scale = (
-        scale if scale > 0 else float(np.mean(pred_fit.max(axis=1) - pred_fit.min(axis=1)) or 1e-6)
+        scale if scale > 0 else float(np.mean(exp_fit.max(axis=1) - exp_fit.min(axis=1)) or 1e-6)
     )
 
     score_lo, score_hi = s_test[:, cheapest].mean(), s_test[:, strongest].mean()
@@ -172,6 +182,16 @@ def evaluate(
             "cost_usd": o_cost,
             **_curve_metrics(orch_pts),
             "quality": quality,
+            "operating_points": {
+                f"{oq:g}": dict(
+                    zip(
+                        ("score", "cost_usd"),
+                        run_cols(choose_columns(p_test, exp_test, oq, scale)),
+                        strict=True,
+                    )
+                )
+                for oq in (0.5, 0.7, 0.8, 0.9, 0.95, 1.0)
+            },
             "calls_by_model": {m: int((o_cols == j).sum()) for j, m in enumerate(models)},
         }
     }
@@ -212,13 +232,14 @@ def evaluate(
         ]
     spend_fit_by_q = np.array(
         [
-            pred_fit[np.arange(len(fit)), choose_columns(p_fit, pred_fit, float(q), scale)].mean()
+            exp_fit[np.arange(len(fit)), choose_columns(p_fit, exp_fit, float(q), scale)].mean()
             for q in qs
         ]
     )
 
     def orch_order(i: int, q: float) -> list[int]:
-        util = p_test[i] - (1 - q) * exp_test[i] / scale
+        price = quality_price(q)
+        util = -exp_test[i] if math.isinf(price) else p_test[i] - price * exp_test[i] / scale
         return sorted(range(k), key=lambda j: (-util[j], exp_test[i, j]))
 
     def paced_quality(left: float, rows_left: int) -> float:
@@ -409,16 +430,29 @@ def register(app: typer.Typer) -> None:
                 str(p["budget_violations"]),
             )
         console.print(t)
-        bt = Table(title="under a hard budget (spend / score / demoted calls / violations)")
-        bt.add_column("budget USD", justify="right")
-        for name in report["policies"]:
-            bt.add_column(name, justify="right")
+        bt = Table(title="under a hard budget, every call through the ledger")
+        for col in (
+            "budget USD",
+            "policy",
+            "spend USD",
+            "score",
+            "demoted",
+            "truncated",
+            "violations",
+        ):
+            bt.add_column(col, justify="left" if col == "policy" else "right")
         for b in report["budgets"]:
-            cells = [
-                f"${v['spend_usd']:.4f} / {v['score']:.4f} / {v['demoted']} / {v['budget_violations']}"
-                for v in b["policies"].values()
-            ]
-            bt.add_row(f"{b['budget_usd']:.4f}", *cells)
+            for i, (name, v) in enumerate(b["policies"].items()):
+                bt.add_row(
+                    f"{b['budget_usd']:.4f}" if i == 0 else "",
+                    name,
+                    f"{v['spend_usd']:.4f}",
+                    f"{v['score']:.4f}",
+                    str(v["demoted"]),
+                    str(v["truncated"]),
+                    str(v["budget_violations"]),
+                    end_section=i == len(b["policies"]) - 1,
+                )
         console.print(bt)
         if json_out is not None:
             json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,11 +11,12 @@ The policy has three parts, each replaceable:
   keeps learning online from outcomes, one SGD step each.  A model it has never seen starts
   from a prior success rate (by tier);
 * :class:`RoutingPolicy` ranks the candidates for one call.  The one knob is ``quality`` in
-  [0, 1]: a pricier model is preferred over a cheaper one when its predicted gain in success
-  is at least ``1 - quality`` per ``cost_scale_usd`` of extra expected cost.  In other words
-  the router picks ``argmax_m  p_m - (1 - quality) * cost_m / cost_scale_usd``: the cheapest
-  model predicted sufficient, where ``quality = 0`` always takes the cheapest and
-  ``quality = 1`` takes the most likely to succeed whatever it costs.
+  [0, 1].  With ``price = (1 - quality) / quality`` the router picks
+  ``argmax_m  p_m - price * cost_m / cost_scale_usd``: a pricier model wins over a cheaper
+  one only when its predicted gain in success is at least ``price`` per ``cost_scale_usd``
+  of extra expected cost — the cheapest model predicted sufficient.  ``quality = 0`` always
+  takes the cheapest, ``0.5`` pays one cost-scale for a whole expected success, ``0.9`` for
+  +0.11, and ``1`` takes the most likely to succeed whatever it costs.
 """
 
 from __future__ import annotations
@@ -37,12 +38,14 @@ from pydantic import BaseModel, Field
 from orchestra.errors import ConfigError
 
 __all__ = [
+    "CostPredictor",
     "ModelOutcome",
     "RoutingPolicy",
     "RoutingRow",
     "SuccessPredictor",
     "difficulty_tokens",
     "load_rows",
+    "quality_price",
 ]
 
 _WORD = re.compile(r"[a-z]+|\d+|[^\sa-z\d]")
@@ -154,7 +157,7 @@ class SuccessPredictor:
         models: Sequence[str] = (),
         *,
         n_features: int = 2**18,
-        c: float = 0.3,
+        c: float = 1.0,
         learning_rate: float = 0.05,
         priors: Mapping[str, float] | None = None,
     ):
@@ -297,12 +300,85 @@ class SuccessPredictor:
         return _sigmoid(np.asarray(x @ w) + b)
 
 
+class CostPredictor:
+    """Per-model expected cost of a call from the same hashed features (ridge on log cost).
+
+    Output length, not the prompt, dominates what strong models cost (a maths question gets a
+    long worked answer), so the expected cost is learned from the prompt's features rather
+    than from its length alone.  Fit on routing rows; :meth:`partial_fit` learns online.
+    """
+
+    def __init__(
+        self, predictor: SuccessPredictor, *, alpha: float = 1.0, learning_rate: float = 0.05
+    ):
+        self._features = predictor
+        self.alpha = alpha
+        self.learning_rate = learning_rate
+        self._coef: dict[str, NDArray[np.float64]] = {}
+        self._intercept: dict[str, float] = {}
+
+    @property
+    def models(self) -> list[str]:
+        """The models this predictor prices."""
+        return list(self._coef)
+
+    def fit(self, rows: Iterable[RoutingRow]) -> CostPredictor:
+        """Fit every model in ``rows`` (rows with a zero cost are floored at 1e-12 USD)."""
+        from sklearn.linear_model import Ridge  # type: ignore[import-untyped]
+
+        rows = list(rows)
+        if not rows:
+            raise ConfigError("no rows to fit on", field="rows")
+        x = self._features._matrix([(r.prompt, {"source": r.source}) for r in rows])
+        for m in sorted({m for r in rows for m in r.models}):
+            mask = np.array([m in r.models for r in rows])
+            y = np.log(np.maximum([r.models[m].cost_usd for r in rows if m in r.models], 1e-12))
+            reg = Ridge(alpha=self.alpha).fit(x[mask], y)
+            self._coef[m] = np.asarray(reg.coef_, dtype=np.float64)
+            self._intercept[m] = float(reg.intercept_)
+        return self
+
+    def partial_fit(
+        self, prompt: str, model: str, cost_usd: float, metadata: Mapping[str, Any] | None = None
+    ) -> None:
+        """Learn from one observed cost with one SGD step on log cost."""
+        idx, val = self._features.vectorize(prompt, metadata)
+        w = self._coef.setdefault(model, np.zeros(self._features.n_features))
+        b = self._intercept.setdefault(model, math.log(max(cost_usd, 1e-12)))
+        err = math.log(max(cost_usd, 1e-12)) - (float(w[idx] @ val) + b)
+        w[idx] += self.learning_rate * err * val
+        self._intercept[model] = b + self.learning_rate * err * 0.1
+
+    def predict_matrix(
+        self, items: Sequence[tuple[str, Mapping[str, Any] | None]], models: Sequence[str]
+    ) -> NDArray[np.float64]:
+        """Expected USD per call, one row per call and one column per model in ``models``."""
+        missing = [m for m in models if m not in self._coef]
+        if missing:
+            raise ConfigError(
+                f"no cost model for {missing}; fit on rows that include them", field="models"
+            )
+        x = self._features._matrix(items)
+        w = np.stack([self._coef[m] for m in models], axis=1)
+        b = np.array([self._intercept[m] for m in models])
+        out: NDArray[np.float64] = np.exp(np.asarray(x @ w) + b)
+        return out
+
+
+def quality_price(quality: float) -> float:
+    """Success a pricier model must buy per ``cost_scale_usd``: ``(1 - q) / q`` (inf at 0)."""
+    if not 0 <= quality <= 1:
+        raise ConfigError(f"must be in [0, 1], got {quality!r}", field="quality")
+    return math.inf if quality == 0 else (1 - quality) / quality
+
+
 class RoutingPolicy:
     """Ranks models for one call from predicted success and expected cost; one knob.
 
-    ``quality`` in [0, 1] is the trade-off: a model's score is
-    ``p_success - (1 - quality) * expected_cost / cost_scale_usd``, and the best score wins
-    (so a pricier model must buy at least ``1 - quality`` of success per ``cost_scale_usd``).
+    ``quality`` in [0, 1] is the trade-off: a model's utility is
+    ``p_success - price(quality) * expected_cost / cost_scale_usd`` with
+    ``price(quality) = (1 - quality) / quality``, and the best utility wins (so a pricier model
+    must buy at least ``price`` of success per ``cost_scale_usd`` of extra cost).
     ``cost_scale_usd`` should be about the cost gap between the cheapest and the strongest
     model on a typical call; the router sets it from its backends' prices.
     """
@@ -327,7 +403,10 @@ class RoutingPolicy:
     ) -> dict[str, float]:
         """Each model's utility for this call (higher is better)."""
         q = self.quality if quality is None else quality
-        return {m: success[m] - (1 - q) * expected_cost[m] / self.cost_scale_usd for m in success}
+        price = quality_price(q)
+        if math.isinf(price):
+            return {m: -expected_cost[m] for m in success}
+        return {m: success[m] - price * expected_cost[m] / self.cost_scale_usd for m in success}
 
     def rank(
         self,
@@ -348,7 +427,8 @@ def choose_columns(
     success: NDArray[np.float64], cost: NDArray[np.float64], quality: float, cost_scale_usd: float
 ) -> NDArray[np.int64]:
     """Vectorized :meth:`RoutingPolicy.rank` winner: the chosen column per row."""
-    util = success - (1 - quality) * cost / cost_scale_usd
+    price = quality_price(quality)
+    util = -cost if math.isinf(price) else success - price * cost / cost_scale_usd
     # ties go to the cheaper model: subtract a tiny cost-proportional epsilon
     util = util - 1e-12 * cost
     out: NDArray[np.int64] = np.argmax(util, axis=1).astype(np.int64)
