@@ -60,7 +60,7 @@ def build_runner(
 
     use_fleet = s.fleet if fleet is None else fleet
     if use_fleet:
-        from orchestra.fleet import fleet_runner  # type: ignore[import-not-found,unused-ignore]
+        from orchestra.fleet import fleet_runner  # type: ignore[import-not-found,attr-defined,unused-ignore]
 
         runner: Runner = fleet_runner(s, on_decision=on_decision)
         return runner
