@@ -22,8 +22,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from orchestra import tracing
 from orchestra.errors import ConfigError, ModelError
 from orchestra.models.base import ChatMessage, ChatResponse, Usage
+from orchestra.redact import add_secret
 
 __all__ = [
     "Backend",
@@ -191,6 +193,7 @@ class LiteLLMChatModel:
 
     def __init__(self, backend: Backend):
         self.backend = backend
+        add_secret(backend.api_key)  # never in a log line or a span
 
     @property
     def name(self) -> str:
@@ -207,7 +210,31 @@ class LiteLLMChatModel:
         max_tokens: int | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> ChatResponse:
-        """Send one chat completion; raise :class:`BackendError` on any failure."""
+        """Send one chat completion; raise :class:`BackendError` on any failure.
+
+        The call is a ``chat {model}`` span (GenAI attributes, usage, cost) and the request
+        carries the W3C trace headers, so the server joins the run's trace.
+        """
+        provider, model = tracing.provider_name(self.backend.model)
+        with tracing.chat_span(
+            model,
+            provider=provider,
+            max_tokens=self.backend.output_token_bound(max_tokens),
+            attributes={
+                "orchestra.backend": self.backend.label,
+                "orchestra.tier": self.backend.tier,
+            },
+        ) as span:
+            response = await self._chat(messages, max_tokens, tracing.inject_context())
+            tracing.record_chat_response(span, response)
+            return response
+
+    async def _chat(
+        self,
+        messages: Sequence[ChatMessage],
+        max_tokens: int | None,
+        trace_headers: Mapping[str, str],
+    ) -> ChatResponse:
         litellm = _litellm()
         b = self.backend
         kwargs: dict[str, Any] = {
@@ -218,6 +245,8 @@ class LiteLLMChatModel:
             "num_retries": 0,
             **b.extra,
         }
+        if trace_headers:
+            kwargs["extra_headers"] = {**kwargs.get("extra_headers", {}), **trace_headers}
         if b.api_base:
             kwargs["api_base"] = b.api_base
         if b.api_key:

@@ -31,6 +31,7 @@ from typing import Any
 import structlog
 from pydantic import BaseModel, Field
 
+from orchestra import tracing
 from orchestra.errors import BudgetExceeded, ConfigError, ModelError
 from orchestra.models.backends import Backend, BackendError, LiteLLMChatModel
 from orchestra.models.base import ChatMessage, ChatModel, ChatResponse
@@ -274,6 +275,9 @@ class ModelRouter:
                 skipped[label] = (
                     f"could cost up to ${bound_usd:.6g} / {bound_tokens} tokens, budget left ${left:.6g}"
                 )
+                tracing.decision_event(
+                    "budget", f"{label} skipped: {skipped[label]}", {"orchestra.backend": label}
+                )
                 log.info(
                     "model.route.skip",
                     backend=label,
@@ -302,6 +306,11 @@ class ModelRouter:
                 )
                 failed[label] = str(err)
                 self._record_failure(b, err)
+                tracing.decision_event(
+                    "reroute",
+                    f"model backend {label} failed ({err.kind}); trying the next candidate",
+                    {"orchestra.backend": label},
+                )
                 continue
             except BaseException:
                 await self.ledger.release(res)
