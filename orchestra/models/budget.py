@@ -276,9 +276,10 @@ local n, t = tonumber(ARGV[2]), tonumber(ARGV[3])
 if (ln >= 0 and sn + rn + n > ln) or (lt >= 0 and st + rt + t > lt) then
   return {0, sn, rn, ln, st, rt, lt, calls}
 end
-redis.call('HINCRBY', KEYS[1], 'reserved_nano', n)
-redis.call('HINCRBY', KEYS[1], 'reserved_tokens', t)
-redis.call('HSET', KEYS[2], ARGV[1], n .. ' ' .. t)
+-- Pass the integers on as the strings they came in: Lua numbers would be sent as %.17g.
+redis.call('HINCRBY', KEYS[1], 'reserved_nano', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'reserved_tokens', ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])
 local ttl = tonumber(ARGV[4])
 if ttl > 0 then
   redis.call('EXPIRE', KEYS[1], ttl)
@@ -293,13 +294,13 @@ _SETTLE_LUA = """
 local r = redis.call('HGET', KEYS[2], ARGV[1])
 if not r then return 0 end
 local sp = string.find(r, ' ')
-local n, t = tonumber(string.sub(r, 1, sp - 1)), tonumber(string.sub(r, sp + 1))
+local n, t = string.sub(r, 1, sp - 1), string.sub(r, sp + 1)
 redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('HINCRBY', KEYS[1], 'reserved_nano', -n)
-redis.call('HINCRBY', KEYS[1], 'reserved_tokens', -t)
-redis.call('HINCRBY', KEYS[1], 'spent_nano', tonumber(ARGV[2]))
-redis.call('HINCRBY', KEYS[1], 'spent_tokens', tonumber(ARGV[3]))
-redis.call('HINCRBY', KEYS[1], 'calls', tonumber(ARGV[4]))
+redis.call('HINCRBY', KEYS[1], 'reserved_nano', string.format('%d', -tonumber(n)))
+redis.call('HINCRBY', KEYS[1], 'reserved_tokens', string.format('%d', -tonumber(t)))
+redis.call('HINCRBY', KEYS[1], 'spent_nano', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'spent_tokens', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'calls', ARGV[4])
 return 1
 """
 

