@@ -23,7 +23,13 @@ When a hop's primary and fallback both fail on every attempt, the workflow stops
 escalates to a human; it never skips a step.  It knows no fallback goals.
 
 Both baselines call tools through :func:`call_tool`, which turns a raised exception, a
-timeout and a malformed output alike into :class:`ToolCallFailed`.
+timeout and a malformed output alike into :class:`ToolCallFailed`.  Neither consults the
+pre-run health probe: a ReAct agent learns of an outage from the error its call returns,
+and a static workflow has no health check; both find a down tool by calling it.
+
+Reroutes are counted per system as it understands them: for ReAct, a decision that right
+after a failed call picks another tool; for the static workflow, a hop served by its
+fallback.  ``wall_ms`` covers building the agent or graph and running it.
 """
 
 from __future__ import annotations
@@ -420,13 +426,13 @@ async def run_react(
     """Run the ReAct baseline on one scenario (its stand-ins in ``tools``)."""
     from langchain.agents import create_agent
 
+    t0 = time.perf_counter()
     tg = ToolGraph(graph)
     model = ScriptedReActModel(policy=ReActPolicy(tg, max_attempts=max_attempts))
     agent = create_agent(
         model, [langchain_tool(t) for t in tools.values()], system_prompt=_react_prompt(graph)
     )
     limit = 4 * model.policy.max_decisions + 10
-    t0 = time.perf_counter()
     try:
         state = await agent.ainvoke(
             {"messages": [HumanMessage(f"Complete the {graph.goal} workflow.")]},

@@ -258,7 +258,8 @@ async def run_orchestra(graph: ScenarioGraph, standins: Standins) -> SystemRun:
     ``mark_down``; the scenario graph becomes an Orchestra graph with
     :func:`~orchestra.loaders.graph_from_scenario`; the demotion model is a scripted LLM
     that settles for the first reachable fallback goal the core offers
-    (:func:`_first_listed_goal`).  LLM calls are counted at that model.
+    (:func:`_first_listed_goal`).  LLM calls are counted at that model; reroutes are the
+    run's logged ``reroute`` decisions; ``wall_ms`` covers building the graph and running it.
     """
     from orchestra.bench.baselines import SystemRun
     from orchestra.loaders import graph_from_scenario
@@ -290,7 +291,7 @@ async def run_orchestra(graph: ScenarioGraph, standins: Standins) -> SystemRun:
         if skill in standins.tools
     ]
     status: RunStatus = (
-        result.status if result.status in ("completed", "demoted", "escalated") else "failed"  # type: ignore[assignment]
+        result.status if result.status in ("completed", "demoted", "escalated") else "failed"
     )
     target: str | None = None
     if status == "completed":
