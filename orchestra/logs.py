@@ -20,6 +20,8 @@ from typing import Any
 
 import structlog
 
+from orchestra.redact import scrub_stdlib_records
+
 __all__ = ["configure_logging"]
 
 _HANDLER_NAME = "orchestra"
@@ -61,6 +63,7 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
+    scrub_stdlib_records()  # lines printed by other libraries' own handlers, too
     if stdlib:
         _route_stdlib(shared, renderer, out, lvl)
 

@@ -25,9 +25,11 @@ hidden too.  Register secrets that have no recognizable shape with :func:`add_se
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
+import traceback
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -40,6 +42,7 @@ __all__ = [
     "redact_mapping",
     "redact_text",
     "refresh_env_secrets",
+    "scrub_stdlib_records",
 ]
 
 REDACTED = "[REDACTED]"
@@ -129,12 +132,15 @@ def add_secret(value: str | None) -> None:
 
 
 def refresh_env_secrets(environ: Mapping[str, str] | None = None) -> None:
-    """Collect the values of secret-named environment variables (``*_API_KEY``, ``*_TOKEN``…)."""
+    """Collect the values of secret-named environment variables (``*_API_KEY``, ``*_TOKEN``…).
+
+    Reads ``os.environ`` and, when given, ``environ`` as well.
+    """
     global _known
-    env = os.environ if environ is None else environ
+    items = list(os.environ.items()) + list((environ or {}).items())
     found = {
         v
-        for k, v in env.items()
+        for k, v in items
         if is_secret_key(k) and v and len(v) >= _MIN_SECRET_LEN and not _boring(v)
     }
     with _lock:
@@ -189,6 +195,37 @@ def redact(value: Any, key: str | None = None) -> Any:
 def redact_mapping(mapping: Mapping[Any, Any]) -> dict[Any, Any]:
     """A copy of ``mapping`` with every value scrubbed (see :func:`redact`)."""
     return {k: redact(v, k if isinstance(k, str) else None) for k, v in mapping.items()}
+
+
+def scrub_stdlib_records() -> None:
+    """Scrub every standard-library log record as it is created, whichever handler prints it.
+
+    Libraries such as litellm attach their own handlers, which no structlog processor sees;
+    wrapping the record factory covers them: the message (with its arguments) and the
+    exception text are scrubbed.  Only records that pass their logger's level are touched.
+    Idempotent.
+    """
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "_orchestra_scrubs", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: leave it to the handler to complain
+            return record
+        clean = redact_text(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact_text(
+                "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+            )
+        return record
+
+    factory._orchestra_scrubs = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
 
 
 refresh_env_secrets()
