@@ -104,7 +104,10 @@ class ModelRouter:
     pairs to supply the client yourself (tests, custom transports).  ``ledger`` is the run's
     budget (unlimited :class:`InMemoryLedger` by default); :meth:`for_run` gives a copy bound to
     another run's ledger that shares health and learning.  ``quality`` is the policy knob
-    (see :class:`RoutingPolicy`).  ``default_max_tokens`` bounds calls that name no limit.
+    (see :class:`RoutingPolicy`); its unit of money, ``cost_scale_usd``, adapts to the calls seen
+    (running mean of each call's cheapest-to-dearest expected cost gap) unless given.
+    ``default_max_tokens`` bounds calls that name no limit.  A call is abandoned (and the
+    backend cooled down) after the backend's ``timeout_s`` plus ``timeout_grace_s``.
 
     Per-call ``metadata`` may carry ``min_tier``, ``max_tier``, ``quality`` and any difficulty
     signal (``source``, ``capability``, ``agent``, ``step``, ``attempt``, ``failures``).
@@ -123,6 +126,7 @@ class ModelRouter:
         max_tier: int | None = None,
         name: str = "router",
         clock: Callable[[], float] = time.monotonic,
+        timeout_grace_s: float = 5.0,
     ):
         if not backends:
             raise ConfigError("a router needs at least one backend", field="backends")
@@ -141,17 +145,23 @@ class ModelRouter:
             predictor = SuccessPredictor()
         for b in self._backends.values():
             predictor.add_model(b.label, prior=min(0.95, 0.5 + 0.15 * b.tier))
+        # cost_scale_usd: the knob's unit of money. Fixed if given; else it adapts to the
+        # workload as a running mean of the cost gap between the cheapest and the dearest
+        # candidate of each call (what "a typical call" costs to upgrade).
+        self._adaptive_scale = cost_scale_usd is None
         self.policy = RoutingPolicy(
             predictor,
             quality=quality,
             cost_scale_usd=cost_scale_usd or self._default_cost_scale(),
         )
+        self._scale_seen = 0
         self.ledger: Ledger = ledger if ledger is not None else InMemoryLedger()
         self.default_max_tokens = default_max_tokens
         self.min_tier = min_tier
         self.max_tier = max_tier
         self._name = name
         self._clock = clock
+        self.timeout_grace_s = timeout_grace_s
         self._shared = _Shared(health={label: BackendHealth() for label in self._backends})
 
     # ------------------------------------------------------------------ identity
@@ -250,6 +260,12 @@ class ModelRouter:
             else:
                 live.append(b)
         expected = {b.label: self._expected_cost(b, messages, max_tokens) for b in live}
+        if self._adaptive_scale and len(expected) > 1:
+            gap = max(expected.values()) - min(expected.values())
+            if gap > 0:
+                self._scale_seen += 1
+                w = max(0.02, 1.0 / self._scale_seen)
+                self.policy.cost_scale_usd = (1 - w) * self.policy.cost_scale_usd + w * gap
         quality = md.get("quality")
         ranking = (
             self.policy.rank(
@@ -291,7 +307,7 @@ class ModelRouter:
                     self._clients[label].chat(
                         messages, max_tokens=b.output_token_bound(max_tokens), metadata=md
                     ),
-                    timeout=b.timeout_s + 5,
+                    timeout=b.timeout_s + self.timeout_grace_s,
                 )
             except (BackendError, ModelError, TimeoutError) as exc:
                 await self.ledger.release(res)

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from orchestra.errors import ModelError
-from orchestra.models import ChatMessage, ChatResponse, Usage
 from orchestra.models.serve import VLLMServer, default_model_dir, vllm_python
 
 HERE = Path(__file__).resolve().parent
@@ -77,35 +76,6 @@ def endpoint_factory() -> Iterator[Any]:
     yield make
     for ep in started:
         ep.stop()
-
-
-class FakeModel:
-    """A scripted ChatModel for unit tests: answers, or raises what it is given."""
-
-    def __init__(self, name: str, answers: Sequence[Any] = ("ok",), *, tokens: tuple[int, int] = (10, 5), cost: float = 0.0):
-        self._name = name
-        self.answers = list(answers)
-        self.tokens = tokens
-        self.cost = cost
-        self.calls: list[tuple[list[ChatMessage], int | None, Mapping[str, Any] | None]] = []
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    async def chat(self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None, metadata: Mapping[str, Any] | None = None) -> ChatResponse:
-        self.calls.append((list(messages), max_tokens, metadata))
-        answer = self.answers[min(len(self.calls) - 1, len(self.answers) - 1)]
-        if isinstance(answer, BaseException):
-            raise answer
-        if isinstance(answer, ModelError):
-            raise answer
-        return ChatResponse(
-            text=str(answer),
-            model=self._name,
-            usage=Usage(input_tokens=self.tokens[0], output_tokens=self.tokens[1]),
-            cost_usd=self.cost,
-        )
 
 
 # ---------------------------------------------------------------- the real local vLLM server

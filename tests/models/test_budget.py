@@ -48,7 +48,9 @@ class TestInMemoryLedger:
             await ledger.reserve(0.02, 10, label="gpt (tier 2)")
         assert isinstance(err.value, BudgetRefusal)
         msg = str(err.value)
-        assert "r1" in msg and "gpt (tier 2)" in msg and "limit $0.01" in msg and "left $0.01" in msg
+        assert (
+            "r1" in msg and "gpt (tier 2)" in msg and "limit $0.01" in msg and "left $0.01" in msg
+        )
 
     async def test_token_limit(self) -> None:
         """Token limits are enforced like USD limits."""
@@ -146,7 +148,7 @@ class TestRedisLedger:
         run = f"t-{uuid.uuid4().hex}"
         ledger = await RedisLedger.create(client, run, limit_usd=0.5, limit_tokens=1000, ttl_s=60)
         res = await ledger.reserve(0.3, 100, label="x")
-        with pytest.raises(BudgetRefusal, match="left \\$0.2"):
+        with pytest.raises(BudgetRefusal, match=r"left \$0.2"):
             await ledger.reserve(0.3, 100)
         await ledger.settle(res, usd=0.25, tokens=80)
         await ledger.settle(res, usd=0.25, tokens=80)
@@ -211,7 +213,9 @@ class TestRedisLedger:
         asyncio.run(create())
         ctx = mp.get_context("spawn")
         out = ctx.Queue()
-        procs = [ctx.Process(target=_redis_worker, args=(REDIS_URL, run, 15, out)) for _ in range(4)]
+        procs = [
+            ctx.Process(target=_redis_worker, args=(REDIS_URL, run, 15, out)) for _ in range(4)
+        ]
         for p in procs:
             p.start()
         granted = sum(out.get(timeout=60) for _ in procs)
