@@ -338,7 +338,7 @@ async def run_scenario(
     systems: Sequence[str] = SYSTEMS,
     *,
     latency_s: float = 0.001,
-    timeout_s: float = 0.05,
+    timeout_s: float = 0.1,
 ) -> dict[str, Any]:
     """Run every system on one scenario and judge each; returns the per-scenario entry."""
     from orchestra.bench.baselines import ToolGraph
@@ -393,7 +393,7 @@ async def run_bench(
     systems: Sequence[str] = SYSTEMS,
     *,
     latency_s: float = 0.001,
-    timeout_s: float = 0.05,
+    timeout_s: float = 0.1,
 ) -> dict[str, Any]:
     """Run the whole benchmark; returns ``{"systems": ..., "per_scenario": ...}``."""
     from orchestra.scenario import ScenarioFile, load_scenario_file
@@ -482,6 +482,9 @@ def register(app: typer.Typer) -> None:
         details: Annotated[
             bool, typer.Option("--details", help="Also print one row per scenario.")
         ] = False,
+        tool_timeout: Annotated[
+            float, typer.Option("--tool-timeout", help="Seconds before a stand-in call times out.")
+        ] = 0.1,
     ) -> None:
         """Compare the Orchestra router, a ReAct agent and a static LangGraph workflow."""
         import asyncio
@@ -493,7 +496,7 @@ def register(app: typer.Typer) -> None:
             console = Console(width=max(console.width, 132))
         chosen = [s.strip() for s in systems.split(",") if s.strip()]
         try:
-            report = asyncio.run(run_bench(scenarios, chosen))
+            report = asyncio.run(run_bench(scenarios, chosen, timeout_s=tool_timeout))
         except NotImplementedError as exc:
             console.print(f"[red]{exc}[/red] (run with --systems react,static meanwhile)")
             raise typer.Exit(2) from exc

@@ -164,7 +164,7 @@ def make_standin(
     *,
     down: bool = False,
     latency_s: float = 0.001,
-    timeout_s: float = 0.05,
+    timeout_s: float = 0.1,
     cost: float = 0.0,
 ) -> Skill:
     """A stand-in tool named ``name`` that shows ``faults`` and logs to ``recorder``.
@@ -183,8 +183,13 @@ def make_standin(
             recorder.record(name, n, "down", upstream=upstream)
             raise ToolDown(f"{name} is unavailable")
         fault = next((f for f in own if f.active(n)), None)
+        if fault is None or fault.kind == "malformed":
+            try:
+                await asyncio.sleep(latency_s)
+            except asyncio.CancelledError:  # the caller gave up first: a timeout all the same
+                recorder.record(name, n, "timeout", upstream=upstream)
+                raise
         if fault is None:
-            await asyncio.sleep(latency_s)
             recorder.record(name, n, "ok", token=token, upstream=upstream)
             return StandinOutput(tool=name, token=token, call=n)
         if fault.kind == "exception":
@@ -196,7 +201,6 @@ def make_standin(
             # Reached only by a caller that does not enforce the timeout: the call
             # "succeeds" far too late and is still a failed call.
             return StandinOutput(tool=name, token=token, call=n)
-        await asyncio.sleep(latency_s)
         recorder.record(name, n, "malformed", token=token, upstream=upstream)
         # Fails StandinOutput (``call`` is no int) but carries a token a careless
         # consumer could forward.
@@ -240,7 +244,7 @@ def build_standins(
     system: str,
     *,
     latency_s: float = 0.001,
-    timeout_s: float = 0.05,
+    timeout_s: float = 0.1,
 ) -> Standins:
     """Fresh stand-ins for every tool of ``graph`` (milestones excluded) for ``system``.
 
