@@ -56,14 +56,18 @@ SUMMARIZER = AgentProfile(
 )
 
 
-def refund_graph(llm_base_url: str, *, api_key: str = PLANTED_KEY) -> Graph:
-    """The test graph; the LLM step calls ``llm_base_url`` (an OpenAI-compatible server)."""
-    backend = Backend(
-        model="hosted_vllm/tiny", api_base=llm_base_url, api_key=api_key, timeout_s=10
-    )
-    summarize = agent_skill(SUMMARIZER, ModelRouter([backend]))
+def refund_graph(llm_base_url: str | None, *, api_key: str = PLANTED_KEY) -> Graph:
+    """The test graph; the LLM step calls ``llm_base_url`` (an OpenAI-compatible server).
+
+    Without a URL the graph stops after the refund (no LLM step).
+    """
     g = Graph("refund")
     g.step("lookup", [crm_lookup])
     g.step("refund", [stripe_refund, razorpay_refund], after="lookup")
-    g.step("summarize", [summarize], after="refund")
+    if llm_base_url is not None:
+        backend = Backend(
+            model="hosted_vllm/tiny", api_base=llm_base_url, api_key=api_key, timeout_s=10
+        )
+        summarize = agent_skill(SUMMARIZER, ModelRouter([backend]))
+        g.step("summarize", [summarize], after="refund")
     return g

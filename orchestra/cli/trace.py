@@ -1,0 +1,339 @@
+"""``orchestra trace RUN_ID``: a run as a tree, without Jaeger.
+
+The data is the run's checkpoint (:class:`~orchestra.results.RunState`: the decision log with
+its timestamps, the step records with durations and workers, the spend), so this works for
+every run that was checkpointed, traced or not::
+
+    run 3f2a9c0d1e2b  refund  COMPLETED  goal 'goal'  spent $0.0053  reroutes 1  152.3 ms
+    ├── lookup → crm_lookup
+    │   └── ✓ crm_lookup                  +0.4 ms   20.5 ms  worker w1
+    ├── refund → razorpay_refund
+    │   ├── ✗ stripe_refund               +21.0 ms   3.1 ms  exception: stripe is down
+    │   ├── ↪ reroute  stripe_refund failed (exception); rerouted to razorpay_refund
+    │   └── ✓ razorpay_refund             +24.4 ms  90.5 ms  worker w2
+    └── ■ complete  reached the goal
+
+A JSON file written by ``orchestra run --json`` (or a saved ``RunState``) can be shown with
+``--file``.  :func:`run_tree` builds the tree for your own tools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from orchestra.redact import redact, redact_text
+from orchestra.results import Decision, RunResult, RunState, StepRecord
+
+__all__ = ["Attempt", "StepView", "register", "run_tree", "state_from_json", "step_views"]
+
+_STATUS_STYLE = {
+    "completed": "green bold",
+    "demoted": "yellow bold",
+    "escalated": "red bold",
+    "running": "cyan bold",
+}
+_MARK = {
+    "reroute": ("↪", "yellow"),
+    "probe": ("↻", "magenta"),
+    "note": ("·", "dim"),
+    "demote": ("▼", "yellow reverse"),
+    "escalate": ("!", "red reverse"),
+    "complete": ("■", "green"),
+    "budget": ("$", "yellow"),
+}
+
+
+@dataclass
+class Attempt:
+    """One call of one skill for one step, reconstructed from the decision log."""
+
+    skill: str
+    started_ms: float
+    ended_ms: float | None = None
+    ok: bool | None = None
+    reason: str = ""
+    error_kind: str | None = None
+    route: list[str] | None = None
+    route_cost: float | None = None
+    duration_ms: float | None = None
+    worker: str | None = None
+
+    @property
+    def elapsed_ms(self) -> float | None:
+        """How long the attempt took: the skill's own measure, else the driver's."""
+        if self.duration_ms:
+            return self.duration_ms
+        if self.ended_ms is None:
+            return None
+        return self.ended_ms - self.started_ms
+
+
+@dataclass
+class StepView:
+    """A step's attempts and the decisions about it, in the order they happened."""
+
+    step: str
+    items: list[Attempt | Decision] = field(default_factory=list)
+    record: StepRecord | None = None
+
+    @property
+    def attempts(self) -> list[Attempt]:
+        """The attempts only."""
+        return [i for i in self.items if isinstance(i, Attempt)]
+
+
+def step_views(state: RunState) -> tuple[list[StepView], list[Decision]]:
+    """Per-step views and the run-level decisions (demote, escalate, complete, notes)."""
+    views: dict[str, StepView] = {}
+    open_: dict[tuple[str, str], Attempt] = {}
+    run_level: list[Decision] = []
+
+    def view(step: str) -> StepView:
+        if step not in views:
+            views[step] = StepView(step)
+        return views[step]
+
+    for d in state.decisions:
+        if d.step is None:
+            run_level.append(d)
+            continue
+        v = view(d.step)
+        key = (d.step, d.skill or "")
+        if d.kind == "execute":
+            a = Attempt(skill=d.skill or "?", started_ms=d.at_ms, route=d.route, route_cost=d.cost)
+            open_[key] = a
+            v.items.append(a)
+        elif d.kind in ("succeed", "fail"):
+            found = open_.pop(key, None)
+            if found is None:  # a step with no execute line (milestone, or an older log)
+                found = Attempt(skill=d.skill or "?", started_ms=d.at_ms)
+                v.items.append(found)
+            a = found
+            a.ended_ms = d.at_ms
+            a.ok = d.kind == "succeed"
+            a.reason = d.reason
+            a.error_kind = d.error_kind
+        else:
+            v.items.append(d)
+    for step, rec in state.completed.items():
+        v = view(step)
+        v.record = rec
+        ok = [a for a in v.attempts if a.ok and a.skill == rec.skill]
+        if ok:
+            ok[-1].duration_ms = rec.duration_ms or None
+            ok[-1].worker = rec.worker
+    return list(views.values()), run_level
+
+
+def _ms(v: float | None) -> str:
+    return "" if v is None else f"{v:,.1f} ms"
+
+
+def _decision_line(d: Decision) -> Text:
+    mark, style = _MARK.get(d.kind, ("•", "white"))
+    t = Text()
+    t.append(f"{mark} {d.kind}", style=style)
+    if d.skill and d.step is None:
+        t.append(f" {d.skill}", style="bold")
+    t.append(f"  +{d.at_ms:,.1f} ms  ", style="dim")
+    t.append(redact_text(d.reason))
+    return t
+
+
+def _attempt_line(a: Attempt) -> Text:
+    t = Text()
+    if a.ok is None:
+        t.append(f"… {a.skill}", style="cyan")
+        t.append(f"  +{a.started_ms:,.1f} ms  in flight", style="dim")
+        return t
+    t.append(f"{'✓' if a.ok else '✗'} {a.skill}", style="green" if a.ok else "red")
+    t.append(f"  +{a.started_ms:,.1f} ms", style="dim")
+    elapsed = a.elapsed_ms
+    if elapsed is not None:
+        t.append(f"  {_ms(elapsed)}")
+    if a.worker:
+        t.append(f"  worker {a.worker}", style="blue")
+    if a.route_cost is not None:
+        t.append(f"  route cost {a.route_cost:.4g}", style="dim")
+    if not a.ok:
+        t.append(f"  {a.error_kind or 'failed'}: ", style="red")
+        t.append(redact_text(a.reason))
+    return t
+
+
+def run_tree(state: RunState, *, wall_ms: float | None = None) -> Tree:
+    """The run as a rich :class:`~rich.tree.Tree`: steps → attempts, decisions, cost."""
+    views, run_level = step_views(state)
+    reroutes = sum(1 for d in state.decisions if d.kind == "reroute")
+    head = Text()
+    head.append(f"run {state.run_id}", style="bold")
+    head.append(f"  {state.graph}  ")
+    head.append(state.status.upper(), style=_STATUS_STYLE.get(state.status, "bold"))
+    head.append(f"  goal {state.goal!r}  spent ${state.spent_usd:.4f}")
+    if state.llm_calls:
+        head.append(f"  llm calls {state.llm_calls}")
+    head.append(f"  reroutes {reroutes}")
+    end = wall_ms if wall_ms is not None else max((d.at_ms for d in state.decisions), default=0.0)
+    head.append(f"  {_ms(end)}", style="dim")
+    tree = Tree(head)
+    for v in views:
+        label = Text(v.step, style="bold")
+        if v.record is not None:
+            label.append(f" → {v.record.skill}", style="green")
+            cost = v.record.output.get("cost_usd") if isinstance(v.record.output, dict) else None
+            if isinstance(cost, (int, float)) and cost:
+                label.append(f"  ${cost:.6f}", style="yellow")
+        elif v.attempts:
+            label.append("  not completed", style="red")
+        node = tree.add(label)
+        for item in v.items:
+            node.add(_attempt_line(item) if isinstance(item, Attempt) else _decision_line(item))
+    for d in run_level:
+        tree.add(_decision_line(d))
+    if state.reason and state.status in ("demoted", "escalated"):
+        tree.add(Text(f"reason: {redact_text(state.reason)}", style="yellow"))
+    return tree
+
+
+def state_from_json(data: dict[str, Any]) -> tuple[RunState, float | None]:
+    """A :class:`RunState` from a saved state or an ``orchestra run --json`` result."""
+    if "completed" in data or "attempts" in data:
+        return RunState.model_validate(data), None
+    result = RunResult.model_validate(data)
+    completed = {
+        step: StepRecord(step=step, skill=skill, output=result.outputs.get(step, {}))
+        for step, skill in result.chosen.items()
+    }
+    state = RunState(
+        run_id=result.run_id,
+        graph=result.graph,
+        status=result.status,
+        goal=result.goal,
+        completed=completed,
+        decisions=result.decisions,
+        spent_usd=result.spent_usd,
+        llm_calls=result.llm_calls,
+        reason=result.reason,
+    )
+    return state, result.wall_ms
+
+
+async def _load(run_id: str, url: str | None) -> RunState | None:
+    from orchestra.checkpoint import open_checkpointer
+
+    cp = open_checkpointer(url)
+    if cp is None:
+        raise typer.BadParameter("checkpointing is off (ORCHESTRA_CHECKPOINT_URL=none)")
+    try:
+        return await cp.load(run_id)
+    finally:
+        await cp.aclose()
+
+
+async def _recent(url: str | None, limit: int) -> list[RunState]:
+    from orchestra.checkpoint import open_checkpointer
+
+    cp = open_checkpointer(url)
+    if cp is None:
+        return []
+    try:
+        return await cp.list_runs(limit)
+    finally:
+        await cp.aclose()
+
+
+def _recent_table(states: list[RunState]) -> Table:
+    table = Table(title="recent runs (orchestra trace RUN_ID shows one)")
+    for col in ("run id", "graph", "status", "steps", "reroutes", "spent"):
+        table.add_column(col)
+    for s in states:
+        table.add_row(
+            s.run_id,
+            s.graph,
+            Text(s.status, style=_STATUS_STYLE.get(s.status, "")),
+            str(len(s.completed)),
+            str(sum(1 for d in s.decisions if d.kind == "reroute")),
+            f"${s.spent_usd:.4f}",
+        )
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``orchestra trace`` to the command line."""
+
+    @app.command("trace")
+    def trace_cmd(
+        run_id: Annotated[
+            str | None,
+            typer.Argument(help="The run to show; without it, list recent runs"),
+        ] = None,
+        checkpoint: Annotated[
+            str | None,
+            typer.Option(
+                "--checkpoint",
+                help="Checkpoint URL (default: ORCHESTRA_CHECKPOINT_URL, "
+                "sqlite:///.orchestra/runs.sqlite)",
+            ),
+        ] = None,
+        file: Annotated[
+            Path | None,
+            typer.Option(
+                "--file", "-f", help="Read the run from this JSON (orchestra run --json OUT)"
+            ),
+        ] = None,
+        json_out: Annotated[
+            bool, typer.Option("--json", help="Print the run state as JSON instead")
+        ] = False,
+        limit: Annotated[int, typer.Option(help="How many recent runs to list")] = 20,
+    ) -> None:
+        """Show a run as a tree: steps, attempts (skill, ok/failed and why, duration,
+        worker), reroutes, demotions and escalations with their reasons, and the spend.
+
+        In Jaeger, the same run is the trace with tag orchestra.run_id=RUN_ID.
+        """
+        console = Console()
+        wall: float | None = None
+        if file is not None:
+            try:
+                state, wall = state_from_json(json.loads(file.read_text()))
+            except (OSError, ValueError) as exc:
+                console.print(f"[red bold]error:[/] cannot read {file}: {exc}", highlight=False)
+                raise typer.Exit(2) from None
+            if run_id is not None and run_id != state.run_id:
+                console.print(
+                    f"[red bold]error:[/] {file} holds run {state.run_id}, not {run_id}",
+                    highlight=False,
+                )
+                raise typer.Exit(2)
+        elif run_id is None:
+            console.print(_recent_table(asyncio.run(_recent(checkpoint, limit))))
+            return
+        else:
+            found = asyncio.run(_load(run_id, checkpoint))
+            if found is None:
+                console.print(
+                    f"[red bold]error:[/] no run {run_id!r} in the checkpoint store "
+                    "(list recent runs with `orchestra trace`)",
+                    highlight=False,
+                )
+                raise typer.Exit(1)
+            state = found
+        if json_out:
+            console.print_json(json.dumps(redact(state.model_dump(mode="json"))))
+            return
+        console.print(run_tree(state, wall_ms=wall))
+        console.print(
+            f"[dim]Jaeger: search tag orchestra.run_id={state.run_id} "
+            f"(service orchestra, http://localhost:16686)[/]",
+            highlight=False,
+        )
