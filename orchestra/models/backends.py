@@ -13,9 +13,12 @@ translated here into :class:`BackendError` (a :class:`~orchestra.errors.ModelErr
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import importlib
 import math
 import os
-import time
+import warnings
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any, Literal
@@ -174,11 +177,26 @@ def _cost_map_prices(model: str) -> tuple[float, float] | None:
     return None
 
 
+_READONLY_WARNING = r".*is using the `ReadOnly` qualifier.*"
+
+_LAZY_LITELLM_MODULES = (
+    # imported by litellm on the first completion; at import it builds a pydantic TypeAdapter
+    # that warns (ReadOnly TypedDict items), which fails under warnings-as-errors mid-call.
+    "litellm.llms.github_copilot.per_user_auth",
+)
+
+
+@functools.cache
 def _litellm() -> Any:
     """Import litellm lazily (it is slow to import) and offline (no cost-map download)."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import litellm
 
+        for name in _LAZY_LITELLM_MODULES:
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
     litellm.telemetry = False
     litellm.suppress_debug_info = True
     return litellm
@@ -251,9 +269,12 @@ class LiteLLMChatModel:
             kwargs["api_base"] = b.api_base
         if b.api_key:
             kwargs["api_key"] = b.api_key
-        started = time.perf_counter()
         try:
-            resp = await litellm.acompletion(**kwargs)
+            with warnings.catch_warnings():
+                # litellm builds pydantic adapters lazily, mid-call, over TypedDicts with
+                # ReadOnly items; pydantic warns about each.  Not ours to fix; not an error.
+                warnings.filterwarnings("ignore", message=_READONLY_WARNING, category=UserWarning)
+                resp = await litellm.acompletion(**kwargs)
         except Exception as exc:
             raise _translate(exc, b.label) from exc
         try:
@@ -269,7 +290,6 @@ class LiteLLMChatModel:
         cost = b.prices.cost(tin, tout)
         if not math.isfinite(cost):
             raise BackendError("non-finite cost", backend=b.label, kind="other")
-        _ = time.perf_counter() - started
         return ChatResponse(
             text=text,
             model=b.label,
