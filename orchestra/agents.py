@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from orchestra.errors import SpecError, UnknownSkillError
 from orchestra.models.base import ChatMessage, ChatModel
@@ -146,7 +146,10 @@ class AgentProfile(BaseModel):
 
 
 class AgentInput(BaseModel):
-    """An agent step's input: any fields, rendered into the prompt."""
+    """The input of an agent without a prompt template: any fields, rendered as lines.
+
+    An agent whose profile has a ``prompt`` template takes exactly the template's fields.
+    """
 
     model_config = ConfigDict(extra="allow")
 
@@ -171,6 +174,17 @@ def agent_skill(profile: AgentProfile, model: ChatModel, *, name: str | None = N
         if val is not None:
             metadata[key] = val
 
+    fields_needed = profile.prompt_fields()
+    input_model: type[BaseModel] = AgentInput
+    if fields_needed:
+        # The prompt's fields are the step's inputs: the runtime maps exactly these.
+        camel = "".join(part.capitalize() for part in profile.name.replace("-", "_").split("_"))
+        input_model = create_model(  # type: ignore[call-overload]
+            f"{camel}AgentInput",
+            __config__=ConfigDict(extra="ignore"),
+            **{f: (Any, ...) for f in dict.fromkeys(fields_needed)},
+        )
+
     async def run(**fields: Any) -> AgentOutput:
         step_md = fields.pop("_metadata", None)
         md = {**metadata, **(step_md if isinstance(step_md, Mapping) else {})}
@@ -188,7 +202,7 @@ def agent_skill(profile: AgentProfile, model: ChatModel, *, name: str | None = N
         idempotent=False,
         body=profile.instructions,
         source=profile.source,
-        input_model=AgentInput,
+        input_model=input_model,
         output_model=AgentOutput,
         fn=run,
     )
