@@ -302,7 +302,11 @@ def tracer() -> trace.Tracer:
             log.warning("tracing.off", reason=str(exc))
             with _STATE.lock:
                 _STATE.config = TracingConfig()
-                _STATE.tracer = trace.get_tracer(_TRACER_NAME)
+                _STATE.tracer = (
+                    trace.NoOpTracer()
+                    if _STATE.provider is not None
+                    else trace.get_tracer(_TRACER_NAME)
+                )
         t = _STATE.tracer
         assert t is not None
     return t
