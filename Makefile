@@ -19,7 +19,7 @@ install-dev: $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 
 demo: install
-	$(BIN)/orchestra run graphs/refund.py -i '{"customer_id": "c-42", "amount": 30}' --fail stripe_refund
+	$(BIN)/orchestra run graphs/support_triage.py --fail stripe_refund --budget 0.05
 
 services:
 	bash scripts/ensure-services.sh

@@ -240,7 +240,8 @@ def _resolve_candidates(graph: Graph, i: int, step: Step) -> tuple[str, ...]:
         cands = []
         for h in hits:
             sk = h.skill if hasattr(h, "skill") else h
-            graph.skills.add(sk, replace=True)
+            if sk.name not in graph.skills:  # a skill already registered (e.g. wrapped) wins
+                graph.skills.add(sk)
             cands.append(sk.name)
         if not cands:
             raise _err(f"retrieve({cands!r}) found no skill", f"steps[{i}].candidates", graph)

@@ -48,7 +48,15 @@ from orchestra.monitors import (
     run_monitors,
 )
 from orchestra.monitors.base import NodeWeight
-from orchestra.results import Decision, DecisionKind, RunResult, RunState, StepRecord
+from orchestra.results import (
+    HUMAN,
+    Decision,
+    DecisionKind,
+    EscalationInfo,
+    RunResult,
+    RunState,
+    StepRecord,
+)
 from orchestra.routing import INF, Route
 
 __all__ = ["Runner", "run", "run_sync"]
@@ -111,21 +119,90 @@ class Runner:
         *,
         run_id: str | None = None,
         budget_usd: float | None = None,
+        origin: Mapping[str, Any] | None = None,
     ) -> RunResult:
-        """Run ``graph`` on ``input`` until it completes, is demoted or escalates."""
+        """Run ``graph`` on ``input`` until it completes, is demoted or escalates.
+
+        ``origin`` (JSON) is saved with the run's checkpoints: how it was started, so that a
+        command line can resume it by id.
+        """
         compiled = graph if isinstance(graph, CompiledGraph) else graph.compile()
         data = _input_dict(compiled, input)
-        state = RunState(run_id=run_id or uuid.uuid4().hex[:12], graph=compiled.name, input=data)
+        state = RunState(
+            run_id=run_id or uuid.uuid4().hex[:12],
+            graph=compiled.name,
+            input=data,
+            budget_usd=budget_usd,
+            origin=dict(origin or {}),
+        )
         return await _Run(self, compiled, state, budget_usd).execute()
 
     async def resume(
-        self, graph: Graph | CompiledGraph, state: RunState, *, budget_usd: float | None = None
+        self,
+        graph: Graph | CompiledGraph,
+        state: RunState,
+        *,
+        budget_usd: float | None = None,
+        answer: str | None = None,
     ) -> RunResult:
-        """Continue a run from a saved :class:`RunState`; completed steps are not re-run."""
+        """Continue a run from a saved :class:`RunState`; completed steps are not re-run.
+
+        A run whose driver stopped first asks the executor what became of the steps that were
+        in flight (a fleet worker may have finished one since: it is recorded, not re-run).
+        An escalated run may take a human's ``answer``:
+
+        * ``retry``: forget this run's attempts of the stuck steps' skills and close their
+          circuits, then route again;
+        * ``approve``: let the steps a risk limit stopped (e.g. an amount over the limit) go on;
+        * ``goal:NAME``: settle for the declared goal ``NAME``;
+        * ``output:{json}`` (or ``output:STEP={json}``): a human did the stuck step; the JSON
+          object is recorded as its output, with skill ``human``.
+        """
         compiled = graph if isinstance(graph, CompiledGraph) else graph.compile()
         state = state.model_copy(deep=True)
+        if state.status in ("completed", "demoted"):
+            raise RunInputError(f"run {state.run_id} already {state.status}: nothing to resume")
+        if state.graph != compiled.name:
+            raise RunInputError(
+                f"run {state.run_id} is a run of graph {state.graph!r}, not {compiled.name!r}"
+            )
+        was = state.status
         state.status = "running"
-        return await _Run(self, compiled, state, budget_usd).execute()
+        run = _Run(
+            self, compiled, state, budget_usd if budget_usd is not None else state.budget_usd
+        )
+        if answer is not None:
+            if was != "escalated" or state.escalation is None:
+                raise RunInputError(
+                    f"run {state.run_id} did not escalate ({was}): it is not waiting for an answer"
+                )
+            run.apply_answer(answer)
+        else:
+            if was == "running":
+                await run.recover()
+            run.decide("resume", f"resumed a {was} run from its checkpoint")
+        return await run.execute()
+
+    async def resume_run(
+        self,
+        graph: Graph | CompiledGraph,
+        run_id: str,
+        *,
+        budget_usd: float | None = None,
+        answer: str | None = None,
+    ) -> RunResult:
+        """:meth:`resume` the run ``run_id`` from this runner's checkpointer."""
+        state = await self.load_run(run_id)
+        return await self.resume(graph, state, budget_usd=budget_usd, answer=answer)
+
+    async def load_run(self, run_id: str) -> RunState:
+        """The last checkpoint of ``run_id``; :class:`RunInputError` if there is none."""
+        if self.checkpointer is None:
+            raise RunInputError("this runner has no checkpointer: runs cannot be resumed by id")
+        state: RunState | None = await self.checkpointer.load(run_id)
+        if state is None:
+            raise RunInputError(f"no checkpoint of run {run_id!r}")
+        return state
 
 
 def _input_dict(
@@ -165,6 +242,7 @@ class _Run:
         ] = {}  # step -> (skill, error) of the last failure
         self.weights: dict[tuple[str, str], NodeWeight] = {}
         self.notes_seen: set[str] = set()
+        self.stuck: dict[str, str] = {}  # step -> why it has no route (when the run is stuck)
         self.log = log.bind(run_id=state.run_id, graph=compiled.name)
 
     # ------------------------------------------------------------------ bookkeeping
@@ -192,7 +270,19 @@ class _Run:
         return self.c.goals[self.s.goal]
 
     def chosen(self) -> dict[str, str]:
-        return {s: rec.skill for s, rec in self.s.completed.items()}
+        """The skill each completed step used, for routing (a human's step stands in as one)."""
+        return {
+            s: rec.skill if rec.skill != HUMAN else self._stand_in(s)
+            for s, rec in self.s.completed.items()
+        }
+
+    def _stand_in(self, step: str) -> str:
+        """The candidate of ``step`` with the most allowed transitions onward."""
+        succ = [b for s2 in self.c.succs[step] for b in self.c.candidates[s2]]
+        return max(
+            self.c.candidates[step],
+            key=lambda k: sum(self.c.transition(k, b) is not None for b in succ),
+        )
 
     def attempts(self, step: str, skill: str) -> int:
         return self.s.attempts.get(f"{step}:{skill}", 0)
@@ -270,6 +360,13 @@ class _Run:
             budget_usd=self.budget,
         )
         signals = await run_monitors(self.r.monitors, ctx)
+        if self.s.approved and self.r._risk is not None:
+            risk, approved = self.r._risk.name, set(self.s.approved)
+            signals = [
+                sig
+                for sig in signals
+                if not (sig.kind == "block" and sig.monitor == risk and sig.step in approved)
+            ]
         self.weights = combine(signals, self.c.nodes())
         rg = self.c.route
         for (step, skill), w in self.weights.items():
@@ -356,11 +453,10 @@ class _Run:
                 route=names,
                 cost=route.cost,
             )
-        elif last is None and pref != skill:
+        elif last is None and pref != skill and self.c.route.blocked((step, pref)):
             self.decide(
                 "reroute",
-                f"{self.why_blocked(step, pref) if self.c.route.blocked((step, pref)) else pref + ' weighs more under current health'}; "
-                f"routed to {skill}",
+                f"{self.why_blocked(step, pref)}; routed to {skill}",
                 step=step,
                 skill=skill,
                 route=names,
@@ -554,6 +650,22 @@ class _Run:
         if choice.goal is None:
             self.s.status = "escalated"
             self.s.reason = f"{why}; {choice.reason}"
+            risk = self.r._risk.name if self.r._risk is not None else None
+            self.s.escalation = EscalationInfo(
+                reason=self.s.reason,
+                steps=dict(self.stuck),
+                risk_blocked=[
+                    s
+                    for s in self.stuck
+                    if any(
+                        (w := self.weights.get((s, k))) is not None
+                        and w.blocked_by is not None
+                        and w.blocked_by.monitor == risk
+                        for k in self.c.candidates[s]
+                    )
+                ],
+                goals=list(self.c.goals),
+            )
             self.decide("escalate", self.s.reason)
             return False
         dropped = [
@@ -572,7 +684,7 @@ class _Run:
 
     def _goal_satisfied(self, g: GoalSpec) -> bool:
         return any(
-            self.s.completed.get(s) is not None and self.s.completed[s].skill == k
+            (rec := self.s.completed.get(s)) is not None and rec.skill in (k, HUMAN)
             for s, k in g.targets
         )
 
@@ -580,13 +692,140 @@ class _Run:
         """A goal pinned to a skill of a step already completed with another skill is lost."""
         for s, k in g.targets:
             rec = self.s.completed.get(s)
-            if rec is None or rec.skill == k:
+            if rec is None or rec.skill in (k, HUMAN):
                 return True
         return False
+
+    # ------------------------------------------------------------------ resuming
+
+    async def recover(self) -> None:
+        """Record the steps a fleet finished while no driver was watching (see ``resume``)."""
+        recover = getattr(self.r.executor, "recover", None)
+        if recover is None:
+            return
+        todo = {
+            s: max(self.c.skill(k).timeout_s for k in self.c.candidates[s])
+            for s in self.c.order
+            if s not in self.s.completed
+            and not all(self.c.skill(k).milestone for k in self.c.candidates[s])
+        }
+        found = await recover(self.s.run_id, todo)
+        for step, (skill, outcome) in found.items():
+            if skill not in self.c.candidates.get(step, ()):
+                continue
+            self.s.completed[step] = StepRecord(
+                step=step,
+                skill=skill,
+                output=outcome.output or {},
+                duration_ms=outcome.duration_ms,
+                attempt=max(1, self.attempts(step, skill)),
+                worker=outcome.worker,
+            )
+            self.s.spent_usd += outcome.cost_usd
+            self.decide(
+                "succeed",
+                f"{skill} finished on {outcome.worker or 'a worker'} while no driver was "
+                f"watching; recorded without running it again",
+                step=step,
+                skill=skill,
+            )
+
+    def apply_answer(self, answer: str) -> None:
+        """Act on a human's answer to this run's escalation (see :meth:`Runner.resume`)."""
+        esc = self.s.escalation
+        assert esc is not None
+        text = answer.strip()
+        stuck = [s for s in esc.steps if s not in self.s.completed] or [
+            s for s in self.goal().required if s not in self.s.completed
+        ]
+        if text == "retry":
+            skills = sorted({k for s in stuck for k in self.c.candidates[s]})
+            for s in stuck:
+                for k in self.c.candidates[s]:
+                    self.s.attempts.pop(f"{s}:{k}", None)
+            for k in skills:
+                rec = self.r.health.get(k)
+                rec.open, rec.consecutive_failures, rec.cooldown_s = False, 0, 0.0
+                self.r.health.put(k, rec)
+            self.decide(
+                "resume",
+                f"a human answered retry: attempts and circuits of {', '.join(skills)} cleared",
+            )
+        elif text == "approve":
+            if not esc.risk_blocked:
+                raise RunInputError(
+                    f"run {self.s.run_id} was not stopped by a risk limit: nothing to approve "
+                    f"(answer retry, goal:NAME or output:{{json}})"
+                )
+            self.s.approved = sorted({*self.s.approved, *esc.risk_blocked})
+            self.decide(
+                "resume", f"a human approved {', '.join(esc.risk_blocked)} past the risk limit"
+            )
+        elif text.startswith("goal:"):
+            name = text.removeprefix("goal:").strip()
+            if name not in self.c.goals:
+                raise RunInputError(
+                    f"graph {self.c.name!r} declares no goal {name!r} "
+                    f"(declared: {', '.join(self.c.goals)})"
+                )
+            self.s.goal = name
+            self.decide("demote", f"a human settled for goal {name!r}")
+        elif text.startswith("output:"):
+            step, output = self._human_output(text.removeprefix("output:"), stuck)
+            self.s.completed[step] = StepRecord(step=step, skill=HUMAN, output=output)
+            self.decide(
+                "succeed", "a human did this step; their output is recorded", step=step, skill=HUMAN
+            )
+        else:
+            raise RunInputError(
+                f"unknown answer {answer!r}: use retry, approve, goal:NAME or output:{{json}}"
+            )
+        if self.s.goal in self.s.tried_goals:
+            self.s.tried_goals.remove(self.s.goal)
+        self.s.escalation = None
+        self.s.reason = ""
+
+    def _human_output(self, text: str, stuck: Sequence[str]) -> tuple[str, dict[str, Any]]:
+        import json
+
+        from pydantic import ValidationError
+
+        text = text.strip()
+        if text.startswith("{"):
+            if len(stuck) != 1:
+                raise RunInputError(
+                    f"run {self.s.run_id} is stuck on {len(stuck)} steps ({', '.join(stuck)}): "
+                    f"name one, output:STEP={{json}}"
+                )
+            step, raw = stuck[0], text
+        else:
+            step, _, raw = text.partition("=")
+            step = step.strip()
+            if step not in self.c.steps:
+                raise RunInputError(f"graph {self.c.name!r} has no step {step!r}")
+            if step in self.s.completed:
+                raise RunInputError(f"step {step!r} of run {self.s.run_id} is already done")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise RunInputError(f"output for step {step!r} is not JSON: {exc.msg}") from exc
+        if not isinstance(value, dict):
+            raise RunInputError(f"output for step {step!r} must be a JSON object")
+        first: Exception | None = None
+        for k in self.c.candidates[step]:
+            try:
+                return step, self.c.skill(k).parse_output(value)
+            except (ValidationError, TypeError) as exc:
+                first = first or exc
+        raise RunInputError(
+            f"output for step {step!r} fits no skill of the step ({', '.join(self.c.candidates[step])}): {first}"
+        )
 
     # ------------------------------------------------------------------ the loop
 
     async def execute(self) -> RunResult:
+        if not self.s.completed and not self.s.decisions:
+            await self.checkpoint()  # a run whose driver dies on its first step can resume
         with tracing.run_span(self.c.name, self.s.run_id) as span:
             result = await self._loop()
             span.set_attribute("orchestra.status", result.status)
@@ -623,6 +862,7 @@ class _Run:
                         continue
                     if not halts and (self.try_probe(plan) or self.try_substitute(plan)):
                         continue
+                    self.stuck = dict(plan.stuck)
                     why = (
                         halts[0].reason
                         if halts
@@ -652,7 +892,7 @@ class _Run:
             reason=self.s.reason,
             outputs={r.step: r.output for r in recs},
             chosen={r.step: r.skill for r in recs},
-            path=[r.skill for r in recs if not self.c.skill(r.skill).milestone],
+            path=[r.skill for r in recs if r.skill == HUMAN or not self.c.skill(r.skill).milestone],
             decisions=list(self.s.decisions),
             spent_usd=self.s.spent_usd,
             llm_calls=self.s.llm_calls,

@@ -72,6 +72,9 @@ class Skill(BaseModel):
     input_model: type[BaseModel] = AnyInput
     output_model: type[BaseModel] = AnyOutput
     fn: Any = Field(default=None, exclude=True, repr=False)
+    #: Optional health probe: a callable (sync or async) returning ``None`` when the skill is
+    #: available, or the reason it is not (see :class:`orchestra.monitors.ProbeMonitor`).
+    probe: Any = Field(default=None, exclude=True, repr=False)
 
     @field_validator("cost", "latency_ms")
     @classmethod

@@ -12,6 +12,7 @@ from orchestra.monitors.base import (
 from orchestra.monitors.budget import BudgetMonitor
 from orchestra.monitors.health import HealthBoard, SkillHealth, ToolHealthMonitor
 from orchestra.monitors.latency import LatencyMonitor
+from orchestra.monitors.probe import ProbeMonitor, tcp_probe
 from orchestra.monitors.risk import RiskMonitor
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "Monitor",
     "MonitorContext",
     "Priority",
+    "ProbeMonitor",
     "ReadyStep",
     "RiskMonitor",
     "Signal",
@@ -29,13 +31,15 @@ __all__ = [
     "combine",
     "default_monitors",
     "run_monitors",
+    "tcp_probe",
 ]
 
 
 def default_monitors(*, max_amount: float | None = None) -> list[Monitor]:
-    """Tool health, latency, risk and budget: the set a run uses unless told otherwise."""
+    """Tool health, probes, latency, risk and budget: the set a run uses unless told otherwise."""
     return [
         ToolHealthMonitor(),
+        ProbeMonitor(),
         LatencyMonitor(),
         RiskMonitor(max_amount=max_amount),
         BudgetMonitor(),
