@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from orchestra import Graph, HealthBoard, Runner, RunInputError, Skill, skill
+from orchestra import Graph, HealthBoard, RunInputError, Runner, Skill, skill
 from orchestra.testing import ScriptedChatModel, misbehave
 
 from .helpers import Out, pipeline, recording
