@@ -6,7 +6,10 @@ import re
 import time
 from typing import Any
 
-_AMOUNT = re.compile(r"(?:(?P<sym>[$€£])\s?(?P<a>\d+(?:[.,]\d{1,2})?)|(?P<b>\d+(?:[.,]\d{1,2})?)\s?(?P<code>USD|EUR|GBP|CHF))")
+_NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|\d+(?:\.\d{1,2})?"
+_AMOUNT = re.compile(
+    rf"(?:(?P<sym>[$€£])\s?(?P<a>{_NUMBER})|(?P<b>{_NUMBER})\s?(?P<code>USD|EUR|GBP|CHF))"
+)
 _SYMBOLS = {"$": "USD", "€": "EUR", "£": "GBP"}
 _INTENTS = (
     ("refund", ("refund", "money back", "reimburse", "charged twice", "return")),
@@ -26,6 +29,6 @@ def run(subject: str, body: str) -> dict[str, Any]:
     amount, currency = 0.0, "USD"
     if m:
         raw = m.group("a") or m.group("b")
-        amount = float(raw.replace(",", "."))
+        amount = float(raw.replace(",", ""))
         currency = _SYMBOLS.get(m.group("sym") or "", m.group("code") or "USD")
     return {"intent": intent, "urgency": urgency, "amount": amount, "currency": currency, "text": text}
