@@ -142,14 +142,15 @@ def evaluate(
     cheapest = int(np.argmin(c_fit.mean(axis=0)))
     strongest = int(max(range(k), key=lambda j: (s_fit[:, j].mean(), -c_fit[:, j].mean())))
 
-    predictor = SuccessPredictor(c=c).fit(fit)
-    cost_model = CostPredictor(predictor).fit(fit)
-    items_test = [(r.prompt, {"source": r.source}) for r in test]
-    items_fit = [(r.prompt, {"source": r.source}) for r in fit]
-    p_test = predictor.predict_matrix(items_test, models)
-    p_fit = predictor.predict_matrix(items_fit, models)
-    exp_test = cost_model.predict_matrix(items_test, models)
-    exp_fit = cost_model.predict_matrix(items_fit, models)
+    predictor = SuccessPredictor(c=c)
+    x_fit = predictor.matrix([(r.prompt, {"source": r.source}) for r in fit])
+    x_test = predictor.matrix([(r.prompt, {"source": r.source}) for r in test])
+    predictor.fit(fit, x=x_fit)
+    cost_model = CostPredictor(predictor).fit(fit, x=x_fit)
+    p_test = predictor.predict_matrix([], models, x=x_test)
+    p_fit = predictor.predict_matrix([], models, x=x_fit)
+    exp_test = cost_model.predict_matrix([], models, x=x_test)
+    exp_fit = cost_model.predict_matrix([], models, x=x_fit)
     scale = float(np.mean(exp_fit[:, strongest] - exp_fit[:, cheapest]))
     scale = (
         scale if scale > 0 else float(np.mean(exp_fit.max(axis=1) - exp_fit.min(axis=1)) or 1e-6)

@@ -195,14 +195,19 @@ class SuccessPredictor:
         self, prompt: str, metadata: Mapping[str, Any] | None = None
     ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
         """Sparse feature vector (indices, l2-normalized values) of one call."""
-        counts: dict[int, float] = {}
-        for tok in difficulty_tokens(prompt, metadata):
-            j = _hash(tok, self.n_features)
-            counts[j] = counts.get(j, 0.0) + 1.0
-        idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-        val = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+        crc, n = zlib.crc32, self.n_features
+        hashed = np.fromiter(
+            (crc(t.encode("utf-8")) % n for t in difficulty_tokens(prompt, metadata)),
+            dtype=np.int64,
+        )
+        idx, counts = np.unique(hashed, return_counts=True)
+        val = counts.astype(np.float64)
         norm = float(np.linalg.norm(val)) or 1.0
         return idx, val / norm
+
+    def matrix(self, items: Sequence[tuple[str, Mapping[str, Any] | None]]) -> Any:
+        """The sparse feature matrix (scipy CSR) of many calls, one row each."""
+        return self._matrix(items)
 
     def _matrix(self, items: Sequence[tuple[str, Mapping[str, Any] | None]]) -> Any:
         from scipy.sparse import csr_matrix  # type: ignore[import-untyped]
@@ -226,15 +231,19 @@ class SuccessPredictor:
 
     # ------------------------------------------------------------------ learning
 
-    def fit(self, rows: Iterable[RoutingRow]) -> SuccessPredictor:
-        """Train every model that appears in ``rows`` (batch L2 logistic regression)."""
+    def fit(self, rows: Iterable[RoutingRow], *, x: Any = None) -> SuccessPredictor:
+        """Train every model that appears in ``rows`` (batch L2 logistic regression).
+
+        ``x`` may pass the rows' :meth:`matrix` when it is already computed.
+        """
         from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
 
         rows = list(rows)
         if not rows:
             raise ConfigError("no rows to fit on", field="rows")
         names = sorted({m for r in rows for m in r.models})
-        x = self._matrix([(r.prompt, {"source": r.source}) for r in rows])
+        if x is None:
+            x = self._matrix([(r.prompt, {"source": r.source}) for r in rows])
         for m in names:
             self.add_model(m)
             mask = np.array([m in r.models for r in rows])
@@ -289,10 +298,15 @@ class SuccessPredictor:
         return out
 
     def predict_matrix(
-        self, items: Sequence[tuple[str, Mapping[str, Any] | None]], models: Sequence[str]
+        self,
+        items: Sequence[tuple[str, Mapping[str, Any] | None]],
+        models: Sequence[str],
+        *,
+        x: Any = None,
     ) -> NDArray[np.float64]:
         """Chances of success, one row per call and one column per model in ``models``."""
-        x = self._matrix(items)
+        if x is None:
+            x = self._matrix(items)
         for m in models:
             self.add_model(m)
         w = np.stack([self._coef[m] for m in models], axis=1)
@@ -322,14 +336,16 @@ class CostPredictor:
         """The models this predictor prices."""
         return list(self._coef)
 
-    def fit(self, rows: Iterable[RoutingRow]) -> CostPredictor:
-        """Fit every model in ``rows`` (rows with a zero cost are floored at 1e-12 USD)."""
+    def fit(self, rows: Iterable[RoutingRow], *, x: Any = None) -> CostPredictor:
+        """Fit every model in ``rows`` (zero costs are floored at 1e-12 USD); ``x`` as in
+        :meth:`SuccessPredictor.fit`."""
         from sklearn.linear_model import Ridge  # type: ignore[import-untyped]
 
         rows = list(rows)
         if not rows:
             raise ConfigError("no rows to fit on", field="rows")
-        x = self._features._matrix([(r.prompt, {"source": r.source}) for r in rows])
+        if x is None:
+            x = self._features._matrix([(r.prompt, {"source": r.source}) for r in rows])
         for m in sorted({m for r in rows for m in r.models}):
             mask = np.array([m in r.models for r in rows])
             y = np.log(np.maximum([r.models[m].cost_usd for r in rows if m in r.models], 1e-12))
@@ -350,7 +366,11 @@ class CostPredictor:
         self._intercept[model] = b + self.learning_rate * err * 0.1
 
     def predict_matrix(
-        self, items: Sequence[tuple[str, Mapping[str, Any] | None]], models: Sequence[str]
+        self,
+        items: Sequence[tuple[str, Mapping[str, Any] | None]],
+        models: Sequence[str],
+        *,
+        x: Any = None,
     ) -> NDArray[np.float64]:
         """Expected USD per call, one row per call and one column per model in ``models``."""
         missing = [m for m in models if m not in self._coef]
@@ -358,7 +378,8 @@ class CostPredictor:
             raise ConfigError(
                 f"no cost model for {missing}; fit on rows that include them", field="models"
             )
-        x = self._features._matrix(items)
+        if x is None:
+            x = self._features._matrix(items)
         w = np.stack([self._coef[m] for m in models], axis=1)
         b = np.array([self._intercept[m] for m in models])
         out: NDArray[np.float64] = np.exp(np.asarray(x @ w) + b)
