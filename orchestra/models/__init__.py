@@ -9,7 +9,9 @@
   :class:`RoutingPolicy` and its ``quality`` knob;
 * :mod:`~orchestra.models.router` — :class:`ModelRouter`, a ChatModel that picks a backend
   per call under the budget and routes around failing backends;
-* :mod:`~orchestra.models.serve` — :class:`VLLMServer`, the local vLLM server.
+* :mod:`~orchestra.models.serve` — :class:`VLLMServer`, the local vLLM server;
+* :mod:`~orchestra.models.settings` — :class:`ModelSettings` (``ORCHESTRA_MODELS_*``) and
+  :func:`build_router`.
 """
 
 from orchestra.models.backends import Backend, BackendError, LiteLLMChatModel, Prices
@@ -31,6 +33,7 @@ from orchestra.models.router import (
     RoutedResponse,
 )
 from orchestra.models.serve import VLLMServer
+from orchestra.models.settings import ModelSettings, build_router
 
 __all__ = [
     "AllBackendsFailed",
@@ -46,6 +49,7 @@ __all__ = [
     "Ledger",
     "LiteLLMChatModel",
     "ModelRouter",
+    "ModelSettings",
     "Prices",
     "RedisLedger",
     "Reservation",
@@ -56,5 +60,6 @@ __all__ = [
     "SuccessPredictor",
     "Usage",
     "VLLMServer",
+    "build_router",
     "load_rows",
 ]

@@ -264,3 +264,37 @@ def test_duplicate_backend_names_are_config_errors() -> None:
     """Two backends with one name cannot be told apart in the ledger or the policy."""
     with pytest.raises(ConfigError, match="distinct name"):
         ModelRouter([(LOCAL, FakeModel("a")), (LOCAL, FakeModel("b"))])
+
+
+class TestSettings:
+    async def test_backends_from_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """ORCHESTRA_MODELS_* configure backends, knob and budget; the router books on it."""
+        from orchestra.models.settings import ModelSettings, build_router
+
+        monkeypatch.setenv(
+            "ORCHESTRA_MODELS_BACKENDS",
+            '[{"model": "hosted_vllm/small", "api_base": "http://127.0.0.1:1/v1", "tier": 0},'
+            ' {"model": "openai/gpt-4o-mini", "tier": 1}]',
+        )
+        monkeypatch.setenv("ORCHESTRA_MODELS_QUALITY", "0.9")
+        monkeypatch.setenv("ORCHESTRA_MODELS_BUDGET_USD", "0.25")
+        router = await build_router(ModelSettings(), run_id="env-run")
+        assert [b.tier for b in router.backends] == [0, 1] and router.policy.quality == 0.9
+        snap = await router.ledger.snapshot()
+        assert snap.limit_usd == 0.25 and snap.run_id == "env-run"
+
+    async def test_no_backends_names_the_variable(self) -> None:
+        """Without backends the error says which variable to set."""
+        from orchestra.models.settings import ModelSettings, build_router
+
+        with pytest.raises(ConfigError, match="ORCHESTRA_MODELS_BACKENDS"):
+            await build_router(ModelSettings(backends=[]))
+
+    def test_yaml_errors_name_the_field(self, tmp_path) -> None:  # type: ignore[no-untyped-def]
+        """A bad YAML setting names the file and the field."""
+        from orchestra.models.settings import ModelSettings
+
+        f = tmp_path / "models.yaml"
+        f.write_text("backends:\n  - model: gpt-4o\n")
+        with pytest.raises(ConfigError, match=r"models.yaml: backends.0.model"):
+            ModelSettings.from_yaml(f)
