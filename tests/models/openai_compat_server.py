@@ -47,7 +47,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path.rstrip("/") == "/v1/models":
             names = self.server.models  # type: ignore[attr-defined]
-            self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in names]})
+            self._send(
+                200, {"object": "list", "data": [{"id": m, "object": "model"} for m in names]}
+            )
         elif self.path == "/stats":
             with _lock:
                 self._send(200, dict(_served))
@@ -61,13 +63,18 @@ class Handler(BaseHTTPRequestHandler):
         req = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
         model = str(req.get("model", ""))
         if model.startswith("fail-"):
-            self._send(500, {"error": {"message": "internal error (scripted)", "type": "server_error"}})
+            self._send(
+                500, {"error": {"message": "internal error (scripted)", "type": "server_error"}}
+            )
             return
         if model.startswith("limit-"):
             self._send(429, {"error": {"message": "rate limited (scripted)", "type": "rate_limit"}})
             return
         if model.startswith("bad-"):
-            self._send(400, {"error": {"message": "bad request (scripted)", "type": "invalid_request_error"}})
+            self._send(
+                400,
+                {"error": {"message": "bad request (scripted)", "type": "invalid_request_error"}},
+            )
             return
         if model.startswith("slow-"):
             time.sleep(5)
@@ -91,7 +98,11 @@ class Handler(BaseHTTPRequestHandler):
                 "created": int(time.time()),
                 "model": model,
                 "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                    }
                 ],
                 "usage": {
                     "prompt_tokens": prompt_tokens,

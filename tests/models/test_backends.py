@@ -7,7 +7,10 @@ import pytest
 from orchestra.errors import ConfigError
 from orchestra.models import Backend, BackendError, ChatMessage, LiteLLMChatModel
 
-MSG = [ChatMessage(role="system", content="Be brief."), ChatMessage(role="user", content="Hello there, how are you today?")]
+MSG = [
+    ChatMessage(role="system", content="Be brief."),
+    ChatMessage(role="user", content="Hello there, how are you today?"),
+]
 
 
 class TestBackendSpec:
@@ -24,7 +27,9 @@ class TestBackendSpec:
     def test_local_is_free_unless_priced(self) -> None:
         """A hosted vLLM backend costs nothing unless prices are configured."""
         assert Backend(model="hosted_vllm/x").prices.cost(1000, 1000) == 0
-        assert Backend(model="hosted_vllm/x", input_cost_per_token=1e-7, output_cost_per_token=1e-7).prices.cost(10, 10) == pytest.approx(2e-6)
+        assert Backend(
+            model="hosted_vllm/x", input_cost_per_token=1e-7, output_cost_per_token=1e-7
+        ).prices.cost(10, 10) == pytest.approx(2e-6)
 
     def test_unpriced_remote_is_config_error(self) -> None:
         """A remote model litellm does not price must be priced in the spec; the error says how."""
@@ -33,7 +38,12 @@ class TestBackendSpec:
 
     def test_cost_bound_covers_any_tokenizer(self) -> None:
         """The bound counts every UTF-8 byte as a token plus the template, and max_tokens out."""
-        b = Backend(model="openai/x", input_cost_per_token=1.0, output_cost_per_token=10.0, max_output_tokens=50)
+        b = Backend(
+            model="openai/x",
+            input_cost_per_token=1.0,
+            output_cost_per_token=10.0,
+            max_output_tokens=50,
+        )
         usd, tokens = b.cost_bound([ChatMessage(role="user", content="héllo")], 20)
         assert tokens == (6 + 4 + 64 + 8) + 20 and usd == (6 + 4 + 64 + 8) * 1.0 + 20 * 10.0
         assert b.cost_bound([ChatMessage(role="user", content="x")], None)[1] >= 50
@@ -63,7 +73,9 @@ class TestLiteLLMChatModel:
         resp = await LiteLLMChatModel(b).chat(MSG, max_tokens=30)
         assert resp.text.startswith("remote-model says: Hello there")
         assert resp.usage.input_tokens > 0 and resp.usage.output_tokens > 0
-        assert resp.cost_usd == pytest.approx(b.prices.cost(resp.usage.input_tokens, resp.usage.output_tokens))
+        assert resp.cost_usd == pytest.approx(
+            b.prices.cost(resp.usage.input_tokens, resp.usage.output_tokens)
+        )
         bound_usd, _ = b.cost_bound(MSG, 30)
         assert resp.cost_usd <= bound_usd
         assert ep.stats() == {"remote-model": 1}
@@ -72,7 +84,9 @@ class TestLiteLLMChatModel:
         ("model", "kind"),
         [("fail-x", "unavailable"), ("limit-x", "rate_limit"), ("bad-x", "bad_request")],
     )
-    async def test_http_errors_are_translated(self, endpoint_factory, model: str, kind: str) -> None:  # type: ignore[no-untyped-def]
+    async def test_http_errors_are_translated(
+        self, endpoint_factory, model: str, kind: str
+    ) -> None:  # type: ignore[no-untyped-def]
         """HTTP 500, 429 and 400 become BackendError kinds, chained to litellm's exception."""
         ep = endpoint_factory(model)
         with pytest.raises(BackendError) as err:
