@@ -129,6 +129,7 @@ def add_secret(value: str | None) -> None:
     with _lock:
         _added.add(value)
         _known = _known | {value}
+        _redact_short.cache_clear()
 
 
 def refresh_env_secrets(environ: Mapping[str, str] | None = None) -> None:
@@ -144,7 +145,10 @@ def refresh_env_secrets(environ: Mapping[str, str] | None = None) -> None:
         if is_secret_key(k) and v and len(v) >= _MIN_SECRET_LEN and not _boring(v)
     }
     with _lock:
-        _known = frozenset(found | _added)
+        new = frozenset(found | _added)
+        if new != _known:
+            _known = new
+            _redact_short.cache_clear()
 
 
 def _boring(value: str) -> bool:
@@ -154,6 +158,22 @@ def _boring(value: str) -> bool:
 
 def redact_text(text: str) -> str:
     """``text`` with every secret it contains replaced by ``[REDACTED]``."""
+    if len(text) <= _CACHE_MAX_LEN:
+        return _redact_short(text)
+    return _redact_text(text)
+
+
+# Span attributes and log fields repeat (skill names, step ids, statuses): short strings are
+# scrubbed once.  The cache is cleared whenever the set of known secrets changes.
+_CACHE_MAX_LEN = 200
+
+
+@lru_cache(maxsize=8192)
+def _redact_short(text: str) -> str:
+    return _redact_text(text)
+
+
+def _redact_text(text: str) -> str:
     known = _known
     if known:
         for secret in known:

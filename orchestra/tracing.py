@@ -312,6 +312,19 @@ def tracer() -> trace.Tracer:
     return t
 
 
+def _off() -> bool:
+    """True when Orchestra's spans would be no-ops, so building them can be skipped.
+
+    That is: tracing disabled, or off with no provider installed by anyone (yet).
+    """
+    t = _STATE.tracer or tracer()
+    if isinstance(t, trace.NoOpTracer):
+        return True
+    if isinstance(t, trace.ProxyTracer):
+        return isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    return False
+
+
 def _install(cfg: TracingConfig) -> TracerProvider | None:
     """Orchestra's provider (created and made global on first use), or None if foreign."""
     from orchestra import _tracing_sdk as sdk
@@ -511,6 +524,9 @@ def run_span(
     graph: str, run_id: str, attributes: Mapping[str, Any] | None = None
 ) -> Iterator[Span]:
     """The span of a whole run: ``invoke_agent {graph}``."""
+    if _off():
+        yield trace.INVALID_SPAN
+        return
     attrs: dict[str, Any] = {
         "gen_ai.operation.name": "invoke_agent",
         "gen_ai.agent.name": graph,
@@ -536,6 +552,9 @@ def step_span(
     Carries the route the attempt follows (``orchestra.route``) and, after a reroute, why
     (``orchestra.route_reason``), taken from the decision log.
     """
+    if _off():
+        yield trace.INVALID_SPAN
+        return
     attrs: dict[str, Any] = {
         "orchestra.run_id": run_id,
         "orchestra.step_id": step_id,
@@ -560,7 +579,14 @@ def step_span(
 def tool_span(
     skill: str, *, run_id: str, step_id: str, attributes: Mapping[str, Any] | None = None
 ) -> Iterator[Span]:
-    """The span of one tool call: ``execute_tool {skill}``."""
+    """The span of one tool call: ``execute_tool {skill}``.
+
+    When this process does not trace, the span is skipped and the caller's context (e.g. the
+    driver's, extracted from a task) stays current, so log lines still carry its trace id.
+    """
+    if _off():
+        yield trace.INVALID_SPAN
+        return
     attrs: dict[str, Any] = {
         "gen_ai.operation.name": "execute_tool",
         "gen_ai.tool.name": skill,
@@ -617,6 +643,9 @@ def inject_context() -> dict[str, str]:
 @contextmanager
 def extract_context(carrier: Mapping[str, str]) -> Iterator[None]:
     """Make the trace context carried by ``carrier`` current (on a worker)."""
+    if not carrier:
+        yield
+        return
     token = otel_context.attach(propagate.extract(dict(carrier)))
     try:
         yield
@@ -678,6 +707,9 @@ def chat_span(
     leaving the block sets the span's status and ``error.type`` (the error's ``kind`` if it
     has one, else its class name).
     """
+    if _off():
+        yield trace.INVALID_SPAN
+        return
     attrs: dict[str, Any] = {
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": provider,

@@ -7,6 +7,7 @@ import io
 import sys
 
 import pytest
+from opentelemetry import trace
 
 from orchestra import tracing
 from orchestra.errors import ConfigError
@@ -125,6 +126,19 @@ class TestInstall:
         with tracing.run_span("g", "r1") as span:
             assert not span.is_recording()
             assert tracing.inject_context() == {}
+
+    def test_an_untraced_worker_keeps_the_drivers_context_for_its_logs(self) -> None:
+        """Tracing off on a worker: no tool span, but the driver's context (from the task)
+        stays current, so log lines there still carry the run's trace id."""
+        tracing.setup_tracing({"OTEL_SDK_DISABLED": "true"}, reconfigure=True)
+        carrier = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+        with (
+            tracing.extract_context(carrier),
+            tracing.tool_span("k", run_id="r", step_id="s") as span,
+        ):
+            assert not span.is_recording()
+            ctx = trace.get_current_span().get_span_context()
+            assert f"{ctx.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
 
     def test_grpc_export_reaches_a_grpc_receiver(self, otlp_grpc: GrpcReceiver) -> None:
         tracing.setup_tracing(

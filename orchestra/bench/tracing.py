@@ -1,0 +1,293 @@
+"""``orchestra bench tracing``: what tracing costs per step.
+
+The same run — a linear graph of ``steps`` steps, two candidate skills each, skills that
+return at once so that only Orchestra's own work is timed — is repeated under three modes,
+interleaved round by round so that drift hits every mode alike:
+
+* ``bare``: every :mod:`orchestra.tracing` call the runtime makes is replaced by a stub that
+  does nothing (the cost of not instrumenting at all);
+* ``disabled``: tracing off as shipped (``OTEL_SDK_DISABLED=true``; the same path as no
+  ``OTEL_*`` set): OpenTelemetry's no-op tracer;
+* ``enabled``: the OpenTelemetry SDK recording every span, exported synchronously to an
+  in-memory exporter through the secret scrubber.
+
+The figures are the median step time (run wall time / steps) and driver CPU time per step
+per mode, and each mode's overhead over ``bare`` (median of per-round ratios).  ``--fleet`` runs the steps on two Celery workers (Redis at
+``ORCHESTRA_BROKER_URL``) started for the benchmark, the step time the fleet benchmark
+measures; the workers themselves run with tracing disabled in every mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+__all__ = ["MODES", "bench_graph", "register", "run_tracing_bench", "tracing_mode"]
+
+MODES = ("bare", "disabled", "enabled")
+
+_GRAPH_SOURCE = '''
+"""Bench graph for ``orchestra bench tracing``: {steps} steps, two instant skills each."""
+
+from orchestra import Graph, Skill
+from orchestra.skills import AnyOutput
+
+
+def _make(name: str, cost: float) -> Skill:
+    async def fn(**kwargs: object) -> dict[str, object]:
+        return {{"value": name}}
+
+    return Skill(name=name, cost=cost, fn=fn, output_model=AnyOutput, timeout_s=10)
+
+
+graph = Graph("trace_bench")
+for i in range({steps}):
+    graph.step(
+        f"s{{i}}",
+        [_make(f"a{{i}}", 0.001), _make(f"b{{i}}", 0.002)],
+        after=[f"s{{i - 1}}"] if i else [],
+    )
+'''
+
+
+def bench_graph(steps: int) -> Any:
+    """The benchmark's graph (built from the same source the fleet workers load)."""
+    namespace: dict[str, Any] = {}
+    exec(compile(_GRAPH_SOURCE.format(steps=steps), "<trace_bench>", "exec"), namespace)
+    return namespace["graph"]
+
+
+@contextlib.contextmanager
+def _stub(*args: Any, **kwargs: Any) -> Iterator[Any]:
+    yield _NULL_SPAN
+
+
+class _NullSpan:
+    def set_attribute(self, *args: Any) -> None:
+        return None
+
+    def is_recording(self) -> bool:
+        return False
+
+
+_NULL_SPAN = _NullSpan()
+
+
+@contextlib.contextmanager
+def tracing_mode(mode: str) -> Iterator[None]:
+    """Run the block under one of :data:`MODES`; the previous set-up is restored after."""
+    from orchestra import tracing
+
+    if mode == "bare":
+        names = ("run_span", "step_span", "tool_span", "extract_context")
+        saved = {n: getattr(tracing, n) for n in (*names, "decision_event", "inject_context")}
+        saved["mark_error"] = tracing.mark_error
+        for n in names:
+            setattr(tracing, n, _stub)
+        tracing.decision_event = lambda *a, **k: None  # type: ignore[assignment]
+        tracing.inject_context = dict  # type: ignore[assignment]
+        tracing.mark_error = lambda *a, **k: None  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            for n, f in saved.items():
+                setattr(tracing, n, f)
+        return
+    if mode == "disabled":
+        tracing.setup_tracing({"OTEL_SDK_DISABLED": "true"}, reconfigure=True)
+        try:
+            yield
+        finally:
+            tracing.shutdown_tracing()
+        return
+    if mode == "enabled":
+        tracing.setup_tracing({"OTEL_SDK_DISABLED": "true"}, reconfigure=True)
+        try:
+            with tracing.capture_spans() as cap:
+                yield
+                if not cap.spans:
+                    raise RuntimeError("tracing enabled but no span was recorded")
+        finally:
+            tracing.shutdown_tracing()
+        return
+    raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+
+
+@contextlib.asynccontextmanager
+async def _fleet(steps: int) -> AsyncIterator[Any]:
+    """Two workers hosting the bench graph, and a fleet runner; all stopped after."""
+    from orchestra.fleet import fleet_runner
+
+    with tempfile.TemporaryDirectory(prefix="orchestra-bench-tracing-") as tmp:
+        path = Path(tmp) / "trace_bench.py"
+        path.write_text(textwrap.dedent(_GRAPH_SOURCE.format(steps=steps)))
+        env = {**os.environ, "OTEL_SDK_DISABLED": "true"}
+        names = [f"bench-tracing-{i}@{os.getpid()}" for i in range(2)]
+        procs = [
+            subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "orchestra", "worker", "--graph", str(path)),
+                    *("--name", name, "--concurrency", "1"),
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for name in names
+        ]
+        runner = fleet_runner()
+        try:
+            await _wait_for_workers(getattr(runner.executor, "view", None), names)
+            yield runner
+        finally:
+            await runner.executor.aclose()
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+
+async def _wait_for_workers(view: Any, names: list[str], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        live = {w.name for w in await view.workers(fresh=True)}
+        if set(names) <= live:
+            return
+        await asyncio.sleep(0.25)
+    raise RuntimeError(f"bench workers {names} did not come up within {timeout_s:.0f}s")
+
+
+async def _one_run(runner: Any, graph: Any) -> tuple[float, float]:
+    """(wall seconds, this process's CPU seconds) of one run."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    result = await runner.run(graph)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    if result.status != "completed":
+        raise RuntimeError(f"bench run ended {result.status}: {result.reason}")
+    return wall, cpu
+
+
+def run_tracing_bench(
+    *, steps: int = 20, runs: int = 30, warmup: int = 3, fleet: bool = False, seed: int = 1
+) -> dict[str, Any]:
+    """Step times per mode and their overhead over ``bare`` (see the module docs).
+
+    Each round runs every mode once, in a shuffled order; the overhead of a mode is the
+    median over rounds of its time divided by ``bare``'s in the same round, so load that
+    other processes put on the machine cancels out.  Wall time is what a user waits; CPU
+    time (this process, the driver) is what tracing itself spends, and is the steadier
+    figure on a shared machine.
+    """
+    from orchestra.runtime import Runner
+
+    graph = bench_graph(steps).compile()
+    rnd = random.Random(seed)
+    wall: dict[str, list[float]] = {m: [] for m in MODES}
+    cpu: dict[str, list[float]] = {m: [] for m in MODES}
+
+    async def measure(runner: Any) -> None:
+        for _ in range(warmup):
+            for mode in MODES:
+                with tracing_mode(mode):
+                    await _one_run(runner, graph)
+        for _ in range(runs):
+            order = list(MODES)
+            rnd.shuffle(order)
+            for mode in order:
+                gc.collect()
+                with tracing_mode(mode):
+                    w, c = await _one_run(runner, graph)
+                wall[mode].append(w / steps * 1e3)
+                cpu[mode].append(c / steps * 1e3)
+
+    async def main() -> None:
+        if fleet:
+            async with _fleet(steps) as runner:
+                await measure(runner)
+        else:
+            await measure(Runner())
+
+    asyncio.run(main())
+
+    def ratio(xs: list[float], base: list[float]) -> float:
+        return (statistics.median(x / b for x, b in zip(xs, base, strict=True)) - 1.0) * 100.0
+
+    out: dict[str, Any] = {
+        "executor": "fleet (2 Celery workers)" if fleet else "embedded",
+        "steps_per_run": steps,
+        "runs_per_mode": runs,
+        "modes": {},
+    }
+    for mode in MODES:
+        ws = sorted(wall[mode])
+        out["modes"][mode] = {
+            "step_ms_p50": statistics.median(ws),
+            "step_ms_p90": ws[int(0.9 * (len(ws) - 1))],
+            "cpu_ms_p50": statistics.median(cpu[mode]),
+            "overhead_pct": ratio(wall[mode], wall["bare"]),
+            "cpu_overhead_pct": ratio(cpu[mode], cpu["bare"]),
+        }
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``orchestra bench tracing``."""
+
+    @app.command("tracing")
+    def tracing_cmd(
+        steps: Annotated[int, typer.Option(help="Steps per run")] = 20,
+        runs: Annotated[int, typer.Option(help="Runs per mode (interleaved)")] = 30,
+        fleet: Annotated[
+            bool, typer.Option("--fleet", help="Run the steps on two Celery workers")
+        ] = False,
+        json_out: Annotated[
+            Path | None, typer.Option("--json", help="Write the figures as JSON here")
+        ] = None,
+    ) -> None:
+        """Step time with tracing bare / disabled / enabled (in-memory exporter)."""
+        from rich.console import Console
+        from rich.table import Table
+
+        result = run_tracing_bench(steps=steps, runs=runs, fleet=fleet)
+        table = Table(
+            title=f"step time, {result['executor']}, {steps} steps x {runs} runs per mode"
+        )
+        for col in (
+            "tracing",
+            "step ms p50",
+            "step ms p90",
+            "overhead (wall)",
+            "driver CPU ms p50",
+            "overhead (CPU)",
+        ):
+            table.add_column(col, justify="right")
+        for mode, r in result["modes"].items():
+            table.add_row(
+                mode,
+                f"{r['step_ms_p50']:.3f}",
+                f"{r['step_ms_p90']:.3f}",
+                "-" if mode == "bare" else f"{r['overhead_pct']:+.1f}%",
+                f"{r['cpu_ms_p50']:.3f}",
+                "-" if mode == "bare" else f"{r['cpu_overhead_pct']:+.1f}%",
+            )
+        Console().print(table)
+        if json_out:
+            json_out.write_text(json.dumps(result, indent=2))
