@@ -94,7 +94,7 @@ class _Shared:
     """State shared by a router and every per-run copy of it (:meth:`ModelRouter.for_run`)."""
 
     health: dict[str, BackendHealth] = field(default_factory=dict)
-    lock: asyncio.Lock | None = None
+    scale_seen: int = 0  # calls that have updated the adaptive cost scale
 
 
 class ModelRouter:
@@ -154,7 +154,6 @@ class ModelRouter:
             quality=quality,
             cost_scale_usd=cost_scale_usd or self._default_cost_scale(),
         )
-        self._scale_seen = 0
         self.ledger: Ledger = ledger if ledger is not None else InMemoryLedger()
         self.default_max_tokens = default_max_tokens
         self.min_tier = min_tier
@@ -259,12 +258,18 @@ class ModelRouter:
                 )
             else:
                 live.append(b)
+        if not live and eligible:
+            # Everything is cooling down: a half-open trial of the one that cools off first,
+            # rather than failing the call outright (a lone backend's blip is not an outage).
+            probe = min(eligible, key=lambda b: self._shared.health[b.label].cooldown_until)
+            skipped.pop(probe.label, None)
+            live.append(probe)
         expected = {b.label: self._expected_cost(b, messages, max_tokens) for b in live}
         if self._adaptive_scale and len(expected) > 1:
             gap = max(expected.values()) - min(expected.values())
             if gap > 0:
-                self._scale_seen += 1
-                w = max(0.02, 1.0 / self._scale_seen)
+                self._shared.scale_seen += 1
+                w = max(0.02, 1.0 / self._shared.scale_seen)
                 self.policy.cost_scale_usd = (1 - w) * self.policy.cost_scale_usd + w * gap
         quality = md.get("quality")
         ranking = (

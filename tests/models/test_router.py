@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from orchestra.errors import BudgetExceeded, ConfigError
+from orchestra.errors import BudgetExceeded, ConfigError, ModelError
 from orchestra.models import (
     Backend,
     BackendError,
@@ -206,6 +206,18 @@ class TestFailures:
         r3 = await router.chat(MSG, metadata={"quality": 1.0})
         assert r3.model == "strong" and r3.text == "back"
         assert router.health("strong").consecutive_failures == 0
+
+    async def test_lone_cooling_backend_gets_a_half_open_trial(self) -> None:
+        """When every backend is cooling down, the one that cools off first is tried anyway."""
+        clock = Clock()
+        err = BackendError("blip", backend="local", kind="unavailable")
+        fake = FakeModel("local", [err, "recovered"])
+        router = ModelRouter([(LOCAL, fake)], clock=clock)
+        with pytest.raises(ModelError):
+            await router.chat(MSG)
+        assert router.health("local").cooling(clock())
+        r = await router.chat(MSG)
+        assert r.text == "recovered" and not router.health("local").cooling(clock())
 
     async def test_failed_call_releases_its_reservation(self) -> None:
         """The failed attempt's reservation is released; only the answer is booked."""
