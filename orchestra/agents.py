@@ -186,8 +186,7 @@ def agent_skill(profile: AgentProfile, model: ChatModel, *, name: str | None = N
         )
 
     async def run(**fields: Any) -> AgentOutput:
-        step_md = fields.pop("_metadata", None)
-        md = {**metadata, **(step_md if isinstance(step_md, Mapping) else {})}
+        md = dict(metadata)
         resp = await model.chat(
             profile.messages(fields), max_tokens=profile.max_tokens, metadata=md
         )
