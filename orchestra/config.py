@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     max_attempts                 ORCHESTRA_MAX_ATTEMPTS                      3
     max_amount                   ORCHESTRA_MAX_AMOUNT                        (none)
     checkpoint_url               ORCHESTRA_CHECKPOINT_URL                    sqlite:///.orchestra/runs.sqlite
+                                                                             (``none``: no checkpoints)
     log_level                    ORCHESTRA_LOG_LEVEL                         WARNING
     log_json                     ORCHESTRA_LOG_JSON                          (auto: JSON unless a TTY)
     ===========================  ==========================================  ==========================
@@ -64,9 +65,12 @@ def build_runner(
 
         runner: Runner = fleet_runner(s, on_decision=on_decision)
         return runner
+    from orchestra.checkpoint import open_checkpointer
+
     return Runner(
         health=HealthBoard(cooldown_s=s.cooldown_s),
         monitors=default_monitors(max_amount=s.max_amount),
         max_attempts=s.max_attempts,
+        checkpointer=open_checkpointer(s.checkpoint_url),
         on_decision=on_decision,
     )

@@ -6,7 +6,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-__all__ = ["Decision", "DecisionKind", "RunResult", "RunState", "RunStatus", "StepRecord"]
+__all__ = [
+    "HUMAN",
+    "Decision",
+    "DecisionKind",
+    "EscalationInfo",
+    "RunResult",
+    "RunState",
+    "RunStatus",
+    "StepRecord",
+]
+
+HUMAN = "human"
+"""The skill name recorded for a step a human did (``orchestra resume ID --answer output:...``)."""
 
 DecisionKind = Literal[
     "execute",  # a call was dispatched along the current route
@@ -18,6 +30,7 @@ DecisionKind = Literal[
     "demote",  # the main goal was out of reach; a lesser goal was chosen
     "escalate",  # nothing reachable is left; a human must decide
     "complete",  # the run reached its (possibly demoted) goal
+    "resume",  # the run was resumed: after its driver stopped, or with a human's answer
 ]
 RunStatus = Literal["running", "completed", "demoted", "escalated"]
 
@@ -50,8 +63,21 @@ class StepRecord(BaseModel):
     worker: str | None = None
 
 
+class EscalationInfo(BaseModel):
+    """Why a run escalated, and what a human's answer can act on."""
+
+    reason: str
+    steps: dict[str, str] = Field(default_factory=dict)  # stuck step -> why it has no route
+    risk_blocked: list[str] = Field(default_factory=list)  # steps a risk limit stopped
+    goals: list[str] = Field(default_factory=list)  # goals declared by the graph
+
+
 class RunState(BaseModel):
-    """Everything needed to resume a run (checkpointed after every step)."""
+    """Everything needed to resume a run (checkpointed after every step).
+
+    ``origin`` says how the run was started (graph file, options) so that the command line
+    can resume it by id; ``approved`` lists steps a human allowed past a risk limit.
+    """
 
     run_id: str
     graph: str
@@ -65,6 +91,10 @@ class RunState(BaseModel):
     spent_usd: float = 0.0
     llm_calls: int = 0
     reason: str = ""
+    budget_usd: float | None = None
+    origin: dict[str, Any] = Field(default_factory=dict)
+    escalation: EscalationInfo | None = None
+    approved: list[str] = Field(default_factory=list)
 
 
 class RunResult(BaseModel):

@@ -31,7 +31,12 @@ for _mod, _attr, _name in (
         continue
     app.add_typer(getattr(_m, _attr), name=_name)
 
-for _mod in ("orchestra.cli.serve", "orchestra.cli.worker", "orchestra.cli.trace"):
+for _mod in (
+    "orchestra.cli.serve",
+    "orchestra.cli.worker",
+    "orchestra.cli.trace",
+    "orchestra.cli.resume",
+):
     try:
         _m = importlib.import_module(_mod)
     except ModuleNotFoundError as exc:

@@ -11,12 +11,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from orchestra.errors import RunInputError, SpecError
+from orchestra.errors import ExecutorError, RunInputError, SpecError
 from orchestra.results import Decision, RunResult
 
-__all__ = ["EXIT_CODES", "register"]
+__all__ = ["EXIT_CODES", "close_runner", "register"]
 
 EXIT_CODES = {"completed": 0, "demoted": 3, "escalated": 4}
+EXIT_EXECUTOR = 5  # the executor (the fleet) failed; the run can be resumed
 
 _STYLE = {
     "execute": "cyan",
@@ -28,6 +29,7 @@ _STYLE = {
     "demote": "yellow reverse",
     "escalate": "red reverse",
     "complete": "green reverse",
+    "resume": "blue bold",
 }
 
 
@@ -65,8 +67,12 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     def run_cmd(
         graph: Annotated[
-            Path, typer.Argument(help="A graph: .py (defines `graph`), .yaml, or a scenario .json")
-        ],
+            Path | None,
+            typer.Argument(
+                help="A graph: .py (defines `graph`), .yaml, or a scenario .json "
+                "(optional with --resume: the run remembers its graph)"
+            ),
+        ] = None,
         input: Annotated[
             str | None, typer.Option("--input", "-i", help="Run input as JSON (or @file.json)")
         ] = None,
@@ -93,19 +99,44 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option("--json", help="Write the run result as JSON here")
         ] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress")] = False,
+        resume: Annotated[
+            str | None,
+            typer.Option(
+                "--resume",
+                metavar="RUN_ID",
+                help="Continue run RUN_ID from its last checkpoint (its driver died): "
+                "completed steps are not run again",
+            ),
+        ] = None,
+        run_id: Annotated[
+            str | None, typer.Option("--run-id", help="Id of the new run (default: random)")
+        ] = None,
     ) -> None:
         """Run GRAPH and show what ran, what was rerouted and what it cost.
 
-        Exit code: 0 completed, 3 demoted, 4 escalated, 2 bad input or spec.
+        Exit code: 0 completed, 3 demoted, 4 escalated, 2 bad input or spec, 5 the fleet
+        failed (resume the run with --resume RUN_ID).
         """
         console = Console()
         try:
-            result = asyncio.run(
-                _run(graph, input, scenario, down, fail, budget, fleet, console, quiet)
-            )
+            if resume is not None:
+                from orchestra.cli.resume import resume_run
+
+                result = asyncio.run(
+                    resume_run(resume, graph=graph, fleet=fleet, console=console, quiet=quiet)
+                )
+            elif graph is None:
+                raise ValueError("give a GRAPH to run, or --resume RUN_ID")
+            else:
+                result = asyncio.run(
+                    _run(graph, input, scenario, down, fail, budget, fleet, console, quiet, run_id)
+                )
         except (SpecError, RunInputError, ValueError) as exc:
             console.print(f"[red bold]error:[/] {exc}", highlight=False)
             raise typer.Exit(2) from None
+        except ExecutorError as exc:
+            console.print(f"[red bold]executor error:[/] {exc}", highlight=False)
+            raise typer.Exit(EXIT_EXECUTOR) from None
         print_summary(console, result)
         if json_out:
             json_out.write_text(result.model_dump_json(indent=2))
@@ -122,7 +153,10 @@ async def _run(
     fleet: bool,
     console: Console,
     quiet: bool,
+    run_id: str | None = None,
 ) -> RunResult:
+    import uuid
+
     from orchestra.config import build_runner
     from orchestra.loaders import load_any_graph
 
@@ -138,7 +172,26 @@ async def _run(
         fleet=fleet,
         on_decision=None if quiet else (lambda d: print_decision(console, d)),
     )
-    for name in [*health_down, *down]:
+    mark_down(runner, graph, health_down, down)
+    run_id = run_id or uuid.uuid4().hex[:12]
+    origin = {
+        "graph": str(path.resolve()),
+        "scenario": scenario,
+        "fail": list(fail),
+        "down": list(down),
+        "fleet": fleet,
+    }
+    if not quiet:
+        console.print(f"[dim]run {run_id}[/]", highlight=False)
+    try:
+        return await runner.run(graph, data, budget_usd=budget, run_id=run_id, origin=origin)
+    finally:
+        await close_runner(runner)
+
+
+def mark_down(runner: Any, graph: Any, scenario_down: list[str], down: list[str]) -> None:
+    """Mark skills down before a run (``--down``, or a scenario's outages)."""
+    for name in [*scenario_down, *down]:
         if name not in graph.skills:
             from orchestra.errors import UnknownSkillError
 
@@ -146,7 +199,12 @@ async def _run(
         runner.health.mark_down(
             name, "marked down from the command line" if name in down else "scenario: down"
         )
+
+
+async def close_runner(runner: Any) -> None:
+    """Release what a runner built from settings holds (executor, checkpointer)."""
     try:
-        return await runner.run(graph, data, budget_usd=budget)
-    finally:
         await runner.executor.aclose()
+    finally:
+        if runner.checkpointer is not None:
+            await runner.checkpointer.aclose()

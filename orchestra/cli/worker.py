@@ -1,0 +1,78 @@
+"""``orchestra worker``: serve skills to a fleet as a Celery worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from orchestra.errors import SpecError
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("worker")
+    def worker_cmd(
+        skills: Annotated[
+            list[Path],
+            typer.Option(
+                "--skills",
+                help="A skill catalog folder (or .py file of @skill) to host; repeatable",
+            ),
+        ] = [],  # noqa: B006
+        graph: Annotated[
+            list[Path],
+            typer.Option(
+                "--graph", help="Host the skills of this graph file (.py/.yaml); repeatable"
+            ),
+        ] = [],  # noqa: B006
+        queues: Annotated[
+            str | None,
+            typer.Option(
+                "--queues",
+                "-Q",
+                help="Comma-separated skills (or orchestra.skill.<name> queues) to serve; "
+                "default: every skill loaded",
+            ),
+        ] = None,
+        concurrency: Annotated[
+            int | None,
+            typer.Option("--concurrency", "-c", help="Steps run at once (default: CPU count)"),
+        ] = None,
+        pool: Annotated[
+            str, typer.Option(help="Celery pool: prefork, threads or solo")
+        ] = "prefork",
+        loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="Log level")] = "WARNING",
+        name: Annotated[
+            str | None,
+            typer.Option("--name", "-n", help="Worker name (default orchestra-PID@HOST)"),
+        ] = None,
+    ) -> None:
+        """Serve skills to a fleet: run their steps as they arrive on their queues.
+
+        Broker, result store and health store come from ORCHESTRA_BROKER_URL,
+        ORCHESTRA_RESULT_BACKEND and ORCHESTRA_HEALTH_URL.  SIGTERM stops it warmly.
+        """
+        from orchestra.fleet.worker import load_skills, serve
+        from orchestra.logs import configure_logging
+
+        console = Console(stderr=True)
+        configure_logging(loglevel)
+        try:
+            loaded = load_skills(skills, graph)
+            if not loaded:
+                raise SpecError("nothing to host: give --skills DIR or --graph FILE")
+            serve(
+                loaded,
+                queues=[q.strip() for q in (queues or "").split(",") if q.strip()],
+                concurrency=concurrency,
+                pool=pool,
+                loglevel=loglevel,
+                name=name,
+            )
+        except SpecError as exc:
+            console.print(f"[red bold]error:[/] {exc}", highlight=False)
+            raise typer.Exit(2) from None

@@ -1,0 +1,286 @@
+"""The worker side: the generic step task ``orchestra.step``.
+
+One Celery task serves every skill.  Its payload (:class:`StepEnvelope`, JSON) carries the
+:class:`~orchestra.executors.StepTask`, the driver's reply list and the run's epoch.  The
+task looks the skill up in this worker's registry (the skills it was started with) and runs
+it with :func:`~orchestra.executors.run_skill`, exactly as the embedded executor does, inside
+the driver's trace context.
+
+Around that call, two Lua scripts (:mod:`orchestra.fleet.store`) make a step idempotent by
+(run id, step id) and count deliveries:
+
+* a redelivered task whose outcome is stored, or a step of the run that this skill already
+  completed, is answered from Redis: the tool does not run again;
+* a task delivered more than ``1 + max_redeliveries`` times goes to the dead-letter list and
+  is answered with a failure (:class:`~orchestra.errors.ExecutorError`);
+* a redelivered task of a skill not declared idempotent is not run again (the lost call may
+  have taken effect): it is answered with a failure and dead-lettered for a human to check;
+* a task its driver cancelled, or superseded by a resumed run, is dropped.
+
+A payload that is not a valid envelope is rejected with an error naming the bad field, sent
+to the driver if the payload says where, and dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from orchestra.errors import ErrorPayload, ExecutorError
+from orchestra.executors.base import StepOutcome, StepTask
+from orchestra.executors.local import run_skill
+from orchestra.fleet import store
+from orchestra.fleet.settings import FleetSettings
+from orchestra.skills import Skill
+
+__all__ = ["StepEnvelope", "WorkerContext", "configure_worker", "register_tasks"]
+
+log = structlog.get_logger("orchestra.fleet.worker")
+
+
+class StepEnvelope(BaseModel):
+    """The JSON payload of one ``orchestra.step`` task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: StepTask
+    reply_to: str = Field(min_length=1)
+    epoch: int = 0
+    sent_at: float = 0.0
+
+
+@dataclass
+class WorkerContext:
+    """What a worker process knows: its name, its skills and its settings."""
+
+    name: str
+    skills: dict[str, Skill]
+    settings: FleetSettings
+    _local: threading.local = field(default_factory=threading.local)
+
+    # One event loop and one Redis client per process and thread: a prefork child gets
+    # its own after the fork, a thread-pool worker one per thread.
+    def loop(self) -> asyncio.AbstractEventLoop:
+        loop: asyncio.AbstractEventLoop | None = getattr(self._local, "loop", None)
+        if loop is None or getattr(self._local, "pid", None) != os.getpid():
+            loop = asyncio.new_event_loop()
+            self._local.loop = loop
+            self._local.pid = os.getpid()
+            self._local.redis = None
+        return loop
+
+    def redis(self) -> tuple[redis.Redis, Any, Any]:
+        self.loop()
+        client: tuple[redis.Redis, Any, Any] | None = getattr(self._local, "redis", None)
+        if client is None:
+            r = redis.Redis.from_url(
+                self.settings.result_backend, socket_timeout=10.0, socket_connect_timeout=2.0
+            )
+            client = (r, r.register_script(store.BEGIN), r.register_script(store.FINISH))
+            self._local.redis = client
+        return client
+
+
+_CONTEXT: WorkerContext | None = None
+
+
+def configure_worker(context: WorkerContext) -> None:
+    """Install this process's worker context (before the Celery worker starts)."""
+    global _CONTEXT
+    _CONTEXT = context
+
+
+def current_worker() -> WorkerContext:
+    if _CONTEXT is None:
+        raise ExecutorError(
+            "this process is not an Orchestra worker: start it with `orchestra worker`"
+        )
+    return _CONTEXT
+
+
+def _failure(message: str, task: StepTask | None = None) -> StepOutcome:
+    return StepOutcome(
+        ok=False,
+        error=ErrorPayload(
+            type="ExecutorError",
+            message=message,
+            step=task.step_id if task else None,
+            skill=task.skill if task else None,
+        ),
+    )
+
+
+def _summary(exc: ValidationError) -> str:
+    parts = []
+    for e in exc.errors()[:3]:
+        loc = ".".join(map(str, e["loc"])) or "payload"
+        parts.append(f"{loc}: {e['msg']}")
+    return "; ".join(parts)
+
+
+def _reject(ctx: WorkerContext, task_id: str, payload: Any, why: str) -> None:
+    """Answer and dead-letter a payload that is not a valid step envelope."""
+    message = f"orchestra.step payload rejected: {why}"
+    log.error("invalid step payload", task_id=task_id, error=message)
+    r, _, _ = ctx.redis()
+    reply_to = payload.get("reply_to") if isinstance(payload, dict) else None
+    dead = json.dumps(
+        {
+            "task_id": task_id,
+            "reason": message,
+            "worker": ctx.name,
+            "at": time.time(),
+            "payload": payload,
+        },
+        default=repr,
+    )
+    pipe = r.pipeline(transaction=False)
+    pipe.lpush(store.DEAD_LETTERS, dead)
+    pipe.ltrim(store.DEAD_LETTERS, 0, store.DEAD_LETTERS_MAX - 1)
+    if isinstance(reply_to, str) and reply_to:
+        pipe.rpush(store.reply_key(reply_to), f"{task_id}\n{_failure(message).model_dump_json()}")
+        pipe.expire(store.reply_key(reply_to), ctx.settings.result_ttl_s)
+    pipe.execute()
+
+
+def step(task_id: str, payload: Any) -> str:
+    """Run one delivery of a step task; returns what became of it (for logs and tests)."""
+    ctx = current_worker()
+    s = ctx.settings
+    try:
+        env = StepEnvelope.model_validate(payload)
+    except ValidationError as exc:
+        _reject(ctx, task_id, payload, _summary(exc))
+        return "rejected"
+    task = env.task
+    hosted = ctx.skills.get(task.skill)
+    r, begin, finish = ctx.redis()
+    ttl = s.result_ttl_s
+    verdict, detail = begin(
+        keys=[
+            store.task_key(task_id),
+            store.step_key(task.run_id, task.step_id),
+            store.epoch_key(task.run_id),
+        ],
+        args=[
+            task_id,
+            ctx.name,
+            task.skill,
+            "0" if hosted is not None and not hosted.idempotent else "1",
+            1 + s.max_redeliveries,
+            ttl,
+            env.epoch,
+        ],
+        client=r,
+    )
+    verdict = verdict.decode() if isinstance(verdict, bytes) else verdict
+    detail = detail.decode() if isinstance(detail, bytes) else detail
+    dead = ""
+    if verdict == "cancelled":
+        log.info("step dropped", task_id=task_id, step=task.step_id, reason=detail)
+        return "cancelled"
+    if verdict == "replay":
+        outcome_json = detail
+        ok = bool(json.loads(detail).get("ok"))
+        log.info("step answered from its stored result", task_id=task_id, step=task.step_id)
+    else:
+        if verdict == "run":
+            outcome = _run(ctx, task)
+        elif verdict == "dead":
+            outcome = _failure(
+                f"step {task.step_id!r} ({task.skill}) dead-lettered after {int(detail) - 1} "
+                f"deliveries: the worker running it was lost each time",
+                task,
+            )
+        else:  # "lost": a redelivered call of a skill that is not idempotent
+            outcome = _failure(
+                f"a worker was lost while running {task.skill} for step {task.step_id!r}; "
+                f"{task.skill} is not idempotent, so it is not run again (the lost call may "
+                f"or may not have taken effect)",
+                task,
+            )
+        if verdict in ("dead", "lost"):
+            assert outcome.error is not None
+            dead = json.dumps(
+                {
+                    "task_id": task_id,
+                    "run_id": task.run_id,
+                    "step_id": task.step_id,
+                    "skill": task.skill,
+                    "deliveries": int(detail),
+                    "reason": outcome.error.message,
+                    "worker": ctx.name,
+                    "at": time.time(),
+                    "task": task.model_dump(mode="json"),
+                }
+            )
+        outcome.worker = ctx.name
+        outcome_json = outcome.model_dump_json()
+        ok = outcome.ok
+    finish(
+        keys=[
+            store.task_key(task_id),
+            store.step_key(task.run_id, task.step_id),
+            store.reply_key(env.reply_to),
+            store.DEAD_LETTERS,
+        ],
+        args=[
+            outcome_json,
+            "1" if ok else "0",
+            task.skill,
+            ttl,
+            f"{task_id}\n{outcome_json}",
+            dead,
+            task_id,
+        ],
+        client=r,
+    )
+    if verdict == "run":
+        from orchestra.fleet.health import record_call
+
+        error = StepOutcome.model_validate_json(outcome_json).error if not ok else None
+        record_call(
+            s.health_url, ctx.name, task.skill, error.message if error else None, s.cooldown_s
+        )
+    return verdict
+
+
+def _run(ctx: WorkerContext, task: StepTask) -> StepOutcome:
+    skill = ctx.skills.get(task.skill)
+    if skill is None:
+        return _failure(
+            f"worker {ctx.name} does not host skill {task.skill!r} "
+            f"(it hosts: {', '.join(sorted(ctx.skills)) or 'nothing'})",
+            task,
+        )
+    return ctx.loop().run_until_complete(run_skill(skill, task))
+
+
+def register_tasks(app: Any) -> None:
+    """Register ``orchestra.step`` and ``orchestra.ping`` on ``app``."""
+    from orchestra.fleet.app import PING_TASK, STEP_TASK
+
+    def step_task(self: Any, payload: Any) -> str:
+        return step(str(self.request.id), payload)
+
+    def ping_task() -> None:
+        return None
+
+    app.task(
+        name=STEP_TASK,
+        bind=True,
+        ignore_result=True,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        typing=False,
+    )(step_task)
+    app.task(name=PING_TASK, acks_late=True, typing=False)(ping_task)
