@@ -29,7 +29,6 @@ from orchestra.fleet.health import (
     FleetView,
     RedisHealthBoard,
     WorkerInfo,
-    probe,
 )
 from orchestra.fleet.settings import FleetSettings, fleet_settings
 
@@ -46,7 +45,6 @@ __all__ = [
     "create_app",
     "fleet_runner",
     "fleet_settings",
-    "probe",
     "queue_for",
 ]
 

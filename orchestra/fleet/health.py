@@ -13,7 +13,8 @@ Everything lives in the health Redis (``health_url``)::
 * :class:`RedisHealthBoard` keeps the circuit breakers of :class:`HealthBoard` in Redis, so
   every driver opens and closes the same circuits.
 * :class:`Heartbeat` runs in a worker: it renews the worker's heartbeat and runs the
-  registered :func:`probe` functions of the skills it hosts.
+  ``probe`` of each hosted skill that has one (:attr:`orchestra.skills.Skill.probe`): a
+  probe runs where its skill runs, and its verdict is shared with every driver.
 * :class:`FleetView` reads the live workers (one Lua round trip) and
   :class:`FleetHealthMonitor` turns that into routing signals: a skill with no live worker,
   or failing on every live worker that hosts it, is blocked before anything is sent.
@@ -28,7 +29,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import redis
@@ -47,8 +48,6 @@ __all__ = [
     "Heartbeat",
     "RedisHealthBoard",
     "WorkerInfo",
-    "probe",
-    "probes_for",
     "record_call",
 ]
 
@@ -169,35 +168,15 @@ def _safe(url: str) -> str:
 
 # ---------------------------------------------------------------------------- probes
 
-ProbeFn = Callable[[], bool | None] | Callable[[], Awaitable[bool | None]]
-_PROBES: dict[str, ProbeFn] = {}
-
-
-def probe(skill: str) -> Callable[[ProbeFn], ProbeFn]:
-    """Register a health probe of ``skill``, run by every worker that hosts it.
-
-    The function takes nothing and returns ``True``/``None`` when the skill is usable;
-    ``False`` or an exception marks it failing on that worker until a later probe passes::
-
-        @probe("stripe_refund")
-        def stripe_reachable() -> bool:
-            return httpx.get("https://api.stripe.com/healthcheck", timeout=2).is_success
-    """
-
-    def register(fn: ProbeFn) -> ProbeFn:
-        _PROBES[skill] = fn
-        return fn
-
-    return register
-
-
-def probes_for(skills: Iterable[str]) -> dict[str, ProbeFn]:
-    """The registered probes of ``skills``."""
-    return {s: _PROBES[s] for s in skills if s in _PROBES}
+ProbeFn = Callable[[], Any]
 
 
 def _run_probe(fn: ProbeFn, timeout_s: float) -> str | None:
-    """``None`` when the probe passed, else why it failed."""
+    """Run a skill's ``probe``: ``None`` when it passed, else why it failed.
+
+    A probe (see :attr:`orchestra.skills.Skill.probe`) returns ``None`` (or ``True``) when
+    the skill is available, and a reason (or ``False``) when it is not; raising fails it too.
+    """
     try:
         value: Any = fn()
         if inspect.isawaitable(value):
@@ -209,9 +188,9 @@ def _run_probe(fn: ProbeFn, timeout_s: float) -> str | None:
             value = asyncio.run(bounded())
     except Exception as exc:
         return f"probe raised {type(exc).__name__}: {exc}"
-    if value is False:
-        return "probe failed"
-    return None
+    if value is None or value is True:
+        return None
+    return "probe failed" if value is False else str(value)
 
 
 # ---------------------------------------------------------------------------- worker side
@@ -221,8 +200,8 @@ class Heartbeat:
     """A worker's heartbeat and probes, on a background thread.
 
     Every ``interval_s`` the worker's heartbeat (name, host, pid, skills, queues…) is renewed
-    with a TTL of ``ttl_s``, and every probe of a hosted skill runs; a failing probe marks the
-    skill failing on this worker for ``ttl_s``.  :meth:`stop` removes the heartbeat and
+    with a TTL of ``ttl_s``, and ``probes`` (skill name → the skill's probe) run; a failing
+    probe marks the skill failing on this worker for ``ttl_s``.  :meth:`stop` removes the heartbeat and
     leaves a tombstone, so drivers stop routing to this worker at once.
     """
 

@@ -18,7 +18,7 @@ import structlog
 from orchestra.config import Settings
 from orchestra.errors import ConfigError, SkillSpecError
 from orchestra.fleet.app import DEFAULT_QUEUE, QUEUE_PREFIX, create_app, queue_for
-from orchestra.fleet.health import Heartbeat, probes_for, worker_info
+from orchestra.fleet.health import Heartbeat, worker_info
 from orchestra.fleet.settings import fleet_settings
 from orchestra.fleet.tasks import WorkerContext, configure_worker
 from orchestra.skills import Skill
@@ -124,7 +124,7 @@ def serve(
         ),
         interval_s=s.heartbeat_s,
         ttl_s=s.heartbeat_ttl_s,
-        probes=probes_for(hosted),
+        probes={k: sk.probe for k, sk in hosted.items() if sk.probe is not None},
     )
     from celery import signals
 
