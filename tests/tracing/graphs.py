@@ -4,6 +4,7 @@ summary through the model router and litellm."""
 from __future__ import annotations
 
 import asyncio
+import os
 
 from pydantic import BaseModel
 
@@ -71,3 +72,9 @@ def refund_graph(llm_base_url: str | None, *, api_key: str = PLANTED_KEY) -> Gra
         summarize = agent_skill(SUMMARIZER, ModelRouter([backend]))
         g.step("summarize", [summarize], after="refund")
     return g
+
+
+def build_graph() -> Graph:
+    """The graph file form (``orchestra worker --graph``/``orchestra run``): the LLM step calls
+    ``$TRACING_TEST_LLM_URL`` when it is set."""
+    return refund_graph(os.environ.get("TRACING_TEST_LLM_URL"))
