@@ -19,6 +19,8 @@ over p) and ``always:MODEL``:
   is that model's own PGR;
 * ``cpt50`` / ``cpt80``: the smallest normalized cost, in percent, at which PGR reaches 50% /
   80% (``null`` if never);
+* extra keys ``apgr_by_calls``, ``cpt50_calls``, ``cpt80_calls``: the same on RouteLLM's own
+  axis, the share of calls sent to the strongest model;
 * under each budget (``--budget USD``, repeatable; by default a ladder from half the
   cheapest model's cost to the strongest model's cost) every policy runs through a real
   :class:`~orchestra.models.budget.InMemoryLedger`: each call reserves its worst case (input
@@ -89,6 +91,12 @@ def _curve_metrics(points: list[tuple[float, float]]) -> dict[str, float | None]
         hit = np.nonzero(pgr >= thr - 1e-12)[0]
         out[key] = float(grid[hit[0]] * 100) if len(hit) else None
     return out
+
+
+def _by_calls(points: list[tuple[float, float]]) -> dict[str, float | None]:
+    """The same metrics with x = share of calls to the strongest model (RouteLLM's axis)."""
+    m = _curve_metrics(points)
+    return {"apgr_by_calls": m["apgr"], "cpt50_calls": m["cpt50"], "cpt80_calls": m["cpt80"]}
 
 
 def evaluate(
@@ -172,9 +180,12 @@ def evaluate(
     # orchestra: sweep the quality knob
     qs = np.linspace(0, 1, 201)
     orch_pts = []
+    orch_calls = []  # x = share of calls sent to the strongest model (RouteLLM's axis)
     for q in qs:
-        sc, co = run_cols(choose_columns(p_test, exp_test, float(q), scale))
+        cols = choose_columns(p_test, exp_test, float(q), scale)
+        sc, co = run_cols(cols)
         orch_pts.append(norm(sc, co))
+        orch_calls.append((float((cols == strongest).mean()), norm(sc, co)[1]))
     o_cols = choose_columns(p_test, exp_test, quality, scale)
     o_score, o_cost = run_cols(o_cols)
     policies: dict[str, dict[str, Any]] = {
@@ -182,6 +193,7 @@ def evaluate(
             "score": o_score,
             "cost_usd": o_cost,
             **_curve_metrics(orch_pts),
+            **_by_calls(orch_calls),
             "quality": quality,
             "operating_points": {
                 f"{oq:g}": dict(
@@ -200,14 +212,17 @@ def evaluate(
     rng = np.random.default_rng(seed)
     u = rng.random(n)
     rand_pts = []
+    rand_calls = []
     for p in np.linspace(0, 1, 101):
         cols = np.where(u < p, strongest, cheapest)
         rand_pts.append(norm(*run_cols(cols)))
+        rand_calls.append((float((cols == strongest).mean()), rand_pts[-1][1]))
     r_score, r_cost = run_cols(np.where(u < 0.5, strongest, cheapest))
     policies["random"] = {
         "score": r_score,
         "cost_usd": r_cost,
         **_curve_metrics(rand_pts),
+        **_by_calls(rand_calls),
         "p_strongest": 0.5,
     }
     for j, m in enumerate(models):
@@ -417,6 +432,7 @@ def register(app: typer.Typer) -> None:
             "APGR",
             "CPT(50%)",
             "CPT(80%)",
+            "APGR by calls",
             "budget violations",
         ):
             t.add_column(col, justify="left" if col == "policy" else "right")
@@ -428,6 +444,7 @@ def register(app: typer.Typer) -> None:
                 _fmt(p["apgr"], 3),
                 _fmt(p["cpt50"], 1),
                 _fmt(p["cpt80"], 1),
+                _fmt(p.get("apgr_by_calls"), 3),
                 str(p["budget_violations"]),
             )
         console.print(t)
