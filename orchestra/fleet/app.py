@@ -61,6 +61,8 @@ def create_app(settings: Settings | None = None) -> Any:
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
         worker_prefetch_multiplier=1,
+        # a child process that died is reported (and its task put back) after this long
+        worker_lost_wait=1.0,
         task_default_queue=DEFAULT_QUEUE,
         task_create_missing_queues=True,
         broker_transport_options=transport,

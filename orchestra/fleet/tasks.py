@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -165,25 +166,40 @@ def step(task_id: str, payload: Any) -> str:
     hosted = ctx.skills.get(task.skill)
     r, begin, finish = ctx.redis()
     ttl = s.result_ttl_s
-    verdict, detail = begin(
-        keys=[
-            store.task_key(task_id),
-            store.step_key(task.run_id, task.step_id),
-            store.epoch_key(task.run_id),
-        ],
-        args=[
-            task_id,
-            ctx.name,
-            task.skill,
-            "0" if hosted is not None and not hosted.idempotent else "1",
-            1 + s.max_redeliveries,
-            ttl,
-            env.epoch,
-        ],
-        client=r,
-    )
-    verdict = verdict.decode() if isinstance(verdict, bytes) else verdict
-    detail = detail.decode() if isinstance(detail, bytes) else detail
+    holder = f"{_HOST}:{os.getpid()}:{threading.get_ident()}"
+    takeover = ""
+    while True:
+        verdict, detail = begin(
+            keys=[
+                store.task_key(task_id),
+                store.step_key(task.run_id, task.step_id),
+                store.epoch_key(task.run_id),
+                store.lease_key(task_id),
+            ],
+            args=[
+                task_id,
+                ctx.name,
+                task.skill,
+                "0" if hosted is not None and not hosted.idempotent else "1",
+                1 + s.max_redeliveries,
+                ttl,
+                env.epoch,
+                holder,
+                int((task.timeout_s + 5) * 1000),
+                takeover,
+            ],
+            client=r,
+        )
+        verdict = verdict.decode() if isinstance(verdict, bytes) else verdict
+        detail = detail.decode() if isinstance(detail, bytes) else detail
+        if verdict != "busy":
+            break
+        # Another process holds this task's lease: it may still be running it.  Take over at
+        # once if it is a dead process of this machine, else wait for it (or its lease).
+        if _dead_here(detail):
+            takeover = detail
+        else:
+            time.sleep(0.1)
     dead = ""
     if verdict == "cancelled":
         log.info("step dropped", task_id=task_id, step=task.step_id, reason=detail)
@@ -232,6 +248,7 @@ def step(task_id: str, payload: Any) -> str:
             store.step_key(task.run_id, task.step_id),
             store.reply_key(env.reply_to),
             store.DEAD_LETTERS,
+            store.lease_key(task_id),
         ],
         args=[
             outcome_json,
@@ -252,6 +269,24 @@ def step(task_id: str, payload: Any) -> str:
             s.health_url, ctx.name, task.skill, error.message if error else None, s.cooldown_s
         )
     return verdict
+
+
+_HOST = socket.gethostname()
+
+
+def _dead_here(holder: str) -> bool:
+    """Whether a lease ``holder`` (``host:pid:thread``) is a process of this host that died."""
+    host, _, rest = holder.partition(":")
+    pid = rest.split(":", 1)[0]
+    if host != _HOST or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _run(ctx: WorkerContext, task: StepTask) -> StepOutcome:

@@ -1,0 +1,103 @@
+"""Skills the fleet tests run on real workers (``orchestra worker --skills`` this file).
+
+Each one appends to its own side-effect log (``$FLEET_SIDE_LOG``), one line when a call
+starts (with the pid of the process running it) and one when it completes: the log is what
+the tests hold the fleet to ("ran to completion exactly once").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from orchestra import skill
+
+
+class Done(BaseModel):
+    token: str
+    skill: str
+    pid: int
+
+
+class Sum(BaseModel):
+    sum: int
+
+
+def _log(line: str) -> None:
+    path = os.environ.get("FLEET_SIDE_LOG")
+    if path:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+
+
+async def _work(name: str, token: str, delay: float) -> Done:
+    pid = os.getpid()
+    _log(f"start {name} {token} {pid}")
+    if delay:
+        await asyncio.sleep(delay)
+    _log(f"done {name} {token} {pid}")
+    return Done(token=token, skill=name, pid=pid)
+
+
+@skill(cost=0.001, latency_ms=1, capability="test.write", timeout_s=3)
+async def slow_write(token: str, delay: float = 0.0) -> Done:
+    """Write a line, wait, write another (idempotent by declaration)."""
+    return await _work("slow_write", token, delay)
+
+
+@skill(cost=0.001, latency_ms=1, capability="test.charge", timeout_s=3, idempotent=False)
+async def slow_charge(token: str, delay: float = 0.0) -> Done:
+    """Like a payment: not idempotent, so never run twice."""
+    return await _work("slow_charge", token, delay)
+
+
+@skill(cost=0.01, latency_ms=1, capability="test.charge", timeout_s=3, idempotent=False)
+async def alt_charge(token: str, delay: float = 0.0) -> Done:
+    """The dearer alternative to slow_charge."""
+    return await _work("alt_charge", token, delay)
+
+
+@skill(cost=0.001, latency_ms=1, capability="test.poison", timeout_s=3)
+def poison(token: str) -> Done:
+    """Kills the process running it, every time."""
+    _log(f"start poison {token} {os.getpid()}")
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("unreachable")
+
+
+@skill(cost=0.01, latency_ms=1, capability="test.poison", timeout_s=3)
+async def antidote(token: str) -> Done:
+    """The alternative to poison."""
+    return await _work("antidote", token, 0.0)
+
+
+@skill(cost=0.0, latency_ms=1, capability="test.add", timeout_s=3)
+def typed_add(a: int, b: int) -> Sum:
+    """Add two integers."""
+    return Sum(sum=a + b)
+
+
+@skill(cost=0.001, latency_ms=1, capability="test.service", timeout_s=3)
+async def svc_a(token: str) -> Done:
+    """The cheaper service."""
+    return await _work("svc_a", token, 0.0)
+
+
+@skill(cost=0.002, latency_ms=1, capability="test.service", timeout_s=3)
+async def svc_b(token: str) -> Done:
+    """The dearer service."""
+    return await _work("svc_b", token, 0.0)
+
+
+def _svc_a_probe() -> str | None:
+    flag = os.environ.get("FLEET_PROBE_FLAG")
+    if flag and Path(flag).exists():
+        return f"flag {flag} says svc_a is down"
+    return None
+
+
+svc_a = svc_a.model_copy(update={"probe": _svc_a_probe})
