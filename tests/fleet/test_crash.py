@@ -34,7 +34,9 @@ def one_step(*skills: str, delay: float = 0.0) -> Graph:
     return g
 
 
-async def start_run(fleet: Fleet, graph: Graph, data: dict[str, Any]) -> tuple[Any, asyncio.Task[RunResult]]:
+async def start_run(
+    fleet: Fleet, graph: Graph, data: dict[str, Any]
+) -> tuple[Any, asyncio.Task[RunResult]]:
     runner = fleet_runner(fleet.settings)
     return runner, asyncio.ensure_future(runner.run(graph, data))
 
@@ -112,7 +114,9 @@ class TestWorkerKilledMidStep:
         """Deliveries are counted: past 1 + max_redeliveries (2) the task is dead-lettered,
         counts as a failure, and the run reroutes."""
         fleet = shared_fleet
-        runner, task = await start_run(fleet, one_step("poison", "antidote"), {"token": "k4", "delay": 0})
+        runner, task = await start_run(
+            fleet, one_step("poison", "antidote"), {"token": "k4", "delay": 0}
+        )
         result = await finish(runner, task, timeout=60)
         assert result.status == "completed"
         assert result.path == ["antidote"]

@@ -62,15 +62,21 @@ class TestRunsOnTheFleet:
         t = uuid.uuid4().hex[:8]
         g = Graph("fan")
         for i in range(4):
-            g.step(f"b{i}", [SK["slow_write"]], inputs={"token": f"$input.t{i}", "delay": "$input.d"})
+            g.step(
+                f"b{i}", [SK["slow_write"]], inputs={"token": f"$input.t{i}", "delay": "$input.d"}
+            )
         data = {f"t{i}": f"{t}{i}" for i in range(4)} | {"d": 0.6}
         t0 = time.perf_counter()
         result = await run_on_fleet(shared_fleet, g, data)
         wall = time.perf_counter() - t0
         assert result.status == "completed"
         assert wall < 4 * 0.6, f"4 branches took {wall:.2f}s: not run in parallel"
-        starts = [i for i, e in enumerate(shared_fleet.side()) if e[0] == "start" and e[2].startswith(t)]
-        dones = [i for i, e in enumerate(shared_fleet.side()) if e[0] == "done" and e[2].startswith(t)]
+        starts = [
+            i for i, e in enumerate(shared_fleet.side()) if e[0] == "start" and e[2].startswith(t)
+        ]
+        dones = [
+            i for i, e in enumerate(shared_fleet.side()) if e[0] == "done" and e[2].startswith(t)
+        ]
         assert len(starts) == len(dones) == 4
         assert max(starts) < min(dones), "every branch started before the first one ended"
 
@@ -108,17 +114,23 @@ class TestPayloads:
         ex = CeleryExecutor(shared_fleet.settings)
         try:
             bad = await ex.execute(
-                StepTask(run_id="r2", step_id="add", skill="typed_add", arguments={"a": "x", "b": 1}),
+                StepTask(
+                    run_id="r2", step_id="add", skill="typed_add", arguments={"a": "x", "b": 1}
+                ),
                 SK["typed_add"],
             )
             good = await ex.execute(
-                StepTask(run_id="r2", step_id="add2", skill="typed_add", arguments={"a": 2, "b": 3}),
+                StepTask(
+                    run_id="r2", step_id="add2", skill="typed_add", arguments={"a": 2, "b": 3}
+                ),
                 SK["typed_add"],
             )
         finally:
             await ex.aclose()
         assert not bad.ok and bad.error is not None
-        assert "input rejected by typed_add: a: Input should be a valid integer" in bad.error.message
+        assert (
+            "input rejected by typed_add: a: Input should be a valid integer" in bad.error.message
+        )
         assert good.ok and good.output == {"sum": 5}
 
     async def test_a_pickled_task_is_refused(self, shared_fleet: Fleet):
@@ -126,11 +138,19 @@ class TestPayloads:
         app = create_app(shared_fleet.settings)
         token = uuid.uuid4().hex[:8]
         payload = {
-            "task": {"run_id": "r3", "step_id": "s", "skill": "slow_write", "arguments": {"token": token}},
+            "task": {
+                "run_id": "r3",
+                "step_id": "s",
+                "skill": "slow_write",
+                "arguments": {"token": token},
+            },
             "reply_to": "nobody",
         }
         app.send_task(
-            STEP_TASK, args=[payload], queue=queue_for("slow_write"), serializer="pickle",
+            STEP_TASK,
+            args=[payload],
+            queue=queue_for("slow_write"),
+            serializer="pickle",
             ignore_result=True,
         )
         time.sleep(2.0)
