@@ -6,8 +6,8 @@ Everything lives in the health Redis (``health_url``)::
     orchestra:workers                   set   names of workers that sent a heartbeat
     orchestra:worker:<name>             str   the worker's heartbeat (JSON), expires after
                                               ``heartbeat_ttl_s`` unless renewed
-    orchestra:failing:<name>:<skill>    str   why ``skill`` fails on that worker (a failed
-                                              call or probe); expires on its own
+    orchestra:failing:<name>:<skill>    str   why ``skill``'s probe fails on that worker;
+                                              expires unless the probe keeps failing
     orchestra:gone:<name>               str   tombstone of a worker that shut down cleanly
 
 * :class:`RedisHealthBoard` keeps the circuit breakers of :class:`HealthBoard` in Redis, so
@@ -48,7 +48,6 @@ __all__ = [
     "Heartbeat",
     "RedisHealthBoard",
     "WorkerInfo",
-    "record_call",
 ]
 
 log = structlog.get_logger("orchestra.fleet.health")
@@ -291,26 +290,6 @@ class Heartbeat:
         self._redis.close()
 
 
-_CALL_CLIENTS: dict[tuple[int, str], redis.Redis] = {}
-
-
-def record_call(url: str, worker: str, skill: str, error: str | None, ttl_s: float) -> None:
-    """Publish the outcome of a call on this worker: failing for ``ttl_s``, or not failing."""
-    key = (os.getpid(), url)
-    client = _CALL_CLIENTS.get(key)
-    if client is None:
-        client = _CALL_CLIENTS[key] = redis.Redis.from_url(
-            url, socket_timeout=2.0, socket_connect_timeout=1.0
-        )
-    try:
-        if error is None:
-            client.delete(failing_key(worker, skill))
-        else:
-            client.set(failing_key(worker, skill), error[:500], px=int(ttl_s * 1000))
-    except redis.RedisError as exc:
-        log.warning("could not publish a call's outcome", worker=worker, error=str(exc))
-
-
 def worker_info(
     name: str, *, skills: Iterable[str], queues: Iterable[str], concurrency: int, pool: str
 ) -> dict[str, Any]:
@@ -458,9 +437,10 @@ class FleetView:
 class FleetHealthMonitor(ToolHealthMonitor):
     """The tool-health monitor of a fleet: circuits (from the shared board) plus liveness.
 
-    On top of :class:`ToolHealthMonitor`'s signals, a skill that no live worker hosts, or that
-    is failing (a failed call or probe) on every live worker that hosts it, is blocked, so
-    the route avoids it before any task is sent.
+    On top of :class:`ToolHealthMonitor`'s signals (the circuits, shared by every driver
+    through :class:`RedisHealthBoard`, fed by the outcomes of calls), a skill that no live
+    worker hosts, or whose probe fails on every live worker that hosts it, is blocked, so the
+    route avoids it before any task is sent.
     """
 
     def __init__(self, view: FleetView, **kwargs: Any):

@@ -261,13 +261,6 @@ def step(task_id: str, payload: Any) -> str:
         ],
         client=r,
     )
-    if verdict == "run":
-        from orchestra.fleet.health import record_call
-
-        error = StepOutcome.model_validate_json(outcome_json).error if not ok else None
-        record_call(
-            s.health_url, ctx.name, task.skill, error.message if error else None, s.cooldown_s
-        )
     return verdict
 
 
