@@ -339,7 +339,7 @@ class CostPredictor:
     def fit(self, rows: Iterable[RoutingRow], *, x: Any = None) -> CostPredictor:
         """Fit every model in ``rows`` (zero costs are floored at 1e-12 USD); ``x`` as in
         :meth:`SuccessPredictor.fit`."""
-        from sklearn.linear_model import Ridge  # type: ignore[import-untyped]
+        from sklearn.linear_model import Ridge
 
         rows = list(rows)
         if not rows:
