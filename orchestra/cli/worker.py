@@ -43,12 +43,22 @@ def register(app: typer.Typer) -> None:
             typer.Option("--concurrency", "-c", help="Steps run at once (default: CPU count)"),
         ] = None,
         pool: Annotated[
-            str, typer.Option(help="Celery pool: prefork, threads or solo")
-        ] = "prefork",
+            str | None, typer.Option(help="Celery pool: prefork (default), threads or solo")
+        ] = None,
         loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="Log level")] = "WARNING",
         name: Annotated[
             str | None,
             typer.Option("--name", "-n", help="Worker name (default orchestra-PID@HOST)"),
+        ] = None,
+        fleet_file: Annotated[
+            Path | None,
+            typer.Option(
+                "--fleet-file", help="A fleet file naming worker roles (workers/fleet.yaml)"
+            ),
+        ] = None,
+        role: Annotated[
+            str | None,
+            typer.Option("--role", help="Serve this role of --fleet-file (options add to it)"),
         ] = None,
     ) -> None:
         """Serve skills to a fleet: run their steps as they arrive on their queues.
@@ -56,20 +66,24 @@ def register(app: typer.Typer) -> None:
         Broker, result store and health store come from ORCHESTRA_BROKER_URL,
         ORCHESTRA_RESULT_BACKEND and ORCHESTRA_HEALTH_URL.  SIGTERM stops it warmly.
         """
-        from orchestra.fleet.worker import load_skills, serve
+        from orchestra.fleet.worker import FleetFile, WorkerRole, load_skills, serve
         from orchestra.logs import configure_logging
 
         console = Console(stderr=True)
         configure_logging(loglevel)
         try:
-            loaded = load_skills(skills, graph)
+            if (fleet_file is None) != (role is None):
+                raise SpecError("--fleet-file and --role go together")
+            r = FleetFile.load(fleet_file).role(role) if fleet_file and role else WorkerRole()
+            loaded = load_skills([*map(Path, r.skills), *skills], [*map(Path, r.graph), *graph])
             if not loaded:
-                raise SpecError("nothing to host: give --skills DIR or --graph FILE")
+                raise SpecError("nothing to host: give --skills DIR, --graph FILE or --role")
+            wanted = [q.strip() for q in (queues or "").split(",") if q.strip()] or r.queues
             serve(
                 loaded,
-                queues=[q.strip() for q in (queues or "").split(",") if q.strip()],
-                concurrency=concurrency,
-                pool=pool,
+                queues=wanted,
+                concurrency=concurrency or r.concurrency,
+                pool=pool or r.pool,
                 loglevel=loglevel,
                 name=name,
             )

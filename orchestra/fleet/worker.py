@@ -3,6 +3,19 @@
 ``orchestra worker`` (:mod:`orchestra.cli.worker`) is a thin shell around :func:`serve`.
 A worker hosts the skills it is given (catalog folders and/or the skills of Python graph
 files) and consumes the queue of each, ``orchestra.skill.<name>``, plus ``orchestra``.
+
+A fleet file (``workers/fleet.yaml``) names roles, so that every machine starts the same
+command (``orchestra worker --fleet-file workers/fleet.yaml --role payments``)::
+
+    roles:
+      payments:
+        graph: [graphs/refund.py]                     # host these graphs' skills...
+        queues: [stripe_refund, razorpay_refund]      # ...or only some of them
+        concurrency: 2
+      catalog:
+        skills: [skills]                              # catalog folders
+        pool: threads
+        concurrency: 8
 """
 
 from __future__ import annotations
@@ -14,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestra.config import Settings
 from orchestra.errors import ConfigError, SkillSpecError
@@ -23,9 +38,52 @@ from orchestra.fleet.settings import fleet_settings
 from orchestra.fleet.tasks import WorkerContext, configure_worker
 from orchestra.skills import Skill
 
-__all__ = ["default_name", "load_skills", "select_skills", "serve"]
+__all__ = ["FleetFile", "WorkerRole", "default_name", "load_skills", "select_skills", "serve"]
 
 log = structlog.get_logger("orchestra.fleet.worker")
+
+
+class WorkerRole(BaseModel):
+    """One role of a fleet file: what a worker started with ``--role NAME`` hosts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    skills: list[str] = Field(default_factory=list)
+    graph: list[str] = Field(default_factory=list)
+    queues: list[str] = Field(default_factory=list)
+    concurrency: int | None = Field(default=None, ge=1)
+    pool: str = "prefork"
+
+
+class FleetFile(BaseModel):
+    """A fleet file: named worker roles (paths are relative to the working directory)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    roles: dict[str, WorkerRole] = Field(min_length=1)
+
+    @classmethod
+    def load(cls, path: Path | str) -> FleetFile:
+        """Read ``path``; errors name the file and the field."""
+        p = Path(path)
+        try:
+            raw = yaml.safe_load(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError("no such fleet file", source=str(p)) from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"not valid YAML: {exc}", source=str(p)) from exc
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            raise ConfigError(e["msg"], field=".".join(map(str, e["loc"])), source=str(p)) from exc
+
+    def role(self, name: str) -> WorkerRole:
+        if name not in self.roles:
+            raise ConfigError(
+                f"no role {name!r} (roles: {', '.join(sorted(self.roles))})", field="--role"
+            )
+        return self.roles[name]
 
 
 def default_name() -> str:
