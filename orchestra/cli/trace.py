@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -332,8 +333,9 @@ def register(app: typer.Typer) -> None:
             console.print_json(json.dumps(redact(state.model_dump(mode="json"))))
             return
         console.print(run_tree(state, wall_ms=wall))
+        service = os.environ.get("OTEL_SERVICE_NAME") or "orchestra"
         console.print(
-            f"[dim]Jaeger: search tag orchestra.run_id={state.run_id} "
-            f"(service orchestra, http://localhost:16686)[/]",
+            f"[dim]Jaeger: service {service}, tag orchestra.run_id={state.run_id} "
+            "(http://localhost:16686)[/]",
             highlight=False,
         )
