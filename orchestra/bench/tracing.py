@@ -1,7 +1,7 @@
 """``orchestra bench tracing``: what tracing costs per step.
 
-The same run — a linear graph of ``steps`` steps, two candidate skills each, skills that
-return at once so that only Orchestra's own work is timed — is repeated under three modes,
+The same run — a linear graph of ``steps`` steps served by the fleet benchmark's ``noop``
+skill, so that only Orchestra's own work is timed — is repeated under three modes,
 interleaved round by round so that drift hits every mode alike:
 
 * ``bare``: every :mod:`orchestra.tracing` call the runtime makes is replaced by a stub that
@@ -12,9 +12,11 @@ interleaved round by round so that drift hits every mode alike:
   in-memory exporter through the secret scrubber.
 
 The figures are the median step time (run wall time / steps) and driver CPU time per step
-per mode, and each mode's overhead over ``bare`` (median of per-round ratios).  ``--fleet`` runs the steps on two Celery workers (Redis at
-``ORCHESTRA_BROKER_URL``) started for the benchmark, the step time the fleet benchmark
-measures; the workers themselves run with tracing disabled in every mode.
+per mode, and each mode's overhead over ``bare`` (the median of per-round ratios).
+``--fleet`` runs the steps on the fleet benchmark's set-up (a private ``redis-server`` and
+two ``orchestra worker`` processes, see :mod:`orchestra.bench.fleet`): the step time of a
+fleet run.  The workers run with tracing disabled in every mode, so the figures are the
+driver's share.
 """
 
 from __future__ import annotations
@@ -26,12 +28,8 @@ import json
 import os
 import random
 import statistics
-import subprocess
-import sys
-import tempfile
-import textwrap
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,35 +39,16 @@ __all__ = ["MODES", "bench_graph", "register", "run_tracing_bench", "tracing_mod
 
 MODES = ("bare", "disabled", "enabled")
 
-_GRAPH_SOURCE = '''
-"""Bench graph for ``orchestra bench tracing``: {steps} steps, two instant skills each."""
-
-from orchestra import Graph, Skill
-from orchestra.skills import AnyOutput
-
-
-def _make(name: str, cost: float) -> Skill:
-    async def fn(**kwargs: object) -> dict[str, object]:
-        return {{"value": name}}
-
-    return Skill(name=name, cost=cost, fn=fn, output_model=AnyOutput, timeout_s=10)
-
-
-graph = Graph("trace_bench")
-for i in range({steps}):
-    graph.step(
-        f"s{{i}}",
-        [_make(f"a{{i}}", 0.001), _make(f"b{{i}}", 0.002)],
-        after=[f"s{{i - 1}}"] if i else [],
-    )
-'''
-
 
 def bench_graph(steps: int) -> Any:
-    """The benchmark's graph (built from the same source the fleet workers load)."""
-    namespace: dict[str, Any] = {}
-    exec(compile(_GRAPH_SOURCE.format(steps=steps), "<trace_bench>", "exec"), namespace)
-    return namespace["graph"]
+    """A linear graph of ``steps`` steps, each served by the fleet benchmark's ``noop`` skill."""
+    from orchestra.bench.fleet import noop
+    from orchestra.graph import Graph
+
+    g = Graph("trace_bench")
+    for i in range(steps):
+        g.step(f"s{i}", [noop], after=[f"s{i - 1}"] if i else [])
+    return g
 
 
 @contextlib.contextmanager
@@ -128,51 +107,32 @@ def tracing_mode(mode: str) -> Iterator[None]:
     raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
 
 
-@contextlib.asynccontextmanager
-async def _fleet(steps: int) -> AsyncIterator[Any]:
-    """Two workers hosting the bench graph, and a fleet runner; all stopped after."""
-    from orchestra.fleet import fleet_runner
+@contextlib.contextmanager
+def _fleet() -> Iterator[Any]:
+    """The fleet benchmark's set-up: a private Redis and two workers (tracing disabled) hosting
+    its skills; yields fleet settings for a driver in this process."""
+    from orchestra.bench.fleet import _private_redis, _workers
+    from orchestra.fleet import FleetSettings
 
-    with tempfile.TemporaryDirectory(prefix="orchestra-bench-tracing-") as tmp:
-        path = Path(tmp) / "trace_bench.py"
-        path.write_text(textwrap.dedent(_GRAPH_SOURCE.format(steps=steps)))
-        env = {**os.environ, "OTEL_SDK_DISABLED": "true"}
-        names = [f"bench-tracing-{i}@{os.getpid()}" for i in range(2)]
-        procs = [
-            subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "orchestra", "worker", "--graph", str(path)),
-                    *("--name", name, "--concurrency", "1"),
-                ],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            for name in names
-        ]
-        runner = fleet_runner()
-        try:
-            await _wait_for_workers(getattr(runner.executor, "view", None), names)
-            yield runner
-        finally:
-            await runner.executor.aclose()
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-
-
-async def _wait_for_workers(view: Any, names: list[str], timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        live = {w.name for w in await view.workers(fresh=True)}
-        if set(names) <= live:
-            return
-        await asyncio.sleep(0.25)
-    raise RuntimeError(f"bench workers {names} did not come up within {timeout_s:.0f}s")
+    with contextlib.ExitStack() as stack:
+        base = stack.enter_context(_private_redis()).rstrip("/")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHESTRA_", "OTEL_"))}
+        env.update(
+            {
+                "ORCHESTRA_BROKER_URL": f"{base}/0",
+                "ORCHESTRA_RESULT_BACKEND": f"{base}/1",
+                "ORCHESTRA_HEALTH_URL": f"{base}/2",
+                "ORCHESTRA_CHECKPOINT_URL": "none",
+                "OTEL_SDK_DISABLED": "true",
+            }
+        )
+        stack.enter_context(_workers(env, 2, 2))
+        yield FleetSettings(
+            broker_url=env["ORCHESTRA_BROKER_URL"],
+            result_backend=env["ORCHESTRA_RESULT_BACKEND"],
+            health_url=env["ORCHESTRA_HEALTH_URL"],
+            checkpoint_url="none",
+        )
 
 
 async def _one_run(runner: Any, graph: Any) -> tuple[float, float]:
@@ -218,14 +178,23 @@ def run_tracing_bench(
                 wall[mode].append(w / steps * 1e3)
                 cpu[mode].append(c / steps * 1e3)
 
-    async def main() -> None:
-        if fleet:
-            async with _fleet(steps) as runner:
-                await measure(runner)
-        else:
+    async def main(settings: Any) -> None:
+        if settings is None:
             await measure(Runner())
+            return
+        from orchestra.fleet import fleet_runner
 
-    asyncio.run(main())
+        runner = fleet_runner(settings)
+        try:
+            await measure(runner)
+        finally:
+            await runner.executor.aclose()
+
+    if fleet:
+        with _fleet() as settings:
+            asyncio.run(main(settings))
+    else:
+        asyncio.run(main(None))
 
     def ratio(xs: list[float], base: list[float]) -> float:
         return (statistics.median(x / b for x, b in zip(xs, base, strict=True)) - 1.0) * 100.0
