@@ -74,7 +74,7 @@ class TestOrchestraSkills:
 
     def test_bundled_catalog_loads_and_every_skill_is_callable(self) -> None:
         skills = load_catalog(BUNDLED)
-        assert 4 <= len(skills) <= 6
+        assert len(skills) >= 4
         for s in skills:
             assert s.fn is not None, s.name
             assert s.capability and s.description
