@@ -242,6 +242,7 @@ class _Run:
         ] = {}  # step -> (skill, error) of the last failure
         self.weights: dict[tuple[str, str], NodeWeight] = {}
         self.notes_seen: set[str] = set()
+        self.refused: dict[tuple[str, str], str] = {}  # (step, skill) -> why it may not run
         self.stuck: dict[str, str] = {}  # step -> why it has no route (when the run is stuck)
         self.log = log.bind(run_id=state.run_id, graph=compiled.name)
 
@@ -381,6 +382,9 @@ class _Run:
         return [s for s in signals if s.kind == "halt"]
 
     def why_blocked(self, step: str, skill: str) -> str:
+        refused = self.refused.get((step, skill))
+        if refused is not None:
+            return refused
         if self.attempts(step, skill) >= self.r.max_attempts:
             return f"{skill} gave up after {self.attempts(step, skill)} attempt(s) in this run"
         w = self.weights.get((step, skill))
@@ -547,6 +551,14 @@ class _Run:
                 else:
                     assert outcome.error is not None
                     err, kind = outcome.error.message, _kind(outcome.error.type)
+                if kind == "budget":
+                    # the skill is fine; the run cannot afford it: no retry, and say why
+                    self.refused[(step, skill)] = err
+                    self.s.attempts[f"{step}:{skill}"] = self.r.max_attempts
+                    self.failed_last[step] = (skill, kind)
+                    self.decide("fail", err, step=step, skill=skill, error_kind=kind)
+                    await self.checkpoint()
+                    continue
                 self.r.health.record_failure(skill, f"{kind}: {err}")
                 self.failed_last[step] = (skill, kind)
                 self.decide("fail", err, step=step, skill=skill, error_kind=kind)
@@ -905,7 +917,11 @@ async def _milestone() -> StepOutcome:
 
 
 def _kind(error_type: str) -> str:
-    return {"ToolTimeout": "timeout", "MalformedOutput": "malformed"}.get(error_type, "exception")
+    return {
+        "ToolTimeout": "timeout",
+        "MalformedOutput": "malformed",
+        "BudgetExceeded": "budget",
+    }.get(error_type, "exception")
 
 
 async def run(

@@ -9,7 +9,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from orchestra import tracing
-from orchestra.errors import ErrorPayload, MalformedOutput, ToolRaised, ToolTimeout, to_payload
+from orchestra.errors import (
+    BudgetExceeded,
+    ErrorPayload,
+    MalformedOutput,
+    ToolRaised,
+    ToolTimeout,
+    to_payload,
+)
 from orchestra.executors.base import StepOutcome, StepTask
 from orchestra.skills import Skill
 
@@ -69,6 +76,8 @@ async def _run_skill(skill: Skill, task: StepTask) -> StepOutcome:
         )
     except asyncio.CancelledError:
         raise
+    except BudgetExceeded as exc:  # a refusal, not a fault: it must not be retried
+        return fail(to_payload(exc, step=task.step_id, skill=skill.name))
     except Exception as exc:
         return fail(
             to_payload(

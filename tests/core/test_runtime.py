@@ -215,3 +215,19 @@ async def test_outputs_flow_to_later_steps_by_field_name_and_mapping() -> None:
     g.step("second", [skill(second)], after="first", inputs={"other": "first.token"})
     r = await Runner().run(g)
     assert r.outputs["second"] == {"seen": "t-1", "renamed": "t-1"}
+
+
+async def test_a_budget_refusal_is_not_retried_and_its_reason_is_kept() -> None:
+    from orchestra import BudgetExceeded
+
+    calls: list[int] = []
+
+    async def pricey(**kw: Any) -> Out:
+        calls.append(1)
+        raise BudgetExceeded("no model fits the $0.0010 left (cheapest needs $0.0100)")
+
+    g = pipeline([[Skill(name="agent", fn=pricey, output_model=Out)]])
+    r = await Runner().run(g)
+    assert r.status == "escalated" and calls == [1]
+    assert "no model fits the $0.0010 left" in r.reason
+    assert [d.error_kind for d in r.decisions if d.kind == "fail"] == ["budget"]
