@@ -12,7 +12,10 @@ interleaved round by round so that drift hits every mode alike:
   in-memory exporter through the secret scrubber.
 
 The figures are the median step time (run wall time / steps) and driver CPU time per step
-per mode, and each mode's overhead over ``bare`` (the median of per-round ratios).
+per mode, and each mode's overhead over ``bare`` (the median of per-round ratios).  On a
+busy machine those move by several percent from run to run, so the benchmark also times the
+tracing calls one step makes in a tight loop (CPU time, best of five) and states them as a
+share of the bare step time: the steady figure.
 ``--fleet`` runs the steps on the fleet benchmark's set-up (a private ``redis-server`` and
 two ``orchestra worker`` processes, see :mod:`orchestra.bench.fleet`): the step time of a
 fleet run.  The workers run with tracing disabled in every mode, so the figures are the
@@ -135,6 +138,51 @@ def _fleet() -> Iterator[Any]:
         )
 
 
+def _step_calls() -> None:
+    """The tracing calls one step makes (driver and tool side), as the runtime makes them."""
+    from orchestra import tracing
+
+    tracing.decision_event(
+        "execute",
+        "route s0 -> goal (cost 0.001)",
+        {"orchestra.step_id": "s0", "orchestra.skill": "noop", "orchestra.route": "s0 -> goal"},
+    )
+    with tracing.step_span(
+        "s0",
+        run_id="r",
+        skill="noop",
+        attributes={"orchestra.cost": 0.0, "orchestra.attempt": 1, "orchestra.health": "closed"},
+    ) as span:
+        carrier = tracing.inject_context()
+        with (
+            tracing.extract_context(carrier),
+            tracing.tool_span("noop", run_id="r", step_id="s0"),
+        ):
+            pass
+        span.set_attribute("orchestra.duration_ms", 0.1)
+    tracing.decision_event(
+        "succeed", "noop answered in 0.1 ms", {"orchestra.step_id": "s0", "orchestra.skill": "noop"}
+    )
+
+
+def instrumentation_us(mode: str, *, calls: int = 2000, repeats: int = 5) -> float:
+    """CPU microseconds the tracing calls of one step cost under ``mode`` (best of repeats).
+
+    A tight loop on this process's CPU clock: steadier than timing whole runs on a busy
+    machine, and the direct answer to "what does tracing add to a step".
+    """
+    from orchestra import tracing
+
+    best = float("inf")
+    with tracing_mode(mode), tracing.run_span("trace_bench", "r"):
+        for _ in range(repeats):
+            t0 = time.process_time()
+            for _ in range(calls):
+                _step_calls()
+            best = min(best, (time.process_time() - t0) / calls * 1e6)
+    return best
+
+
 async def _one_run(runner: Any, graph: Any) -> tuple[float, float]:
     """(wall seconds, this process's CPU seconds) of one run."""
     c0, t0 = time.process_time(), time.perf_counter()
@@ -207,7 +255,10 @@ def run_tracing_bench(
     }
     for mode in MODES:
         ws = sorted(wall[mode])
+        us = instrumentation_us(mode)
         out["modes"][mode] = {
+            "instrumentation_us_per_step": us,
+            "instrumentation_pct_of_step": us / 1e3 / statistics.median(wall["bare"]) * 100.0,
             "step_ms_p50": statistics.median(ws),
             "step_ms_p90": ws[int(0.9 * (len(ws) - 1))],
             "cpu_ms_p50": statistics.median(cpu[mode]),
@@ -246,6 +297,8 @@ def register(app: typer.Typer) -> None:
             "overhead (wall)",
             "driver CPU ms p50",
             "overhead (CPU)",
+            "tracing calls µs/step",
+            "of bare step",
         ):
             table.add_column(col, justify="right")
         for mode, r in result["modes"].items():
@@ -256,6 +309,8 @@ def register(app: typer.Typer) -> None:
                 "-" if mode == "bare" else f"{r['overhead_pct']:+.1f}%",
                 f"{r['cpu_ms_p50']:.3f}",
                 "-" if mode == "bare" else f"{r['cpu_overhead_pct']:+.1f}%",
+                f"{r['instrumentation_us_per_step']:.1f}",
+                f"{r['instrumentation_pct_of_step']:.2f}%",
             )
         Console().print(table)
         if json_out:
