@@ -8,7 +8,9 @@ measures, interleaving the two kinds of call in blocks so that both see the same
   workers (JSON, Redis broker and result backend);
 * ``step_ms``: one Orchestra step of a no-op skill through :class:`CeleryExecutor` (payload
   validation, idempotency and redelivery bookkeeping, ``run_skill`` with its span, the reply)
-  and ``overhead_ratio`` = ``step_ms_p50 / raw_celery_ms_p50``;
+  and ``overhead_ratio`` = ``step_ms_p50 / raw_celery_ms_p50``.  The skill is a coroutine,
+  as most skills are; ``step_sync_ms`` is the same for a plain function, which
+  :meth:`~orchestra.skills.Skill.acall` runs on a thread (one more thread hop);
 * ``run_ms``: a whole one-step run through the fleet runner (monitors reading fleet health,
   routing, the step), for context;
 * ``steps_per_s``: 1,000 independent steps dispatched together; ``raw_celery_tasks_per_s``
@@ -16,7 +18,7 @@ measures, interleaving the two kinds of call in blocks so that both see the same
 * ``fanout_speedup``: a 4-branch fan-out of 200 ms skills against the same four steps in
   sequence, both as runs on the fleet.
 
-The workers' skills (``noop``, ``nap_200ms``) are defined here; workers load them with
+The workers' skills (``noop_async``, ``noop``, ``nap_200ms``) are defined here; workers load them with
 ``--skills`` pointing at this file.
 """
 
@@ -43,7 +45,7 @@ from pydantic import BaseModel
 
 from orchestra.skills import skill
 
-__all__ = ["nap_200ms", "noop", "register", "run_fleet_bench"]
+__all__ = ["nap_200ms", "noop", "noop_async", "register", "run_fleet_bench"]
 
 
 class Nothing(BaseModel):
@@ -53,6 +55,12 @@ class Nothing(BaseModel):
 @skill(cost=0.0, latency_ms=0.1, capability="bench.noop", timeout_s=10)
 def noop() -> Nothing:
     """Do nothing (the step equivalent of a no-op Celery task)."""
+    return Nothing()
+
+
+@skill(cost=0.0, latency_ms=0.1, capability="bench.noop", timeout_s=10)
+async def noop_async() -> Nothing:
+    """Do nothing, as a coroutine (most skills are: they wait on I/O)."""
     return Nothing()
 
 
@@ -168,16 +176,18 @@ async def _measure(
     ping = app.tasks[PING_TASK]
     run_id = uuid.uuid4().hex[:8]
 
-    def task(i: int) -> StepTask:
-        return StepTask(run_id=run_id, step_id=f"s{i}", skill="noop", timeout_s=10)
+    def task(i: int, skill: str = "noop_async") -> StepTask:
+        return StepTask(run_id=run_id, step_id=f"s{i}", skill=skill, timeout_s=10)
 
     try:
-        # warm both paths (connections, pools, worker processes)
+        # warm every path (connections, pools, worker processes)
         for i in range(30):
             ping.delay().get(timeout=10)
-            await executor.execute(task(-i - 1), noop)
+            await executor.execute(task(-2 * i - 1), noop_async)
+            await executor.execute(task(-2 * i - 2, "noop"), noop)
         raw: list[float] = []
         step: list[float] = []
+        step_sync: list[float] = []
         per_block = max(1, samples // blocks)
         n = 0
         for _ in range(blocks):
@@ -185,13 +195,14 @@ async def _measure(
                 t0 = time.perf_counter()
                 ping.delay().get(timeout=10)
                 raw.append((time.perf_counter() - t0) * 1e3)
-            for _ in range(per_block):
-                t0 = time.perf_counter()
-                out = await executor.execute(task(n), noop)
-                step.append((time.perf_counter() - t0) * 1e3)
-                n += 1
-                if not out.ok:
-                    raise RuntimeError(f"bench step failed: {out.error}")
+            for sk, into in ((noop_async, step), (noop, step_sync)):
+                for _ in range(per_block):
+                    t0 = time.perf_counter()
+                    out = await executor.execute(task(n, sk.name), sk)
+                    into.append((time.perf_counter() - t0) * 1e3)
+                    n += 1
+                    if not out.ok:
+                        raise RuntimeError(f"bench step failed: {out.error}")
 
         # throughput: everything dispatched at once
         t0 = time.perf_counter()
@@ -200,7 +211,9 @@ async def _measure(
             r.get(timeout=60)
         raw_tps = steps / (time.perf_counter() - t0)
         t0 = time.perf_counter()
-        outs = await asyncio.gather(*(executor.execute(task(n + i), noop) for i in range(steps)))
+        outs = await asyncio.gather(
+            *(executor.execute(task(n + i), noop_async) for i in range(steps))
+        )
         steps_per_s = steps / (time.perf_counter() - t0)
         if not all(o.ok for o in outs):
             raise RuntimeError("a bench step failed in the throughput test")
@@ -210,7 +223,7 @@ async def _measure(
     runner = fleet_runner(settings)
     try:
         one = Graph("bench_one")
-        one.step("s", [noop])
+        one.step("s", [noop_async])
         fan = Graph("bench_fanout")
         seq = Graph("bench_sequence")
         for i in range(4):
@@ -246,6 +259,9 @@ async def _measure(
         "step_ms_p99": round(_pct(step, 0.99), 3),
         "overhead_ratio": round(step_p50 / raw_p50, 3),
         "overhead_ratio_p99": round(_pct(step, 0.99) / _pct(raw, 0.99), 3),
+        "step_sync_ms_p50": round(statistics.median(step_sync), 3),
+        "step_sync_ms_p99": round(_pct(step_sync, 0.99), 3),
+        "overhead_ratio_sync": round(statistics.median(step_sync) / raw_p50, 3),
         "run_ms_p50": round(statistics.median(run_ms), 3),
         "run_ms_p99": round(_pct(run_ms, 0.99), 3),
         "steps_per_s": round(steps_per_s, 1),
@@ -343,9 +359,12 @@ def register(app: typer.Typer) -> None:
         table.add_row("bare Celery delay().get()", f"{r['raw_celery_ms_p50']:.2f} ms",
                       f"{r['raw_celery_ms_p99']:.2f} ms", "no-op task")  # fmt: skip
         table.add_row("Orchestra step", f"{r['step_ms_p50']:.2f} ms", f"{r['step_ms_p99']:.2f} ms",
-                      "no-op skill, CeleryExecutor")  # fmt: skip
+                      "no-op async skill, CeleryExecutor")  # fmt: skip
         table.add_row("overhead ratio", f"{r['overhead_ratio']:.2f}×",
                       f"{r['overhead_ratio_p99']:.2f}×", "step / bare (target ≤ 1.5)")  # fmt: skip
+        table.add_row("Orchestra step, sync skill", f"{r['step_sync_ms_p50']:.2f} ms",
+                      f"{r['step_sync_ms_p99']:.2f} ms",
+                      f"runs on a thread; ratio {r['overhead_ratio_sync']:.2f}×")  # fmt: skip
         table.add_row("one-step run", f"{r['run_ms_p50']:.2f} ms", f"{r['run_ms_p99']:.2f} ms",
                       "monitors + routing + step")  # fmt: skip
         table.add_row("throughput", f"{r['steps_per_s']:.0f} steps/s", "",

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import math
 import os
 import socket
 import threading
@@ -74,16 +75,22 @@ def gone_key(name: str) -> str:
 class RedisHealthBoard(HealthBoard):
     """A :class:`HealthBoard` whose records live in Redis, shared by every driver.
 
-    Reads and writes go to Redis; a copy is kept in process so that, while Redis cannot be
-    reached, the board goes on with what it last knew (and says so in the log) instead of
-    failing the run.  Read-modify-write of one record is not atomic across drivers: two
-    drivers recording at the same instant may lose one count, never a circuit opening for
-    long (the next failure opens it).
+    Writes go to Redis at once.  Reads go to Redis unless this process read or wrote the
+    record less than ``read_cache_s`` ago (one routing decision reads every record several
+    times: once is enough); another driver's change is seen at most that much later.  A copy
+    is kept in process so that, while Redis cannot be reached, the board goes on with what it
+    last knew (and says so in the log) instead of failing the run.  Read-modify-write of one
+    record is not atomic across drivers: two drivers recording at the same instant may lose
+    one count, never a circuit opening for long (the next failure opens it).
     """
 
-    def __init__(self, url: str, *, retry_after_s: float = 1.0, **kwargs: Any):
+    def __init__(
+        self, url: str, *, retry_after_s: float = 1.0, read_cache_s: float = 0.25, **kwargs: Any
+    ):
         super().__init__(**kwargs)
         self.url = url
+        self.read_cache_s = read_cache_s
+        self._fresh: dict[str, float] = {}  # skill -> when last read from / written to Redis
         self._redis = redis.Redis.from_url(
             url, socket_timeout=1.0, socket_connect_timeout=0.5, decode_responses=True
         )
@@ -98,8 +105,12 @@ class RedisHealthBoard(HealthBoard):
             log.warning("health board unreachable; using the last known health", error=str(exc))
         self._offline_until = time.monotonic() + self._retry_after_s
 
+    def _stale(self, skill: str, now: float) -> bool:
+        return now - self._fresh.get(skill, -math.inf) >= self.read_cache_s
+
     def get(self, skill: str) -> SkillHealth:
-        if self._online():
+        now = time.monotonic()
+        if self._stale(skill, now) and self._online():
             try:
                 raw = self._redis.hget(HEALTH, skill)
             except redis.RedisError as exc:
@@ -107,6 +118,7 @@ class RedisHealthBoard(HealthBoard):
             else:
                 rec = SkillHealth.model_validate_json(raw) if raw else SkillHealth()
                 super().put(skill, rec)
+                self._fresh[skill] = now
                 return rec.model_copy()
         return super().get(skill)
 
@@ -117,10 +129,13 @@ class RedisHealthBoard(HealthBoard):
                 self._redis.hset(HEALTH, skill, record.model_dump_json())
             except redis.RedisError as exc:
                 self._offline(exc)
+            else:
+                self._fresh[skill] = time.monotonic()
 
     def snapshot(self, skills: Iterable[str]) -> dict[str, SkillHealth]:
         names = list(skills)
-        if names and self._online():
+        now = time.monotonic()
+        if any(self._stale(n, now) for n in names) and self._online():
             try:
                 raws = self._redis.hmget(HEALTH, names)
             except redis.RedisError as exc:
@@ -130,6 +145,7 @@ class RedisHealthBoard(HealthBoard):
                 for name, raw in zip(names, raws, strict=True):
                     out[name] = SkillHealth.model_validate_json(raw) if raw else SkillHealth()
                     super().put(name, out[name])
+                    self._fresh[name] = now
                 return {n: r.model_copy() for n, r in out.items()}
         return {n: super(RedisHealthBoard, self).get(n) for n in names}
 
@@ -154,6 +170,7 @@ class RedisHealthBoard(HealthBoard):
         with self._lock:
             for n in names:
                 self._records.pop(n, None)
+                self._fresh.pop(n, None)
         return names
 
     def close(self) -> None:

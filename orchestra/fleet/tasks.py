@@ -293,15 +293,17 @@ def _run(ctx: WorkerContext, task: StepTask) -> StepOutcome:
     return ctx.loop().run_until_complete(run_skill(skill, task))
 
 
+def _step_task(self: Any, payload: Any) -> str:
+    return step(str(self.request.id), payload)
+
+
+def _ping_task() -> None:
+    return None
+
+
 def register_tasks(app: Any) -> None:
-    """Register ``orchestra.step`` and ``orchestra.ping`` on ``app``."""
+    """Register ``orchestra.step`` and ``orchestra.ping`` on ``app`` (and on no other app)."""
     from orchestra.fleet.app import PING_TASK, STEP_TASK
-
-    def step_task(self: Any, payload: Any) -> str:
-        return step(str(self.request.id), payload)
-
-    def ping_task() -> None:
-        return None
 
     app.task(
         name=STEP_TASK,
@@ -310,5 +312,6 @@ def register_tasks(app: Any) -> None:
         acks_late=True,
         reject_on_worker_lost=True,
         typing=False,
-    )(step_task)
-    app.task(name=PING_TASK, acks_late=True, typing=False)(ping_task)
+        shared=False,
+    )(_step_task)
+    app.task(name=PING_TASK, acks_late=True, typing=False, shared=False)(_ping_task)
