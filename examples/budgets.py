@@ -25,6 +25,8 @@ graph.step("research", [deep_research, quick_research], after="enrich")
 if __name__ == "__main__":
     for budget in (1.00, 0.10, 0.03):
         r = run_sync(graph, {"lead": "ACME"}, budget_usd=budget)
-        print(f"budget ${budget:.2f}: {r.status:<9} path={r.path} spent=${r.spent_usd:.2f}"
-              + (f"  ({r.reason})" if r.reason else ""))
+        print(
+            f"budget ${budget:.2f}: {r.status:<9} path={r.path} spent=${r.spent_usd:.2f}"
+            + (f"  ({r.reason})" if r.reason else "")
+        )
         assert r.spent_usd <= budget

@@ -30,8 +30,13 @@ class MaintenanceWindow:
 
     async def check(self, ctx: MonitorContext) -> list[Signal]:
         return [
-            Signal(monitor=self.name, kind="block", priority=Priority.HIGH, skill=s,
-                   reason=f"{s} is in its maintenance window")
+            Signal(
+                monitor=self.name,
+                kind="block",
+                priority=Priority.HIGH,
+                skill=s,
+                reason=f"{s} is in its maintenance window",
+            )
             for s in self.under_maintenance
         ]
 
