@@ -54,22 +54,46 @@ __all__ = [
 ]
 
 
-def _attrs(attributes: Attributes) -> dict[str, Any]:
-    return {k: redact(v, k) for k, v in (attributes or {}).items()}
+def _attrs(attributes: Attributes) -> dict[str, Any] | None:
+    """A scrubbed copy of ``attributes``, or None when there was nothing to scrub."""
+    out: dict[str, Any] = {}
+    changed = False
+    for k, v in (attributes or {}).items():
+        r = redact(v, k)
+        if r is not v and r != v:
+            changed = True
+        out[k] = r
+    return out if changed else None
 
 
 def redact_span(span: ReadableSpan) -> ReadableSpan:
-    """A copy of ``span`` with secrets scrubbed from its name, attributes, events and status."""
+    """``span`` with secrets scrubbed from its name, attributes, events and status.
+
+    A span with nothing to scrub is returned as it is (no copy).
+    """
     status = span.status
     if status.description:
-        status = Status(status.status_code, redact_text(status.description))
+        clean = redact_text(status.description)
+        if clean != status.description:
+            status = Status(status.status_code, clean)
+    name = redact_text(span.name)
+    attributes = _attrs(span.attributes)
+    events = list(span.events)
+    events_changed = False
+    for i, e in enumerate(events):
+        a = _attrs(e.attributes)
+        if a is not None:
+            events[i] = Event(e.name, a, e.timestamp)
+            events_changed = True
+    if attributes is None and not events_changed and status is span.status and name == span.name:
+        return span
     return ReadableSpan(
-        name=redact_text(span.name),
+        name=name,
         context=span.context,
         parent=span.parent,
         resource=span.resource,
-        attributes=_attrs(span.attributes),
-        events=[Event(e.name, _attrs(e.attributes), e.timestamp) for e in span.events],
+        attributes=span.attributes if attributes is None else attributes,
+        events=events,
         links=span.links,
         kind=span.kind,
         status=status,

@@ -286,7 +286,16 @@ class _State:
         self.provider: TracerProvider | None = None
         self.fanout: Fanout | None = None
         self.sampler: SwitchSampler | None = None
-        self.captures = 0
+
+    @property
+    def scrubs_export(self) -> bool:
+        """True when spans go to Orchestra's provider, whose exporters all scrub secrets
+        (so the hot path need not); False for the application's own provider."""
+        return (
+            self.provider is not None
+            and self.config is not None
+            and not self.config.foreign_provider
+        )
 
 
 _STATE = _State()
@@ -607,7 +616,9 @@ def mark_error(span: Span, message: str, kind: str) -> None:
     """Set the span's status to ERROR with ``message`` (scrubbed) and ``error.type``."""
     if not span.is_recording():
         return
-    span.set_status(Status(StatusCode.ERROR, redact_text(message)))
+    span.set_status(
+        Status(StatusCode.ERROR, message if _STATE.scrubs_export else redact_text(message))
+    )
     span.set_attribute("error.type", kind)
 
 
@@ -618,7 +629,8 @@ def decision_event(kind: str, reason: str, attributes: Mapping[str, Any] | None 
         return
     attrs = {"orchestra.decision": kind, "orchestra.reason": reason}
     attrs.update({k: v for k, v in (attributes or {}).items() if v is not None})
-    attrs = redact_mapping(attrs)
+    if not _STATE.scrubs_export:
+        attrs = redact_mapping(attrs)
     span.add_event(f"orchestra.{kind}", attributes=attrs)
     step, skill = attrs.get("orchestra.step_id"), attrs.get("orchestra.skill")
     if kind in ("execute", "reroute") and isinstance(step, str) and isinstance(skill, str):
