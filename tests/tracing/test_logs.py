@@ -1,0 +1,62 @@
+"""configure_logging: JSON in production, pretty in a terminal; both carry trace ids and
+neither shows a secret."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from orchestra import tracing
+from orchestra.logs import configure_logging
+
+KEY = "sk-proj-LOGSx9Q2w8E7r6T5y4U3i2O1p0AbCd"
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+@pytest.mark.usefixtures("restore_logging")
+class TestRendering:
+    def test_json_when_not_a_terminal(self) -> None:
+        out = io.StringIO()
+        configure_logging("INFO", stream=out)
+        with tracing.capture_spans(), tracing.tracer().start_as_current_span("s") as span:
+            structlog.get_logger("t").info("hello", api_key=KEY, n=3)
+        line = json.loads(out.getvalue())
+        assert line["event"] == "hello" and line["n"] == 3 and line["level"] == "info"
+        assert line["api_key"] == "[REDACTED]"
+        assert line["trace_id"] == f"{span.get_span_context().trace_id:032x}"
+
+    def test_pretty_in_a_terminal_with_ids_and_scrubbed_exceptions(self) -> None:
+        out = _Tty()
+        configure_logging("INFO", stream=out)
+        with tracing.capture_spans(), tracing.tracer().start_as_current_span("s") as span:
+            try:
+                raise ValueError(f"bad key {KEY}")
+            except ValueError:
+                structlog.get_logger("t").exception("failed")
+        text = out.getvalue()
+        assert not text.lstrip().startswith("{")
+        assert "failed" in text and "ValueError" in text
+        assert f"{span.get_span_context().span_id:016x}" in text
+        assert KEY not in text
+
+    def test_level_filters(self) -> None:
+        out = io.StringIO()
+        configure_logging("WARNING", stream=out, json=True)
+        structlog.get_logger("t").info("quiet")
+        structlog.get_logger("t").warning("loud")
+        assert [json.loads(x)["event"] for x in out.getvalue().splitlines()] == ["loud"]
