@@ -94,7 +94,10 @@ def build_graph() -> Graph:
     )
     # probed before routing: with no model server answering, the route avoids the agent
     summarizer = summarizer.model_copy(
-        update={"probe": tcp_probe(*(b.api_base for b in router.backends if b.api_base))}
+        update={
+            "probe": tcp_probe(*(b.api_base for b in router.backends if b.api_base)),
+            "timeout_s": 120.0,  # a summary on a CPU model server; below the fleet's visibility timeout
+        }
     )
     # The extractive fallback is always available but writes worse notes: its declared
     # reliability (the prior that its result is acceptable) is what makes the agent preferred.

@@ -167,6 +167,11 @@ async def _run(
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"--input is not valid JSON: {exc.msg}") from exc
+    if fail and fleet:
+        raise ValueError(
+            "--fail acts where a skill runs: on a fleet, give it to the workers "
+            "(orchestra worker ... --fail NAME[:kind])"
+        )
     graph, health_down = load_any_graph(path, scenario=scenario, fail=fail)
     runner = build_runner(
         fleet=fleet,

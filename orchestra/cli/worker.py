@@ -60,6 +60,13 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--role", help="Serve this role of --fleet-file (options add to it)"),
         ] = None,
+        fail: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--fail",
+                help="Make a hosted skill misbehave here: NAME[:exception|timeout|malformed] (repeatable)",
+            ),
+        ] = None,
     ) -> None:
         """Serve skills to a fleet: run their steps as they arrive on their queues.
 
@@ -78,6 +85,17 @@ def register(app: typer.Typer) -> None:
             loaded = load_skills([*map(Path, r.skills), *skills], [*map(Path, r.graph), *graph])
             if not loaded:
                 raise SpecError("nothing to host: give --skills DIR, --graph FILE or --role")
+            from orchestra.errors import UnknownSkillError
+            from orchestra.testing import faults_from, misbehave
+
+            try:
+                faults = faults_from(fail or [])
+            except ValueError as exc:
+                raise SpecError(str(exc), field="--fail") from None
+            for fname, kind in faults.items():
+                if fname not in loaded:
+                    raise UnknownSkillError(fname, field="--fail", known=list(loaded))
+                loaded[fname] = misbehave(loaded[fname], kind)
             wanted = [q.strip() for q in (queues or "").split(",") if q.strip()] or r.queues
             serve(
                 loaded,
