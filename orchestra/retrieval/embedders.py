@@ -147,7 +147,7 @@ class SentenceTransformerEmbedder:
         import torch
 
         saved = torch.get_num_threads()
-        limit = self.query_threads if kind == "query" and len(items) <= 8 else None
+        limit = self.query_threads if kind == "query" else None
         if limit is not None:
             torch.set_num_threads(limit)
         try:
