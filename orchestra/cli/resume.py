@@ -112,7 +112,7 @@ def register(app: typer.Typer) -> None:
 
         Exit codes as for `orchestra run`.
         """
-        from orchestra.cli.run import EXIT_CODES, EXIT_EXECUTOR, print_summary
+        from orchestra.cli.run import fail_with, finish
 
         console = Console()
         if list_runs or run_id is None:
@@ -129,13 +129,6 @@ def register(app: typer.Typer) -> None:
                     run_id, graph=graph, fleet=fleet, answer=answer, console=console, quiet=quiet
                 )
             )
-        except (SpecError, RunInputError, ValueError) as exc:
-            console.print(f"[red bold]error:[/] {exc}", highlight=False)
-            raise typer.Exit(2) from None
-        except ExecutorError as exc:
-            console.print(f"[red bold]executor error:[/] {exc}", highlight=False)
-            raise typer.Exit(EXIT_EXECUTOR) from None
-        print_summary(console, result)
-        if json_out:
-            json_out.write_text(result.model_dump_json(indent=2))
-        raise typer.Exit(EXIT_CODES.get(result.status, 1))
+        except (SpecError, RunInputError, ValueError, ExecutorError) as exc:
+            fail_with(console, exc)
+        finish(console, result, json_out)

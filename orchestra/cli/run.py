@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -61,6 +61,23 @@ def print_summary(console: Console, result: RunResult) -> None:
         + (f"\nreason: {result.reason}" if result.reason else ""),
         highlight=False,
     )
+
+
+def fail_with(console: Console, exc: Exception) -> NoReturn:
+    """Print a user-facing error and exit: 2 for bad input or spec, 5 for the executor."""
+    if isinstance(exc, ExecutorError):
+        console.print(f"[red bold]executor error:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_EXECUTOR) from None
+    console.print(f"[red bold]error:[/] {exc}", highlight=False)
+    raise typer.Exit(2) from None
+
+
+def finish(console: Console, result: RunResult, json_out: Path | None) -> NoReturn:
+    """Print the run's summary, write its JSON if asked, exit with its status's code."""
+    print_summary(console, result)
+    if json_out:
+        json_out.write_text(result.model_dump_json(indent=2))
+    raise typer.Exit(EXIT_CODES.get(result.status, 1))
 
 
 def register(app: typer.Typer) -> None:
@@ -131,16 +148,9 @@ def register(app: typer.Typer) -> None:
                 result = asyncio.run(
                     _run(graph, input, scenario, down, fail, budget, fleet, console, quiet, run_id)
                 )
-        except (SpecError, RunInputError, ValueError) as exc:
-            console.print(f"[red bold]error:[/] {exc}", highlight=False)
-            raise typer.Exit(2) from None
-        except ExecutorError as exc:
-            console.print(f"[red bold]executor error:[/] {exc}", highlight=False)
-            raise typer.Exit(EXIT_EXECUTOR) from None
-        print_summary(console, result)
-        if json_out:
-            json_out.write_text(result.model_dump_json(indent=2))
-        raise typer.Exit(EXIT_CODES.get(result.status, 1))
+        except (SpecError, RunInputError, ValueError, ExecutorError) as exc:
+            fail_with(console, exc)
+        finish(console, result, json_out)
 
 
 async def _run(
