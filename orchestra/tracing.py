@@ -529,6 +529,16 @@ def _scoped(span: Span, run_id: str, step_id: str | None) -> Iterator[None]:
 
 
 @contextmanager
+def _span(name: str, attrs: dict[str, Any], run_id: str, step_id: str | None) -> Iterator[Span]:
+    """Start ``name`` as the current span, with the run/step ids scoped onto log lines."""
+    with (
+        tracer().start_as_current_span(name, kind=SpanKind.INTERNAL, attributes=attrs) as span,
+        _scoped(span, run_id, step_id),
+    ):
+        yield span
+
+
+@contextmanager
 def run_span(
     graph: str, run_id: str, attributes: Mapping[str, Any] | None = None
 ) -> Iterator[Span]:
@@ -543,12 +553,7 @@ def run_span(
         "orchestra.graph": graph,
     }
     attrs.update(attributes or {})
-    with (
-        tracer().start_as_current_span(
-            f"invoke_agent {graph}", kind=SpanKind.INTERNAL, attributes=attrs
-        ) as span,
-        _scoped(span, run_id, None),
-    ):
+    with _span(f"invoke_agent {graph}", attrs, run_id, None) as span:
         yield span
 
 
@@ -575,12 +580,7 @@ def step_span(
         note = _ROUTE_NOTES.pop((ctx.trace_id, step_id, skill), None)
         if note:
             attrs.update(note)
-    with (
-        tracer().start_as_current_span(
-            f"step {step_id}", kind=SpanKind.INTERNAL, attributes=attrs
-        ) as span,
-        _scoped(span, run_id, step_id),
-    ):
+    with _span(f"step {step_id}", attrs, run_id, step_id) as span:
         yield span
 
 
@@ -603,12 +603,7 @@ def tool_span(
         "orchestra.step_id": step_id,
     }
     attrs.update(attributes or {})
-    with (
-        tracer().start_as_current_span(
-            f"execute_tool {skill}", kind=SpanKind.INTERNAL, attributes=attrs
-        ) as span,
-        _scoped(span, run_id, step_id),
-    ):
+    with _span(f"execute_tool {skill}", attrs, run_id, step_id) as span:
         yield span
 
 
