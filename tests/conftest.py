@@ -18,5 +18,7 @@ def root() -> Path:
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.exists():
-        pytest.fail(f"reference data missing: {SHARED_DATA} (it must sit beside the project as ../shared/data)")
+        pytest.fail(
+            f"reference data missing: {SHARED_DATA} (it must sit beside the project as ../shared/data)"
+        )
     return SHARED_DATA

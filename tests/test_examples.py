@@ -20,6 +20,8 @@ def test_there_are_examples() -> None:
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_runs(path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    p = subprocess.run([sys.executable, str(path)], cwd=ROOT, capture_output=True, text=True, timeout=240, env=env)
+    p = subprocess.run(
+        [sys.executable, str(path)], cwd=ROOT, capture_output=True, text=True, timeout=240, env=env
+    )
     assert p.returncode == 0, f"{path.name} failed:\n{p.stdout}\n{p.stderr}"
     assert p.stdout.strip(), f"{path.name} printed nothing"

@@ -15,7 +15,9 @@ class Out(BaseModel):
     value: str
 
 
-def recording(name: str, log: list[str], *, cost: float = 0.1, delay: float = 0.0, timeout_s: float = 5.0) -> Skill:
+def recording(
+    name: str, log: list[str], *, cost: float = 0.1, delay: float = 0.0, timeout_s: float = 5.0
+) -> Skill:
     """A skill that appends its name to ``log`` and returns ``{"value": name}``."""
 
     async def fn(**kwargs: Any) -> Out:
@@ -28,7 +30,9 @@ def recording(name: str, log: list[str], *, cost: float = 0.1, delay: float = 0.
     return Skill(name=name, cost=cost, timeout_s=timeout_s, fn=fn, output_model=Out)
 
 
-def pipeline(layers: Sequence[Sequence[Skill]], *, name: str = "pipe", fallback: Sequence[str] = ()) -> Graph:
+def pipeline(
+    layers: Sequence[Sequence[Skill]], *, name: str = "pipe", fallback: Sequence[str] = ()
+) -> Graph:
     """A linear graph: one step per layer, each after the previous."""
     g = Graph(name, fallback_goals=fallback)
     prev: str | None = None

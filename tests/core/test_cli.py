@@ -11,21 +11,40 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def orchestra(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "orchestra", *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "orchestra", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "HOME": str(ROOT / ".orchestra" / "home")},
     )
 
 
 def test_run_reroutes_around_a_failing_provider_and_exits_zero() -> None:
-    p = orchestra("run", "graphs/refund.py", "-i", '{"customer_id": "c-1", "amount": 12}', "--fail", "stripe_refund")
+    p = orchestra(
+        "run",
+        "graphs/refund.py",
+        "-i",
+        '{"customer_id": "c-1", "amount": 12}',
+        "--fail",
+        "stripe_refund",
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     assert "reroute" in p.stdout and "rerouted to razorpay_refund" in p.stdout
     assert "COMPLETED" in p.stdout and "spent=$" in p.stdout
 
 
 def test_run_that_must_demote_exits_three() -> None:
-    p = orchestra("run", "graphs/refund.py", "-i", '{"customer_id": "c-1", "amount": 12}',
-                  "--down", "send_email", "--down", "send_sms")
+    p = orchestra(
+        "run",
+        "graphs/refund.py",
+        "-i",
+        '{"customer_id": "c-1", "amount": 12}',
+        "--down",
+        "send_email",
+        "--down",
+        "send_sms",
+    )
     assert p.returncode == 3, p.stdout + p.stderr
     assert "DEMOTED" in p.stdout and "steps not run: notify" in p.stdout
 
@@ -43,6 +62,8 @@ def test_bad_input_is_a_clear_error_with_exit_two() -> None:
 
 
 def test_unknown_skill_in_fail_switch_is_named() -> None:
-    p = orchestra("run", "graphs/refund.py", "-i", '{"customer_id": "c-1", "amount": 1}', "--fail", "stripe")
+    p = orchestra(
+        "run", "graphs/refund.py", "-i", '{"customer_id": "c-1", "amount": 1}', "--fail", "stripe"
+    )
     assert p.returncode == 2
     assert "unknown skill 'stripe'" in p.stdout and "stripe_refund" in p.stdout

@@ -115,7 +115,11 @@ def test_fallback_goal_must_name_a_step() -> None:
 
 
 def test_duplicate_step_id() -> None:
-    g = Graph("g", steps=[Step(id="a", candidates=["lookup"]), Step(id="a", candidates=["lookup"])], skills=[lookup])
+    g = Graph(
+        "g",
+        steps=[Step(id="a", candidates=["lookup"]), Step(id="a", candidates=["lookup"])],
+        skills=[lookup],
+    )
     with pytest.raises(GraphSpecError) as e:
         g.validate()
     assert e.value.field == "steps[1].id"

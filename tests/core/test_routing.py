@@ -29,8 +29,15 @@ def _random_dag(seed: int, n: int, p: float) -> tuple[RouteGraph, nx.DiGraph]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(2, 25), p=st.floats(0.1, 0.7), penalties=st.integers(0, 6))
-def test_route_matches_networkx_under_dynamic_weights(seed: int, n: int, p: float, penalties: int) -> None:
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(2, 25),
+    p=st.floats(0.1, 0.7),
+    penalties=st.integers(0, 6),
+)
+def test_route_matches_networkx_under_dynamic_weights(
+    seed: int, n: int, p: float, penalties: int
+) -> None:
     rg, g = _random_dag(seed, n, p)
     rnd = random.Random(seed + 1)
     extra = {v: 0.0 for v in range(n)}

@@ -44,9 +44,22 @@ async def test_refund_over_the_limit_escalates_to_a_human(triage) -> None:  # ty
 def test_main_command_output_tells_what_ran_was_rerouted_and_cost() -> None:
     env = {**os.environ, "COLUMNS": "200"}
     p = subprocess.run(
-        [sys.executable, "-m", "orchestra", "run", "graphs/support_triage.py", "--fail", "stripe_refund",
-         "--budget", "0.05"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env=env,
+        [
+            sys.executable,
+            "-m",
+            "orchestra",
+            "run",
+            "graphs/support_triage.py",
+            "--fail",
+            "stripe_refund",
+            "--budget",
+            "0.05",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert p.returncode == 0, p.stdout + p.stderr
     out = p.stdout
