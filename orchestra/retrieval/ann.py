@@ -65,7 +65,9 @@ class IVFIndex:
     def scores(self, queries: FloatArray) -> FloatArray:
         """Estimated cosine of every vector to each query, shape ``(len(queries), n)``."""
         cent = queries @ self.centroids.T  # (m, n_lists)
-        out: FloatArray = cent[:, self.assign].astype(np.float32)  # centroid estimate everywhere
+        # Centroid estimate everywhere (row-major: fancy indexing alone would hand back a
+        # column-major array, which makes every later row reduction several times slower).
+        out: FloatArray = np.ascontiguousarray(np.take(cent, self.assign, axis=1), np.float32)
         probe = np.argpartition(-cent, self.n_probe - 1, axis=1)[:, : self.n_probe]
         for row in range(queries.shape[0]):
             for c in probe[row]:
