@@ -78,8 +78,8 @@ class OnnxEncoder:
         self.dim = int(meta["dim"])
         tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
         tok.enable_truncation(max_length=self.max_length)
-        pad = str(meta.get("pad_token") or "[PAD]")
-        tok.enable_padding(pad_id=tok.token_to_id(pad) or 0, pad_token=pad)
+        tok.no_padding()  # batches are padded here, each to its own longest text
+        self.pad_id = tok.token_to_id(str(meta.get("pad_token") or "[PAD]")) or 0
         self.tokenizer = tok
         self._sessions: dict[int, Any] = {}
         self._session(1)  # fail here, not at the first query, when the file is unusable
@@ -102,23 +102,55 @@ class OnnxEncoder:
     def encode(
         self, texts: Sequence[str], *, threads: int = 1, batch_size: int = 32
     ) -> npt.NDArray[np.float32]:
-        """Unit vectors of ``texts``; documents are batched by length to pad little."""
+        """Unit vectors of ``texts``.
+
+        Texts are tokenized first, sorted by length and cut into batches whose padding
+        wastes little (a long request and its short sub-requests are not padded to one
+        length: attention costs grow with the square of it).
+        """
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
         sess = self._session(max(1, threads))
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            encs = self.tokenizer.encode_batch([texts[i] for i in idx])
+        encs = self.tokenizer.encode_batch(list(texts))
+        lengths = [sum(e.attention_mask) for e in encs]
+        order = sorted(range(len(texts)), key=lengths.__getitem__)
+        for idx in _batches(order, lengths, batch_size):
+            width = max(lengths[i] for i in idx)
             arrays = {
-                "input_ids": np.array([e.ids for e in encs], dtype=np.int64),
-                "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64),
-                "token_type_ids": np.array([e.type_ids for e in encs], dtype=np.int64),
+                name: np.zeros((len(idx), width), dtype=np.int64)
+                for name in ("input_ids", "attention_mask", "token_type_ids")
             }
+            for row, i in enumerate(idx):
+                e, n = encs[i], lengths[i]
+                arrays["input_ids"][row, :n] = e.ids[:n]
+                arrays["input_ids"][row, n:] = self.pad_id
+                arrays["attention_mask"][row, :n] = 1
+                arrays["token_type_ids"][row, :n] = e.type_ids[:n]
             feed = {name: arrays[name] for name in self.input_names}
             out[idx] = np.asarray(sess.run(None, feed)[0], dtype=np.float32)
         return out
+
+
+#: A batch grows while its padded size stays within this factor of its real tokens.
+_PAD_SLACK = 1.25
+
+
+def _batches(order: list[int], lengths: list[int], size: int) -> list[list[int]]:
+    """Cut ``order`` (ascending length) into batches of at most ``size`` with little padding."""
+    out: list[list[int]] = []
+    cur: list[int] = []
+    total = 0
+    for i in order:
+        n = lengths[i]
+        if cur and (len(cur) >= size or (len(cur) + 1) * n > _PAD_SLACK * (total + n)):
+            out.append(cur)
+            cur, total = [], 0
+        cur.append(i)
+        total += n
+    if cur:
+        out.append(cur)
+    return out
 
 
 def _pipeline(model: Any) -> tuple[str, bool] | None:

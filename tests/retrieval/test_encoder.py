@@ -17,7 +17,7 @@ from orchestra.errors import ConfigError
 from orchestra.retrieval import onnx_encoder
 from orchestra.retrieval.embedders import SentenceTransformerEmbedder
 from orchestra.retrieval.hybrid import _top
-from orchestra.retrieval.onnx_encoder import _pipeline
+from orchestra.retrieval.onnx_encoder import _PAD_SLACK, _batches, _pipeline
 
 from .helpers import needs_embed
 
@@ -124,6 +124,26 @@ class TestExportableLayouts:
         assert _pipeline([_mod("Transformer"), _mod("Pooling", pooling_mode="max")]) is None
         assert _pipeline([_mod("Transformer"), _mod("Dense"), _mod("Normalize")]) is None
         assert _pipeline([_mod("CLIPModel")]) is None
+
+
+class TestBatches:
+    @settings(max_examples=100, deadline=None)
+    @given(st.lists(st.integers(1, 256), min_size=1, max_size=80), st.integers(1, 32))
+    def test_every_text_once_in_small_little_padded_batches(
+        self, lengths: list[int], size: int
+    ) -> None:
+        order = sorted(range(len(lengths)), key=lengths.__getitem__)
+        batches = _batches(order, lengths, size)
+        assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+        for b in batches:
+            assert 1 <= len(b) <= size
+            padded = len(b) * max(lengths[i] for i in b)
+            assert len(b) == 1 or padded <= _PAD_SLACK * sum(lengths[i] for i in b)
+
+    def test_a_long_request_is_not_padded_onto_its_short_parts(self) -> None:
+        lengths = [70, 14, 12, 15, 9]
+        order = sorted(range(5), key=lengths.__getitem__)
+        assert [0] in _batches(order, lengths, 32)
 
 
 class TestTop:
