@@ -9,7 +9,9 @@ How one query is answered (:meth:`Retriever.search`):
    (cosine to the skill's header and to each chunk of its body, the best chunk counts).
 3. **Fusion.** Each scorer's scores are standardized against their own distribution over
    the catalog (z-scores: how far a skill stands out from the crowd, which makes a BM25 score
-   and a cosine comparable without learned weights) and summed with fixed weights.  A
+   and a cosine comparable without learned weights) and summed with fixed weights, except
+   that BM25 counts more when its best hit stands far out (the request names a skill's own
+   words: its API name, its parameters; Seal-Tools Hit@1 0.84 → 0.88).  A
    sub-request is scored with its own words plus a share of the whole request's, so "the
    receipt" stays about the payment it was asked for.
 4. **Coverage.** The final list is built greedily: the best skill for the whole request
@@ -86,6 +88,12 @@ class RetrieverConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     bm25_weight: float = Field(0.2, ge=0)
+    lexical_confident_z: float = Field(
+        12.0, description="z-score of the best BM25 hit above which BM25 counts more"
+    )
+    lexical_boost: float = Field(
+        0.05, ge=0, description="extra BM25 weight per standard deviation above that"
+    )
     dense_weight: float = Field(1.0, ge=0)
     field_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_FIELD_WEIGHTS))
     multi_intent: bool = True
@@ -287,7 +295,8 @@ class Retriever:
         """Fused scores of every skill for each query, shape ``(len(queries), n)``.
 
         ``bm25`` and ``dense`` give one side alone (``dense`` falls back to BM25 without an
-        embedder).  ``hybrid`` adds both with their weights, then, when ``feedback_k`` is set,
+        embedder).  ``hybrid`` adds both with their weights (BM25's grows when its best hit
+        stands out beyond ``lexical_confident_z``), then, when ``feedback_k`` is set,
         moves each query vector toward the headers of its ``feedback_k`` best skills
         (Rocchio pseudo-relevance feedback) and scores the dense side again.
         """
@@ -300,7 +309,11 @@ class Retriever:
         q = self._encode(queries)
         if method == "dense":
             return self._dense_scores(q)
-        lexical = cfg.bm25_weight * self._lexical_scores(queries)
+        lexical = self._lexical_scores(queries)
+        # A request that names a skill's own words (an API name, its parameters) makes one
+        # BM25 hit stand far out of the catalog; the lexical side is then trusted more.
+        surplus = np.maximum(0.0, lexical.max(axis=1, keepdims=True) - cfg.lexical_confident_z)
+        lexical *= cfg.bm25_weight + cfg.lexical_boost * surplus
         fused = lexical + cfg.dense_weight * self._dense_scores(q)
         if cfg.feedback_k > 0 and cfg.feedback_weight > 0:
             assert self._vectors is not None

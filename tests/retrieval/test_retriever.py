@@ -261,3 +261,36 @@ class TestIVF:
         assert names(r.search("convert an amount of money between currencies", k=1)) == [
             "currency_convert"
         ]
+
+
+class TestAdaptiveFusion:
+    """BM25 counts more only when its best hit stands far out of the catalog."""
+
+    def _pair(self) -> tuple[Retriever, Retriever]:
+        from orchestra.bench.retrieval import synthetic_catalog
+
+        rare = Skill(
+            name="listPolarBearSightings",
+            description="List the polar bear sightings logged by Arctic rangers",
+        )
+        skills = [*synthetic_catalog(2000), rare]
+        emb = HashingEmbedder(64)
+        plain = Retriever(skills, embedder=emb, config=RetrieverConfig(lexical_boost=0.0))
+        return plain, Retriever(skills, embedder=emb)
+
+    def test_a_request_naming_a_skill_trusts_bm25_more(self) -> None:
+        plain, adaptive = self._pair()
+        query = "call listPolarBearSightings for the arctic records"
+        lex = adaptive._lexical_scores([query])
+        assert lex.max() > adaptive.config.lexical_confident_z  # the case it is meant for
+        a, p = adaptive.score([query])[0], plain.score([query])[0]
+        assert int(np.argmax(a)) == 2000
+        # The named skill stands further ahead of the runner-up than with fixed weights.
+        gap = lambda s: float(s[2000] - np.sort(s)[-2])  # noqa: E731
+        assert gap(a) > gap(p)
+
+    def test_a_vague_request_is_scored_as_before(self) -> None:
+        plain, adaptive = self._pair()
+        query = "check something about the weather"
+        assert adaptive._lexical_scores([query]).max() < adaptive.config.lexical_confident_z
+        assert np.allclose(adaptive.score([query]), plain.score([query]))
