@@ -12,9 +12,9 @@ One iteration:
    risk veto is a failure: the skill's circuit opens, its weight becomes ∞, and the next
    iteration routes around it from where the run stands.  Completed steps are never re-run.
 
-When no route is left: first a half-open trial of a circuit that opened during this run,
-then a catalog substitute (if a retriever is configured), then goal demotion (one LLM
-call), then escalation.  Every one of these is a line in the decision log.
+When no route is left: first a catalog substitute whose inputs the step can fill (when the
+runner or the graph has a retriever), then a half-open trial of a circuit that opened during
+this run, then goal demotion (one LLM call), then escalation.  Every one of these is a line in the decision log.
 """
 
 from __future__ import annotations
@@ -588,8 +588,11 @@ class _Run:
         return False
 
     def try_substitute(self, plan: _Plan) -> bool:
-        """Ask the retriever for a catalog skill that can serve a stuck step."""
-        if self.r.retriever is None:
+        """Ask the retriever (the runner's, else the graph's) for a skill for a stuck step."""
+        retriever = self.r.retriever
+        if retriever is None:
+            retriever = getattr(self.c.graph, "retriever", None)
+        if retriever is None:
             return False
         for step in plan.stuck:
             st = self.c.steps[step]
@@ -598,7 +601,7 @@ class _Run:
                 if a in self.s.completed:
                     available |= set(self.s.completed[a].output)
             query = st.description or step
-            subs = self.r.retriever.substitutes(query, available, set(self.c.candidates[step]), 3)
+            subs = retriever.substitutes(query, available, set(self.c.candidates[step]), 3)
             for sub in subs:
                 if self.r.health.status(sub.name) in ("down", "open"):
                     continue
@@ -872,7 +875,9 @@ class _Run:
                     if self.inflight:
                         await self.collect()
                         continue
-                    if not halts and (self.try_probe(plan) or self.try_substitute(plan)):
+                    # A healthy catalog substitute is tried before a failed tool is given
+                    # another (half-open) chance.
+                    if not halts and (self.try_substitute(plan) or self.try_probe(plan)):
                         continue
                     self.stuck = dict(plan.stuck)
                     why = (
