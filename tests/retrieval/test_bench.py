@@ -189,3 +189,20 @@ class TestOnRealData:
         res = bench.evaluate(r, multi, ("hybrid", "bm25"))["all"]
         assert res["hybrid"]["fullcov@5"] >= 0.6
         assert res["hybrid"]["recall@5"] >= 0.8
+
+
+@needs_embed
+def test_scale_run_reports_build_memory_latency_and_baseline(embed_cache: Path) -> None:
+    """The scale run's JSON, on a small catalog (the 80,000-skill run is the CLI's job)."""
+    res = bench.run_scale(1_000, queries=12, cache_dir=embed_cache)
+    assert res["skills"] == 1_000 and res["queries"] == 12 and res["dense"] is True
+    assert res["texts_embedded"] in (0, 1_000)  # 0 when an earlier test embedded them
+    for key in ("build_s", "rebuild_from_cache_s", "index_memory_mb", "peak_rss_mb"):
+        assert res[key] >= 0
+    assert set(res["methods"]) == {"hybrid", "bm25", "dense"}
+    for vals in res["methods"].values():
+        assert 0 < vals["p50_ms"] <= vals["p99_ms"]
+    assert res["p50_ms"] == res["methods"]["hybrid"]["p50_ms"]
+    base = res["baseline"]
+    assert "PyTorch" in base["what"] and 0 < base["p50_ms"] <= base["p99_ms"]
+    assert res["p50_speedup"] == round(base["p50_ms"] / res["p50_ms"], 2)
