@@ -14,7 +14,8 @@ One iteration:
 
 When no route is left: first a catalog substitute whose inputs the step can fill (when the
 runner or the graph has a retriever), then a half-open trial of a circuit that opened during
-this run, then goal demotion (one LLM call), then escalation.  Every one of these is a line in the decision log.
+this run, then goal demotion (one LLM call), then escalation.  Every one of these is a line
+in the decision log.
 """
 
 from __future__ import annotations
@@ -589,9 +590,7 @@ class _Run:
 
     def try_substitute(self, plan: _Plan) -> bool:
         """Ask the retriever (the runner's, else the graph's) for a skill for a stuck step."""
-        retriever = self.r.retriever
-        if retriever is None:
-            retriever = getattr(self.c.graph, "retriever", None)
+        retriever = self.r.retriever if self.r.retriever is not None else self.c.graph.retriever
         if retriever is None:
             return False
         for step in plan.stuck:

@@ -513,15 +513,7 @@ def run_scale(
     for m in METHODS:
         if m == "dense" and not r.has_dense:
             continue
-        lat = []
-        for t in texts:
-            t0 = time.perf_counter()
-            r.search(t, k=5, method=m)  # type: ignore[arg-type]
-            lat.append((time.perf_counter() - t0) * 1000)
-        result["methods"][m] = {
-            "p50_ms": round(_percentile(lat, 50), 2),
-            "p99_ms": round(_percentile(lat, 99), 2),
-        }
+        result["methods"][m] = _query_latency(r, texts, m)
     result["p50_ms"] = result["methods"]["hybrid"]["p50_ms"]
     result["p99_ms"] = result["methods"]["hybrid"]["p99_ms"]
     result["queries"] = len(texts)
@@ -536,19 +528,23 @@ def run_scale(
         )
         for t in texts[:10]:
             plain.search(t, k=5)
-        lat = []
-        for t in texts:
-            t0 = time.perf_counter()
-            plain.search(t, k=5)
-            lat.append((time.perf_counter() - t0) * 1000)
         base = {
             "what": "hybrid, PyTorch encoder, exact scan of every vector",
-            "p50_ms": round(_percentile(lat, 50), 2),
-            "p99_ms": round(_percentile(lat, 99), 2),
+            **_query_latency(plain, texts, "hybrid"),
         }
         result["baseline"] = base
         result["p50_speedup"] = round(base["p50_ms"] / max(result["p50_ms"], 1e-9), 2)
     return result
+
+
+def _query_latency(r: Retriever, texts: Sequence[str], method: str) -> dict[str, float]:
+    """p50 and p99 of ``r.search(text, k=5)`` over ``texts``, in ms."""
+    lat = []
+    for t in texts:
+        t0 = time.perf_counter()
+        r.search(t, k=5, method=method)  # type: ignore[arg-type]
+        lat.append((time.perf_counter() - t0) * 1000)
+    return {"p50_ms": round(_percentile(lat, 50), 2), "p99_ms": round(_percentile(lat, 99), 2)}
 
 
 # --------------------------------------------------------------------------- command

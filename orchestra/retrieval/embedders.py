@@ -33,7 +33,12 @@ import numpy.typing as npt
 import structlog
 
 from orchestra.retrieval.lexical import tokenize
-from orchestra.retrieval.onnx_encoder import OnnxEncoder, export_onnx_encoder, find_onnx_encoder
+from orchestra.retrieval.onnx_encoder import (
+    OnnxEncoder,
+    embedding_dimension,
+    export_onnx_encoder,
+    find_onnx_encoder,
+)
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -173,11 +178,7 @@ class SentenceTransformerEmbedder:
                 "transformer + pooling model (see the log); use runtime='auto' or 'torch'",
                 field="runtime",
             )
-        get_dim = (
-            getattr(model, "get_embedding_dimension", None)
-            or model.get_sentence_embedding_dimension
-        )
-        self._dim = int(get_dim() or 0)
+        self._dim = embedding_dimension(model)
         self._model = model if self._onnx is None else None
         self._loaded = True
 

@@ -35,6 +35,7 @@ import structlog
 
 __all__ = [
     "OnnxEncoder",
+    "embedding_dimension",
     "export_onnx_encoder",
     "find_onnx_encoder",
     "onnx_runtime_available",
@@ -113,7 +114,7 @@ class OnnxEncoder:
             return out
         sess = self._session(max(1, threads))
         encs = self.tokenizer.encode_batch(list(texts))
-        lengths = [sum(e.attention_mask) for e in encs]
+        lengths = [len(e.ids) for e in encs]  # unpadded: the tokenizer does not pad
         order = sorted(range(len(texts)), key=lengths.__getitem__)
         for idx in _batches(order, lengths, batch_size):
             width = max(lengths[i] for i in idx)
@@ -121,12 +122,12 @@ class OnnxEncoder:
                 name: np.zeros((len(idx), width), dtype=np.int64)
                 for name in ("input_ids", "attention_mask", "token_type_ids")
             }
+            arrays["input_ids"][:] = self.pad_id
             for row, i in enumerate(idx):
                 e, n = encs[i], lengths[i]
-                arrays["input_ids"][row, :n] = e.ids[:n]
-                arrays["input_ids"][row, n:] = self.pad_id
+                arrays["input_ids"][row, :n] = e.ids
                 arrays["attention_mask"][row, :n] = 1
-                arrays["token_type_ids"][row, :n] = e.type_ids[:n]
+                arrays["token_type_ids"][row, :n] = e.type_ids
             feed = {name: arrays[name] for name in self.input_names}
             out[idx] = np.asarray(sess.run(None, feed)[0], dtype=np.float32)
         return out
@@ -270,7 +271,7 @@ def export_onnx_encoder(model: Any, model_dir: Path, cache_dir: Path) -> OnnxEnc
         meta = {
             "input_names": input_names,
             "max_length": int(model.max_seq_length or 512),
-            "dim": int(_dimension(model)),
+            "dim": embedding_dimension(model),
             "pad_token": str(pad),
             "pooling": pooling,
             "source": str(model_dir),
@@ -288,17 +289,20 @@ def export_onnx_encoder(model: Any, model_dir: Path, cache_dir: Path) -> OnnxEnc
             return None
         try:
             os.replace(tmp, folder)
+            enc.path = folder / "model.onnx"  # its open session already holds the graph
         except OSError:  # another process put its export there first: use that one
             _remove(tmp)
+            enc = OnnxEncoder(folder)
     except Exception as exc:  # an exporter or runtime failure must not break retrieval
         log.warning("ONNX export failed; encoding with PyTorch", error=str(exc)[:300])
         _remove(tmp)
         return None
     log.info("exported the embedder to ONNX", path=str(folder), min_cosine=round(cos, 6))
-    return OnnxEncoder(folder)
+    return enc
 
 
-def _dimension(model: Any) -> int:
+def embedding_dimension(model: Any) -> int:
+    """The vector size of a sentence-transformers model (either name of its getter)."""
     get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
     return int(get() or 0)
 
