@@ -6,37 +6,41 @@ failures without an LLM, demotes to a lesser goal (one LLM call) when nothing is
 escalates to a human when even that fails.
 """
 
-from orchestra.building import build_runner
-from orchestra.config import Settings
-from orchestra.errors import (
-    BudgetExceeded,
-    ConfigError,
-    ControlSignal,
-    Escalation,
-    ExecutorError,
-    GraphSpecError,
-    MalformedOutput,
-    ModelError,
-    OrchestraError,
-    RunError,
-    RunInputError,
-    SkillSpecError,
-    SpecError,
-    StepFailed,
-    ToolRaised,
-    ToolTimeout,
-    UnknownSkillError,
-)
-from orchestra.executors import Executor, LocalExecutor, StepOutcome, StepTask
-from orchestra.graph import CompiledGraph, Graph, Step
-from orchestra.loaders import graph_from_scenario, load_graph
-from orchestra.logs import _default as _default_logging
-from orchestra.logs import configure_logging
-from orchestra.models import ChatMessage, ChatModel, ChatResponse
-from orchestra.monitors import HealthBoard, Monitor, MonitorContext, Signal
-from orchestra.results import Decision, RunResult, RunState
-from orchestra.runtime import Runner, run, run_sync
-from orchestra.skills import Skill, SkillRegistry, skill
+import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:
+    from orchestra.building import build_runner
+    from orchestra.config import Settings
+    from orchestra.errors import (
+        BudgetExceeded,
+        ConfigError,
+        ControlSignal,
+        Escalation,
+        ExecutorError,
+        GraphSpecError,
+        MalformedOutput,
+        ModelError,
+        OrchestraError,
+        RunError,
+        RunInputError,
+        SkillSpecError,
+        SpecError,
+        StepFailed,
+        ToolRaised,
+        ToolTimeout,
+        UnknownSkillError,
+    )
+    from orchestra.executors import Executor, LocalExecutor, StepOutcome, StepTask
+    from orchestra.graph import CompiledGraph, Graph, Step
+    from orchestra.loaders import graph_from_scenario, load_graph
+    from orchestra.logs import configure_logging
+    from orchestra.models import ChatMessage, ChatModel, ChatResponse
+    from orchestra.monitors import HealthBoard, Monitor, MonitorContext, Signal
+    from orchestra.results import Decision, RunResult, RunState
+    from orchestra.runtime import Runner, run, run_sync
+    from orchestra.skills import Skill, SkillRegistry, skill
+
 
 __all__ = [
     "BudgetExceeded",
@@ -86,4 +90,64 @@ __all__ = [
     "skill",
 ]
 
-_default_logging()
+# ``import orchestra`` stays light: each public name is imported from its module on first use.
+_EXPORTS: dict[str, str] = {
+    "BudgetExceeded": "orchestra.errors",
+    "ChatMessage": "orchestra.models",
+    "ChatModel": "orchestra.models",
+    "ChatResponse": "orchestra.models",
+    "CompiledGraph": "orchestra.graph",
+    "ConfigError": "orchestra.errors",
+    "ControlSignal": "orchestra.errors",
+    "Decision": "orchestra.results",
+    "Escalation": "orchestra.errors",
+    "Executor": "orchestra.executors",
+    "ExecutorError": "orchestra.errors",
+    "Graph": "orchestra.graph",
+    "GraphSpecError": "orchestra.errors",
+    "HealthBoard": "orchestra.monitors",
+    "LocalExecutor": "orchestra.executors",
+    "MalformedOutput": "orchestra.errors",
+    "ModelError": "orchestra.errors",
+    "Monitor": "orchestra.monitors",
+    "MonitorContext": "orchestra.monitors",
+    "OrchestraError": "orchestra.errors",
+    "RunError": "orchestra.errors",
+    "RunInputError": "orchestra.errors",
+    "RunResult": "orchestra.results",
+    "RunState": "orchestra.results",
+    "Runner": "orchestra.runtime",
+    "Settings": "orchestra.config",
+    "Signal": "orchestra.monitors",
+    "Skill": "orchestra.skills",
+    "SkillRegistry": "orchestra.skills",
+    "SkillSpecError": "orchestra.errors",
+    "SpecError": "orchestra.errors",
+    "Step": "orchestra.graph",
+    "StepFailed": "orchestra.errors",
+    "StepOutcome": "orchestra.executors",
+    "StepTask": "orchestra.executors",
+    "ToolRaised": "orchestra.errors",
+    "ToolTimeout": "orchestra.errors",
+    "UnknownSkillError": "orchestra.errors",
+    "build_runner": "orchestra.building",
+    "configure_logging": "orchestra.logs",
+    "graph_from_scenario": "orchestra.loaders",
+    "load_graph": "orchestra.loaders",
+    "run": "orchestra.runtime",
+    "run_sync": "orchestra.runtime",
+    "skill": "orchestra.skills",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'orchestra' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -33,6 +33,6 @@ def build_runner(
         health=HealthBoard(cooldown_s=s.cooldown_s),
         monitors=default_monitors(max_amount=s.max_amount),
         max_attempts=s.max_attempts,
-        checkpointer=open_checkpointer(s.checkpoint_url),
+        checkpointer=open_checkpointer(s.checkpoint_url, retention=s.retention),
         on_decision=on_decision,
     )

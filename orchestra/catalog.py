@@ -52,11 +52,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
-import structlog
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from orchestra.errors import SkillSpecError, _distance
+from orchestra.logs import get_logger
 from orchestra.skills import AnyInput, AnyOutput, Skill, skill
 
 __all__ = [
@@ -68,7 +68,7 @@ __all__ = [
     "schema_to_model",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: Tag carried by skills that document a procedure but have no Python to call.
 INSTRUCTIONS_ONLY = "instructions-only"

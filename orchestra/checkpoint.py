@@ -6,8 +6,14 @@ completed steps (``orchestra run --resume RUN_ID``), and an escalated run contin
 human answers (``orchestra resume RUN_ID --answer ...``).
 
 :class:`SaverCheckpointer` stores states through a LangGraph checkpoint saver, one thread per
-run and one checkpoint per save (the history of a run stays inspectable with LangGraph's
-own tools).  :func:`open_checkpointer` picks the saver from a URL:
+run.  A save writes only what changed since the previous one (the new step records and
+decisions, the attempts that changed, the run's small fields) as a LangGraph *pending write*
+on the run's latest checkpoint, so a run of N steps stores O(N) bytes, not O(N²).  Once the
+deltas on a checkpoint add up to the size of the state, the next save writes the whole state
+as a new checkpoint (its parent the previous one) and deltas start again from it: the total
+stays within a small multiple of the final state.  :meth:`~SaverCheckpointer.load` reads the
+latest checkpoint and applies its deltas in order.  :func:`open_checkpointer` picks the saver
+from a URL:
 
 ==================================  =================================================
 URL                                 saver
@@ -19,18 +25,27 @@ URL                                 saver
 ``memory://``                       LangGraph's ``InMemorySaver`` (tests)
 ``none`` (or empty)                 no checkpointing
 ==================================  =================================================
+
+Old runs are removed by :meth:`~SaverCheckpointer.prune` (``orchestra runs prune``), and,
+for finished runs, by the ``retention`` setting (``ORCHESTRA_RETENTION``, e.g. ``30d``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from orchestra.errors import ConfigError
-from orchestra.results import RunState
+from orchestra.logs import get_logger
+from orchestra.results import Decision, RunState, StepRecord
 
 __all__ = ["Checkpointer", "SaverCheckpointer", "open_checkpointer"]
+
+log = get_logger("orchestra.checkpoint")
 
 _CHANNEL = "run"
 _NS = ""
@@ -61,18 +76,30 @@ class SaverCheckpointer:
     """A :class:`Checkpointer` over a LangGraph ``BaseCheckpointSaver``.
 
     Give it a ``url`` (opened lazily, on the event loop of the first call) or a ready
-    ``saver``.  Each run is a LangGraph thread (``thread_id`` = run id) with one channel,
-    ``run``, holding the state as JSON; each save is a new checkpoint whose parent is the
-    previous one.
+    ``saver``.  Each run is a LangGraph thread (``thread_id`` = run id).  A checkpoint holds
+    the whole state as JSON in its one channel, ``run``; the saves after it are pending
+    writes on it, channel ``delta``, each the JSON of what changed (see the module doc).
+    ``retention_s`` (the ``retention`` setting): when the store is first opened, finished
+    runs (completed or demoted) idle for longer are removed.
     """
 
-    def __init__(self, url: str | None = None, *, saver: Any = None):
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        saver: Any = None,
+        retention_s: float | None = None,
+        compact_bytes: int = 1 << 20,
+    ):
         if url is None and saver is None:
             raise ConfigError("give a checkpoint URL or a saver", field="checkpoint_url")
         self.url = url
+        self.retention_s = retention_s
+        self.compact_bytes = compact_bytes
         self._saver = saver
         self._stack: contextlib.AsyncExitStack | None = None
-        self._last: dict[str, tuple[str, Any]] = {}  # run id -> (checkpoint id, version)
+        self._last: dict[str, _Saved] = {}  # run id -> what was last saved of it
+        self._retained = False
 
     async def _open(self) -> Any:
         if self._saver is not None:
@@ -134,11 +161,38 @@ class SaverCheckpointer:
             conf["checkpoint_id"] = checkpoint_id
         return {"configurable": conf}
 
+    async def _store(self) -> Any:
+        saver = await self._open()
+        if self.retention_s is not None and not self._retained:
+            self._retained = True
+            await self.prune(older_than_s=self.retention_s, statuses=("completed", "demoted"))
+        return saver
+
     async def save(self, state: RunState) -> None:
+        saver = await self._store()
+        last = self._last.get(state.run_id)
+        delta = None if last is None else last.delta(state)
+        if (
+            delta is None
+            or last is None
+            or last.delta_bytes > max(4 * last.base_bytes, self.compact_bytes)
+        ):
+            await self._save_whole(saver, state, last)
+            return
+        text = json.dumps(delta, separators=(",", ":"))
+        last.seq += 1
+        await saver.aput_writes(
+            self._config(state.run_id, last.checkpoint_id),
+            [(_DELTA, text)],
+            task_id=f"{last.seq:010d}",
+        )
+        last.delta_bytes += len(text)
+        last.remember(state)
+
+    async def _save_whole(self, saver: Any, state: RunState, last: _Saved | None) -> None:
         from langgraph.checkpoint.base import empty_checkpoint
 
-        saver = await self._open()
-        prev_id, prev_version = self._last.get(state.run_id, (None, None))
+        prev_id, prev_version = (last.checkpoint_id, last.version) if last else (None, None)
         if prev_id is None:
             # a run resumed by a new process: chain onto what is stored
             tup = await saver.aget_tuple(self._config(state.run_id))
@@ -146,8 +200,9 @@ class SaverCheckpointer:
                 prev_id = tup.config["configurable"]["checkpoint_id"]
                 prev_version = tup.checkpoint["channel_versions"].get(_CHANNEL)
         version = saver.get_next_version(prev_version, None)
+        raw = state.model_dump_json()
         cp = empty_checkpoint()
-        cp["channel_values"] = {_CHANNEL: state.model_dump_json()}
+        cp["channel_values"] = {_CHANNEL: raw}
         cp["channel_versions"] = {_CHANNEL: version}
         metadata: dict[str, Any] = {
             "source": "orchestra",
@@ -155,30 +210,44 @@ class SaverCheckpointer:
             "run_id": state.run_id,
             "graph": state.graph,
             "status": state.status,
+            "saved_at": time.time(),
         }
         new = await saver.aput(
             self._config(state.run_id, prev_id), cp, metadata, {_CHANNEL: version}
         )
-        self._last[state.run_id] = (new["configurable"]["checkpoint_id"], version)
+        saved = _Saved(new["configurable"]["checkpoint_id"], version, base_bytes=len(raw))
+        saved.remember(state)
+        self._last[state.run_id] = saved
 
     async def load(self, run_id: str) -> RunState | None:
-        saver = await self._open()
+        saver = await self._store()
         tup = await saver.aget_tuple(self._config(run_id))
         if tup is None:
             return None
-        raw = tup.checkpoint["channel_values"].get(_CHANNEL)
-        if raw is None:
+        found = _read(tup)
+        if found is None:
             return None
-        self._last[run_id] = (
+        state, seq, delta_bytes, _ = found
+        saved = _Saved(
             tup.config["configurable"]["checkpoint_id"],
             tup.checkpoint["channel_versions"].get(_CHANNEL),
+            base_bytes=len(tup.checkpoint["channel_values"].get(_CHANNEL) or ""),
         )
-        return RunState.model_validate_json(raw)
+        saved.seq, saved.delta_bytes = seq, delta_bytes
+        saved.remember(state)
+        self._last[run_id] = saved
+        return state
 
-    async def list_runs(self, limit: int = 20) -> list[RunState]:
+    async def _latest(self, scan: int | None = None) -> list[tuple[float, RunState]]:
+        """The latest state of the runs, with when each was last saved, newest first.
+
+        Runs come from the store newest checkpoint first; ``scan`` bounds how many runs are
+        read (a run's deltas may be newer than another run's checkpoint: the few read are
+        sorted by their last save).  A checkpoint this version cannot read is skipped.
+        """
         saver = await self._open()
         seen: set[str] = set()
-        out: list[RunState] = []
+        out: list[tuple[float, RunState]] = []
         gen = saver.alist(None, filter={"source": "orchestra"})
         async with contextlib.aclosing(gen):
             async for tup in gen:
@@ -186,18 +255,143 @@ class SaverCheckpointer:
                 if run_id in seen:
                     continue
                 seen.add(run_id)
-                raw = tup.checkpoint["channel_values"].get(_CHANNEL)
-                if raw is not None:
-                    out.append(RunState.model_validate_json(raw))
-                if len(out) >= limit:
+                try:
+                    found = _read(tup)
+                except ValueError as exc:  # pydantic's ValidationError is one
+                    log.warning("checkpoint.unreadable", run_id=run_id, error=str(exc)[:200])
+                    continue
+                if found is not None:
+                    state, _, _, at = found
+                    out.append((max(at, float(tup.metadata.get("saved_at") or 0.0)), state))
+                if scan is not None and len(seen) >= scan:
                     break
+        out.sort(key=lambda p: -p[0])
         return out
+
+    async def list_runs(self, limit: int = 20) -> list[RunState]:
+        await self._store()
+        return [state for _, state in (await self._latest(scan=4 * limit + 50))[:limit]]
+
+    async def prune(
+        self,
+        *,
+        older_than_s: float | None = None,
+        statuses: Iterable[str] | None = None,
+        now: float | None = None,
+    ) -> list[str]:
+        """Remove the runs (every checkpoint and delta) idle for more than ``older_than_s``
+        seconds and whose status is one of ``statuses`` (any, when ``None``); returns their
+        ids."""
+        saver = await self._open()
+        keep_until = (now if now is not None else time.time()) - (older_than_s or 0.0)
+        wanted = set(statuses) if statuses is not None else None
+        gone: list[str] = []
+        for at, state in await self._latest():
+            if at > keep_until or (wanted is not None and state.status not in wanted):
+                continue
+            await saver.adelete_thread(state.run_id)
+            self._last.pop(state.run_id, None)
+            gone.append(state.run_id)
+        return gone
 
     async def aclose(self) -> None:
         if self._stack is not None:
             await self._stack.aclose()
             self._stack = None
             self._saver = None
+
+
+_DELTA = "delta"
+# fields of a RunState written whole in every delta (small); the lists and maps that grow
+# with the run travel as what was added or changed
+_HEAD = (
+    "status",
+    "goal",
+    "tried_goals",
+    "spent_usd",
+    "llm_calls",
+    "reason",
+    "budget_usd",
+    "escalation",
+    "approved",
+)
+
+
+class _Saved:
+    """What was last saved of one run: its checkpoint, and enough to compute the next delta."""
+
+    def __init__(self, checkpoint_id: str, version: Any, *, base_bytes: int):
+        self.checkpoint_id = checkpoint_id
+        self.version = version
+        self.base_bytes = base_bytes
+        self.seq = 0  # deltas written on this checkpoint
+        self.delta_bytes = 0
+        self.decisions = 0
+        self.completed: set[str] = set()
+        self.attempts: dict[str, int] = {}
+        self.fixed: tuple[Any, ...] = ()
+
+    def remember(self, state: RunState) -> None:
+        self.decisions = len(state.decisions)
+        self.completed = set(state.completed)
+        self.attempts = dict(state.attempts)
+        self.fixed = (state.run_id, state.graph, state.input, state.origin)
+
+    def delta(self, state: RunState) -> dict[str, Any] | None:
+        """What changed since :meth:`remember`, or ``None`` when only a whole state will do
+        (a step or decision was taken away, or a field deltas do not carry changed)."""
+        if (
+            len(state.decisions) < self.decisions
+            or not state.completed.keys() >= self.completed
+            or (state.run_id, state.graph, state.input, state.origin) != self.fixed
+        ):
+            return None
+        changed = dict(state.attempts.items() - self.attempts.items())
+        removed = sorted(self.attempts.keys() - state.attempts.keys())
+        out: dict[str, Any] = state.model_dump(mode="json", include=set(_HEAD))
+        out["saved_at"] = time.time()
+        if len(state.decisions) > self.decisions:
+            out["decisions"] = [
+                d.model_dump(mode="json", exclude_defaults=True)
+                for d in state.decisions[self.decisions :]
+            ]
+        new = state.completed.keys() - self.completed
+        if new:
+            out["completed"] = {
+                s: state.completed[s].model_dump(mode="json") for s in state.completed if s in new
+            }
+        if changed:
+            out["attempts"] = changed
+        if removed:
+            out["attempts_removed"] = removed
+        return out
+
+
+def _read(tup: Any) -> tuple[RunState, int, int, float] | None:
+    """The state a checkpoint tuple holds with its deltas applied; the number of deltas,
+    their bytes, and when the last one was saved."""
+    raw = tup.checkpoint["channel_values"].get(_CHANNEL)
+    if raw is None:
+        return None
+    state = RunState.model_validate_json(raw)
+    deltas = sorted((task, v) for task, ch, v in (tup.pending_writes or ()) if ch == _DELTA)
+    size, at = 0, 0.0
+    for _, text in deltas:
+        size += len(text)
+        d = json.loads(text)
+        at = float(d.pop("saved_at", at))
+        for item in d.pop("decisions", ()):
+            state.decisions.append(Decision.model_validate(item))
+        for step, rec in d.pop("completed", {}).items():
+            state.completed[step] = StepRecord.model_validate(rec)
+        state.attempts.update(d.pop("attempts", {}))
+        for key in d.pop("attempts_removed", ()):
+            state.attempts.pop(key, None)
+        head = RunState.model_validate({"run_id": state.run_id, "graph": state.graph, **d})
+        for name in _HEAD:
+            if name in d:
+                setattr(state, name, getattr(head, name))
+    return state, len(deltas), size, at
 
 
 def _redact(url: str) -> str:
@@ -208,11 +402,17 @@ def _redact(url: str) -> str:
     return url
 
 
-def open_checkpointer(url: str | None = None) -> SaverCheckpointer | None:
+def open_checkpointer(
+    url: str | None = None, *, retention: str | None = None
+) -> SaverCheckpointer | None:
     """The checkpointer for ``url`` (default: the ``checkpoint_url`` setting); ``None`` for none.
 
-    Nothing is opened until the first save or load.
+    ``retention`` (e.g. ``"30d"``, see :func:`orchestra.config.parse_duration`): finished runs
+    idle for longer are removed when the store is first opened.  Nothing is opened until the
+    first save or load.
     """
+    from orchestra.config import parse_duration
+
     if url is None:
         from orchestra.config import get_settings
 
@@ -225,4 +425,4 @@ def open_checkpointer(url: str | None = None) -> SaverCheckpointer | None:
             f"memory:// or none)",
             field="checkpoint_url",
         )
-    return SaverCheckpointer(url)
+    return SaverCheckpointer(url, retention_s=parse_duration(retention, field="retention"))

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["Settings", "get_settings", "parse_duration"]
 
 
 class Settings(BaseSettings):
@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     max_amount                   ORCHESTRA_MAX_AMOUNT                        (none)
     checkpoint_url               ORCHESTRA_CHECKPOINT_URL                    sqlite:///.orchestra/runs.sqlite
                                                                              (``none``: no checkpoints)
+    retention                    ORCHESTRA_RETENTION                         30d (finished runs idle
+                                                                             longer are pruned; ``none``
+                                                                             keeps every run)
     log_level                    ORCHESTRA_LOG_LEVEL                         WARNING
     log_json                     ORCHESTRA_LOG_JSON                          (auto: JSON unless a TTY)
     ===========================  ==========================================  ==========================
@@ -43,9 +46,37 @@ class Settings(BaseSettings):
     max_attempts: int = 3
     max_amount: float | None = None
     checkpoint_url: str = "sqlite:///.orchestra/runs.sqlite"
+    retention: str = "30d"
     log_level: str = "WARNING"
     log_json: bool | None = None
 
 
 def get_settings(**overrides: Any) -> Settings:
     return Settings(**overrides)
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(text: str | None, *, field: str = "duration") -> float | None:
+    """Seconds in ``text``: ``90``, ``90s``, ``15m``, ``12h``, ``7d``, ``2w``; ``None`` for
+    ``None``, empty, ``none`` or ``off``.  :class:`~orchestra.errors.ConfigError` otherwise."""
+    if text is None:
+        return None
+    t = text.strip().lower()
+    if t in ("", "none", "off", "never"):
+        return None
+    unit = _UNITS.get(t[-1])
+    number = t[:-1] if unit is not None else t
+    try:
+        value = float(number) * (unit or 1.0)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        from orchestra.errors import ConfigError
+
+        raise ConfigError(
+            f"{field}: {text!r} is not a duration (use e.g. 90s, 15m, 12h, 7d, 2w or none)",
+            field=field,
+        )
+    return value

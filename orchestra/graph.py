@@ -179,6 +179,10 @@ class CompiledGraph:
     route: RouteGraph
     goals: dict[str, GoalSpec]
     fallback_order: list[str] = field(default_factory=list)
+    #: bumped by :meth:`candidates_changed`
+    version: int = field(default=0, init=False, compare=False)
+    _skills: list[Skill] | None = field(default=None, init=False, repr=False, compare=False)
+    _position: dict[str, int] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -188,11 +192,27 @@ class CompiledGraph:
         return self.graph.skills.require(name)
 
     def skills_in_use(self) -> list[Skill]:
-        seen: dict[str, Skill] = {}
-        for s in self.order:
-            for k in self.candidates[s]:
-                seen.setdefault(k, self.graph.skills.require(k))
-        return list(seen.values())
+        """Every skill some step may use, once each, in step order (cached; see
+        :meth:`candidates_changed`)."""
+        if self._skills is None:
+            seen: dict[str, Skill] = {}
+            for s in self.order:
+                for k in self.candidates[s]:
+                    seen.setdefault(k, self.graph.skills.require(k))
+            self._skills = list(seen.values())
+        return list(self._skills)
+
+    def candidates_changed(self) -> None:
+        """Call after changing :attr:`candidates` (a catalog substitute joined a step)."""
+        self._skills = None
+        self.version += 1
+
+    @property
+    def position(self) -> dict[str, int]:
+        """Each step's index in :attr:`order`."""
+        if self._position is None or len(self._position) != len(self.order):
+            self._position = {s: i for i, s in enumerate(self.order)}
+        return self._position
 
     def nodes(self) -> list[tuple[str, str]]:
         return [(s, k) for s in self.order for k in self.candidates[s]]
@@ -371,10 +391,12 @@ def _compile(graph: Graph) -> CompiledGraph:
             raise _err(
                 f"must be a finite number >= 0, got {cost!r}", f"transitions[{a}->{b}]", graph
             )
-    order = list(nx.lexicographical_topological_sort(dag, key=lambda s: list(steps).index(s)))
+    declared = {s: i for i, s in enumerate(steps)}
+    order = list(nx.lexicographical_topological_sort(dag, key=declared.__getitem__))
+    pos = {s: i for i, s in enumerate(order)}
     preds = {s: [p for p in steps[s].depends_on] for s in order}
-    succs = {s: sorted(dag.successors(s), key=order.index) for s in order}
-    ancestors = {s: sorted(nx.ancestors(dag, s), key=lambda a: -order.index(a)) for s in order}
+    succs = {s: sorted(dag.successors(s), key=pos.__getitem__) for s in order}
+    ancestors = {s: sorted(nx.ancestors(dag, s), key=lambda a: -pos[a]) for s in order}
     for i, s in enumerate(graph.steps):
         _check_inputs(graph, i, s, cands, ancestors[s.id])
 

@@ -22,7 +22,7 @@ import structlog
 
 from orchestra.redact import scrub_stdlib_records
 
-__all__ = ["configure_logging"]
+__all__ = ["configure_logging", "get_logger"]
 
 _HANDLER_NAME = "orchestra"
 
@@ -93,3 +93,25 @@ def _route_stdlib(shared: list[Any], renderer: Any, out: Any, level: int) -> Non
 def _default() -> None:
     if not structlog.is_configured():
         configure_logging("WARNING")
+
+
+def get_logger(name: str) -> Any:
+    """Orchestra's logger ``name``.  Its first use quiets structlog to WARNING unless someone
+    configured it already (``import orchestra`` itself configures nothing, and a module may
+    take a logger at import time, before the processors it would configure are importable).
+    """
+    return _LazyLogger(name)
+
+
+class _LazyLogger:
+    """A structlog logger that applies the default configuration on first use."""
+
+    def __init__(self, name: str):
+        self._name = name
+        self._log: Any = None
+
+    def __getattr__(self, attr: str) -> Any:
+        if self._log is None:
+            _default()
+            self._log = structlog.get_logger(self._name)
+        return getattr(self._log, attr)

@@ -81,13 +81,63 @@ class HealthView(Protocol):
 class RunView:
     """The planner's inputs for one run: the compiled graph, the run state, and what this
     driver has learnt during the run (the monitors' latest weights, the candidates a budget
-    refused)."""
+    refused).
+
+    It also keeps, so that a decision costs what changed rather than the size of the run,
+    the frontier (steps not done whose dependencies are done), the skill each completed step
+    used (:attr:`chosen`), and the steps whose every candidate is blocked.  Whoever records a
+    step in ``state.completed`` calls :meth:`completed`; after any other change to the
+    completed steps, :meth:`refresh`.
+    """
 
     graph: CompiledGraph
     state: RunState
     max_attempts: int = 3
-    weights: Mapping[tuple[str, str], NodeWeight] = field(default_factory=dict)
+    weights: dict[tuple[str, str], NodeWeight] = field(default_factory=dict)
     refused: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    frontier: set[str] = field(init=False, default_factory=set)
+    chosen: dict[str, str] = field(init=False, default_factory=dict)
+    blocked_steps: set[str] = field(init=False, default_factory=set)
+    #: set by :meth:`refresh`: the next round must weigh every node again
+    reweigh: bool = field(init=False, default=True)
+
+    def __post_init__(self) -> None:
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Rebuild the frontier and :attr:`chosen` from ``state.completed``."""
+        c, done = self.graph, self.state.completed
+        self._waiting = {s: sum(p not in done for p in c.preds[s]) for s in c.order}
+        self.frontier = {s for s in c.order if s not in done and self._waiting[s] == 0}
+        self.chosen = chosen(c, self.state)
+        self._counted = set(done)
+        self._undone: dict[str, int] = {}
+        self.reweigh = True
+
+    def completed(self, step: str) -> None:
+        """``step`` was just recorded in ``state.completed``."""
+        if step in self._counted:
+            return
+        self._counted.add(step)
+        c = self.graph
+        rec = self.state.completed[step]
+        self.chosen[step] = rec.skill if rec.skill != HUMAN else stand_in(c, step)
+        self.frontier.discard(step)
+        for s2 in c.succs[step]:
+            self._waiting[s2] -= 1
+            if self._waiting[s2] == 0 and s2 not in self.state.completed:
+                self.frontier.add(s2)
+        for name, n in self._undone.items():
+            if step in c.goals[name].required:
+                self._undone[name] = n - 1
+
+    def undone(self, goal: GoalSpec) -> int:
+        """How many steps ``goal`` requires are not completed."""
+        n = self._undone.get(goal.name)
+        if n is None:
+            done = self.state.completed
+            n = self._undone[goal.name] = sum(s not in done for s in goal.required)
+        return n
 
     def attempts(self, step: str, skill: str) -> int:
         return self.state.attempts.get(f"{step}:{skill}", 0)
@@ -146,16 +196,13 @@ def stand_in(c: CompiledGraph, step: str) -> str:
 
 
 def ready_steps(view: RunView, goal: GoalSpec, running: Collection[str] = ()) -> list[str]:
-    """Steps ``goal`` requires that are not done nor running and whose dependencies are done."""
-    c, done = view.graph, view.state.completed
-    return [
-        s
-        for s in c.order
-        if s in goal.required
-        and s not in done
-        and s not in running
-        and all(p in done for p in c.preds[s])
-    ]
+    """Steps ``goal`` requires that are not done nor running and whose dependencies are done,
+    in graph order."""
+    pos = view.graph.position
+    return sorted(
+        (s for s in view.frontier if s in goal.required and s not in running),
+        key=pos.__getitem__,
+    )
 
 
 def goal_satisfied(state: RunState, g: GoalSpec) -> bool:
@@ -185,13 +232,17 @@ def arguments(c: CompiledGraph, state: RunState, step: str, skill: str) -> dict[
     """
     sk = c.skill(skill)
     st = c.steps[step]
-    sources: list[Mapping[str, Any]] = [
-        state.completed[a].output for a in c.ancestors[step] if a in state.completed
-    ]
-    sources.append(state.input)
+
+    def sources() -> Iterator[Mapping[str, Any]]:  # nearest first, the run input last
+        for a in c.ancestors[step]:
+            rec = state.completed.get(a)
+            if rec is not None:
+                yield rec.output
+        yield state.input
+
     args: dict[str, Any] = {}
     if sk.input_model.model_config.get("extra") == "allow":
-        for src in reversed(sources):
+        for src in reversed(list(sources())):
             args.update(src)
     for name in sk.input_model.model_fields:
         if name in st.inputs:
@@ -204,7 +255,7 @@ def arguments(c: CompiledGraph, state: RunState, step: str, skill: str) -> dict[
                 )
             args[name] = src[fld]
             continue
-        for src in sources:
+        for src in sources():
             if name in src:
                 args[name] = src[name]
                 break
@@ -232,15 +283,29 @@ def merged_arguments(c: CompiledGraph, state: RunState, step: str) -> dict[str, 
 
 
 def weigh(view: RunView, weights: Mapping[tuple[str, str], NodeWeight]) -> None:
-    """Set the route graph's dynamic weights from the monitors' combined ``weights``.
+    """Set the route graph's dynamic weights of the nodes in ``weights`` (the monitors'
+    combined weights: every node, or those that changed).
 
     A node is blocked (factor ∞) when a signal blocks it or its skill has used up its
-    attempts at that step.  Updates ``view.graph.route`` in place.
+    attempts at that step.  Nodes of completed steps are left as they are: no route from
+    where the run stands passes through them.  Updates ``view.graph.route`` and
+    ``view.blocked_steps`` in place.
     """
-    rg = view.graph.route
+    c = view.graph
+    rg = c.route
+    done = view.state.completed
+    steps: set[str] = set()
     for (step, skill), w in weights.items():
+        if step in done:
+            continue
         blocked = w.blocked_by is not None or view.attempts(step, skill) >= view.max_attempts
         rg.set_dynamic((step, skill), extra=w.extra, factor=INF if blocked else w.factor)
+        steps.add(step)
+    for step in steps:
+        if all(rg.blocked((step, k)) for k in c.candidates[step]):
+            view.blocked_steps.add(step)
+        else:
+            view.blocked_steps.discard(step)
 
 
 def why_blocked(view: RunView, step: str, skill: str) -> str:
@@ -265,7 +330,7 @@ def plan_routes(
     """
     c = view.graph
     plan = Plan()
-    picked = chosen(c, view.state) if picked is None else picked
+    picked = view.chosen if picked is None else picked
     for s in ready:
         sources: dict[Hashable, float] = {}
         for k in c.candidates[s]:
@@ -281,7 +346,7 @@ def plan_routes(
             plan.choices[s] = (str(first[1]), route)
     # a later step with every candidate blocked makes the goal infeasible too
     done = view.state.completed
-    for s in c.order:
+    for s in sorted(view.blocked_steps, key=c.position.__getitem__):
         if (
             s in goal.required
             and s not in done
@@ -305,7 +370,7 @@ def preferred(
     c = view.graph
     pot = c.route.potential(goal.sink)
     idx = c.route._index
-    picked = chosen(c, view.state) if picked is None else picked
+    picked = view.chosen if picked is None else picked
     best, best_k = INF, c.candidates[step][0]
     for k in c.candidates[step]:
         e = c.entry_cost(step, k, picked)
@@ -455,6 +520,7 @@ def add_substitute(c: CompiledGraph, step: str, sub: Any, picked: Mapping[str, s
     and the goals pinned to every earlier candidate of the step.  Updates ``c`` in place."""
     c.graph.skills.add(sub, replace=True)
     c.candidates[step] = (*c.candidates[step], sub.name)
+    c.candidates_changed()
     rg = c.route
     rg.add_node((step, sub.name))
     for p in c.preds[step]:

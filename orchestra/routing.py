@@ -24,9 +24,10 @@ Everything here is pure: no I/O, no clocks.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -36,16 +37,66 @@ __all__ = ["INF", "Route", "RouteGraph"]
 INF = math.inf
 
 
-@dataclass(frozen=True)
 class Route:
-    """A shortest path: node keys from the first source to the target sink, and its cost."""
+    """A shortest path: node keys from the first source to the target sink, and its cost.
 
-    nodes: tuple[Hashable, ...]
-    cost: float
+    A route that follows a precomputed static path keeps that part unmaterialised until
+    :attr:`nodes` is read, so that choosing the next hop does not cost the path's length;
+    :meth:`head`, :attr:`last` and ``len()`` read it without materialising it.
+    """
+
+    __slots__ = ("_length", "_nodes", "_rest", "cost")
+
+    def __init__(
+        self,
+        nodes: Sequence[Hashable],
+        cost: float,
+        *,
+        rest: Callable[[], tuple[Hashable, ...]] | None = None,
+        length: int | None = None,
+        last: Hashable = None,
+    ):
+        self._nodes: tuple[Hashable, ...] = tuple(nodes)
+        self._rest = rest
+        self._length = len(self._nodes) if rest is None or length is None else length
+        self.cost = cost
+        if rest is not None:
+            self._nodes = (*self._nodes, last)  # the last node is known; the middle is not
+
+    @property
+    def nodes(self) -> tuple[Hashable, ...]:
+        if self._rest is not None:
+            self._nodes = (*self._nodes[:-1], *self._rest())
+            self._rest = None
+        return self._nodes
 
     @property
     def first(self) -> Hashable:
-        return self.nodes[0]
+        return self._nodes[0]
+
+    @property
+    def last(self) -> Hashable:
+        return self._nodes[-1]
+
+    def head(self, n: int) -> tuple[Hashable, ...]:
+        """The first ``n`` nodes (all of them if the route is shorter)."""
+        if self._rest is not None and n >= len(self._nodes) - 1:
+            return self.nodes[:n]
+        return self._nodes[:n]
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Route):
+            return NotImplemented
+        return self.cost == other.cost and self.nodes == other.nodes
+
+    def __hash__(self) -> int:
+        return hash((self.nodes, self.cost))
+
+    def __repr__(self) -> str:
+        return f"Route(nodes={self.nodes!r}, cost={self.cost!r})"
 
 
 @dataclass
@@ -63,6 +114,12 @@ class RouteGraph:
     _extra: list[float] = field(default_factory=list)
     _factor: list[float] = field(default_factory=list)
     _potentials: dict[int, list[float]] = field(default_factory=dict)
+    # per target: each node's next hop on a static shortest path (-1: none), with its weight
+    _tight: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
+    # per target: whether every node after this one on its static path carries no dynamic weight
+    _clean: dict[int, dict[int, bool]] = field(default_factory=dict)
+    # per target: hops and static cost from each node along its static path
+    _tails: dict[int, dict[int, tuple[int, float]]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ building
 
@@ -76,7 +133,7 @@ class RouteGraph:
         self._pred.append([])
         self._extra.append(0.0)
         self._factor.append(1.0)
-        self._potentials.clear()
+        self._forget_static()
         return i
 
     def add_edge(self, u: Hashable, v: Hashable, weight: float) -> None:
@@ -85,7 +142,13 @@ class RouteGraph:
         iu, iv = self.add_node(u), self.add_node(v)
         self._succ[iu].append((iv, weight))
         self._pred[iv].append((iu, weight))
+        self._forget_static()
+
+    def _forget_static(self) -> None:
         self._potentials.clear()
+        self._tight.clear()
+        self._clean.clear()
+        self._tails.clear()
 
     def __contains__(self, key: object) -> bool:
         return key in self._index
@@ -123,6 +186,8 @@ class RouteGraph:
         if extra < 0 or not factor >= 1:
             raise ValueError("dynamic weight must add: extra >= 0 and factor >= 1")
         i = self._index[key]
+        if (self._extra[i] == 0.0 and self._factor[i] == 1.0) != (extra == 0.0 and factor == 1.0):
+            self._clean.clear()
         self._extra[i] = extra
         self._factor[i] = factor
 
@@ -130,6 +195,7 @@ class RouteGraph:
         for i in range(len(self._keys)):
             self._extra[i] = 0.0
             self._factor[i] = 1.0
+        self._clean.clear()
 
     def blocked(self, key: Hashable) -> bool:
         return self._factor[self._index[key]] == INF
@@ -157,6 +223,73 @@ class RouteGraph:
             self._potentials[t] = pot
         return pot
 
+    def _tight_of(self, t: int) -> list[tuple[int, float]]:
+        """Each node's next hop on a static shortest path to ``t``, ties broken as the search
+        breaks them (cheaper edge, then lower index)."""
+        tight = self._tight.get(t)
+        if tight is None:
+            pot = self.potential(self._keys[t])
+            tight = []
+            for u, succ in enumerate(self._succ):
+                best: tuple[float, float, int] | None = None
+                if u != t and pot[u] != INF:
+                    for v, w in succ:
+                        if pot[v] == INF:
+                            continue
+                        cand = (w + pot[v], w, v)
+                        if best is None or cand < best:
+                            best = cand
+                tight.append((best[2], best[1]) if best is not None else (-1, 0.0))
+            self._tight[t] = tight
+        return tight
+
+    def _clean_from(self, u: int, t: int, tight: list[tuple[int, float]]) -> bool:
+        """Whether every node after ``u`` on its static path to ``t`` has no dynamic weight
+        (then that path is still a shortest one from ``u``)."""
+        memo = self._clean.setdefault(t, {})
+        extra, factor = self._extra, self._factor
+        walk: list[int] = []
+        v, ok = u, True
+        while v != t:
+            hit = memo.get(v)
+            if hit is not None:
+                ok = hit
+                break
+            walk.append(v)
+            nxt = tight[v][0]
+            if nxt == -1 or extra[nxt] != 0.0 or factor[nxt] != 1.0:
+                ok = False
+                memo[v] = False
+                walk.pop()
+                break
+            v = nxt
+        for x in walk:
+            memo[x] = ok
+        return memo[u]
+
+    def _follow(self, u: int, t: int, tight: list[tuple[int, float]]) -> tuple[Hashable, ...]:
+        """The keys after ``u`` on its static path to ``t``."""
+        out, v = [], u
+        while v != t:
+            v = tight[v][0]
+            out.append(self._keys[v])
+        return tuple(out)
+
+    def _tail_of(self, u: int, t: int, tight: list[tuple[int, float]]) -> tuple[int, float]:
+        """Hops and static cost from ``u`` to ``t`` along ``tight`` (memoised per target)."""
+        memo = self._tails.setdefault(t, {})
+        walk: list[int] = []
+        v = u
+        while v != t and v not in memo:
+            walk.append(v)
+            v = tight[v][0]
+        hops, cost = (0, 0.0) if v == t else memo[v]
+        for x in reversed(walk):
+            hops += 1
+            cost = tight[x][1] + cost
+            memo[x] = (hops, cost)
+        return memo[u] if u != t else (0, 0.0)
+
     def route(self, sources: Mapping[Hashable, float], target: Hashable) -> Route | None:
         """Cheapest path from any of ``sources`` (each with its entry cost) to ``target``.
 
@@ -179,6 +312,7 @@ class RouteGraph:
                 parent[i] = -1
                 heapq.heappush(heap, (g + pot[i], g, i))
         done: set[int] = set()
+        tight = self._tight_of(t)
         while heap:
             _, g, u = heapq.heappop(heap)
             if u in done or g > best.get(u, INF):
@@ -189,6 +323,22 @@ class RouteGraph:
                     path.append(parent[path[-1]])
                 path.reverse()
                 return Route(tuple(self._keys[i] for i in path), g)
+            if self._clean_from(u, t, tight):
+                # on a static shortest path that nothing dynamic weighs on: following it costs
+                # exactly the lower bound, so it is a shortest path (and its cost is known)
+                path = [u]
+                while parent[path[-1]] != -1:
+                    path.append(parent[path[-1]])
+                path.reverse()
+                keys = self._keys
+                hops, rest_cost = self._tail_of(u, t, tight)
+                return Route(
+                    tuple(keys[i] for i in path),
+                    g + rest_cost,
+                    rest=functools.partial(self._follow, u, t, tight),
+                    length=len(path) + hops,
+                    last=keys[t],
+                )
             done.add(u)
             for v, w in succ[u]:
                 if v in done:

@@ -27,10 +27,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-import structlog
 from opentelemetry.trace import Status, StatusCode
 from pydantic import BaseModel
 
@@ -40,6 +39,7 @@ from orchestra.errors import RunInputError
 from orchestra.executors.base import Executor, StepOutcome, StepTask
 from orchestra.executors.local import LocalExecutor
 from orchestra.graph import MAIN_GOAL, CompiledGraph, GoalSpec, Graph
+from orchestra.logs import get_logger
 from orchestra.models.base import ChatModel
 from orchestra.monitors import (
     HealthBoard,
@@ -50,8 +50,8 @@ from orchestra.monitors import (
     Signal,
     combine,
     default_monitors,
-    run_monitors,
 )
+from orchestra.monitors.base import gather_signals, is_incremental
 from orchestra.results import (
     HUMAN,
     Decision,
@@ -64,7 +64,7 @@ from orchestra.routing import Route
 
 __all__ = ["Runner", "run", "run_sync"]
 
-log = structlog.get_logger("orchestra.runtime")
+log = get_logger("orchestra.runtime")
 
 DecisionHook = Callable[[Decision], None]
 
@@ -238,6 +238,17 @@ class _Run:
         self.view = planner.RunView(
             compiled, state, max_attempts=runner.max_attempts, refused=self.refused
         )
+        # incremental monitoring (see orchestra.monitors.base): the health board's position
+        # after the last round, the incremental monitors' signals per (monitor, skill), the
+        # nodes the other monitors' signals touched last round, the steps dispatched since
+        self.health_mark: int | None = None
+        self.memo: list[dict[str, list[Signal]]] = []  # per monitor: skill -> its signals
+        self.watch: set[str] = set()  # skills an incremental monitor blocks (time may lift it)
+        self.local_nodes: set[tuple[str, str]] = set()
+        self.dispatched: set[str] = set()
+        self.node_index: tuple[
+            int, dict[str, list[tuple[str, str]]], dict[str, list[tuple[str, str]]]
+        ] = (-1, {}, {})
         self.log = log.bind(run_id=state.run_id, graph=compiled.name)
 
     # ------------------------------------------------------------------ bookkeeping
@@ -270,6 +281,11 @@ class _Run:
     def running(self) -> set[str]:
         return {s for s, _, _ in self.inflight.values()}
 
+    def record(self, rec: StepRecord) -> None:
+        """Record a completed step (in the state and in the planner's view)."""
+        self.s.completed[rec.step] = rec
+        self.view.completed(rec.step)
+
     async def checkpoint(self) -> None:
         if self.r.checkpointer is not None:
             await self.r.checkpointer.save(self.s)
@@ -277,40 +293,144 @@ class _Run:
     # ------------------------------------------------------------------ monitor
 
     async def observe_health(self, ready: Sequence[str]) -> list[Signal]:
-        """Run the monitors on the ready steps, weigh the route graph; return the halts."""
+        """Run the monitors on the ready steps, weigh the route graph; return the halts.
+
+        The first round weighs every node.  Later rounds give incremental monitors only the
+        skills whose health changed, the ready steps' skills and the skills they block, and
+        re-weigh only the nodes whose signals or attempts changed since the last round.
+        Signals reach :func:`combine` in the order one whole round would give them.
+        """
+        c, board = self.c, self.r.health
+        by_step, by_skill = self._nodes()
+        everything = self.health_mark is None or self.view.reweigh
+        self.view.reweigh = False
+        changed = None if everything else board.changed_since(self.health_mark or 0)
+        self.health_mark = board.mark()
+        if changed is None:
+            checked = set(by_skill)
+        else:
+            checked = {k for k in changed | self.watch if k in by_skill}
+            for st in ready:
+                checked.update(c.candidates[st])
         ctx = MonitorContext(
-            graph=self.c,
-            health=self.r.health,
+            graph=c,
+            health=board,
             ready=[
-                ReadyStep(s, self.c.candidates[s], planner.merged_arguments(self.c, self.s, s))
-                for s in ready
+                ReadyStep(s, c.candidates[s], planner.merged_arguments(c, self.s, s)) for s in ready
             ],
-            outputs={s: rec.output for s, rec in self.s.completed.items()},
+            outputs=_Outputs(self.s.completed),
             spent_usd=self.s.spent_usd,
             budget_usd=self.budget,
+            skills=None if changed is None else [c.skill(k) for k in checked],
         )
-        signals = await run_monitors(self.r.monitors, ctx)
-        if self.s.approved and self.r._risk is not None:
-            risk, approved = self.r._risk.name, set(self.s.approved)
-            signals = [
-                sig
-                for sig in signals
-                if not (sig.kind == "block" and sig.monitor == risk and sig.step in approved)
-            ]
-        self.view.weights = combine(signals, self.c.nodes())
-        planner.weigh(self.view, self.view.weights)
-        for sig in signals:
+        per_monitor = await gather_signals(self.r.monitors, ctx)
+        risk = self.r._risk.name if self.r._risk is not None else None
+        approved = set(self.s.approved)
+        if everything:
+            self.memo = [{} for _ in self.r.monitors]
+        fresh: list[Signal] = []  # this round's signals, for notes and halts
+        local: list[list[Signal]] = []  # per monitor: signals about steps or the whole run
+        moved: set[str] = set()  # skills whose signals differ from the last round's
+        for i, (m, sigs) in enumerate(zip(self.r.monitors, per_monitor, strict=True)):
+            if approved and risk is not None:
+                sigs = [
+                    sig
+                    for sig in sigs
+                    if not (sig.kind == "block" and sig.monitor == risk and sig.step in approved)
+                ]
+            fresh.extend(sigs)
+            partial = changed is not None and is_incremental(m)
+            per_skill: dict[str, list[Signal]] = {}
+            mine: list[Signal] = []
+            for sig in sigs:
+                if (
+                    sig.skill is not None
+                    and sig.step is None
+                    and (not partial or sig.skill in checked)
+                ):
+                    per_skill.setdefault(sig.skill, []).append(sig)
+                else:
+                    mine.append(sig)
+            local.append(mine)
+            mem = self.memo[i]
+            gone = checked - per_skill.keys() if partial else mem.keys() - per_skill.keys()
+            for k in gone:
+                if mem.pop(k, None) is not None:
+                    moved.add(k)
+            for k, new in per_skill.items():
+                if mem.get(k) != new:
+                    mem[k] = new
+                    moved.add(k)
+        incremental = [is_incremental(m) for m in self.r.monitors]
+        if everything:
+            self.watch = set()
+        for k in {k for mem in self.memo for k in mem} if everything else moved:
+            if any(
+                sig.kind == "block"
+                for i, mem in enumerate(self.memo)
+                if incremental[i]
+                for sig in mem.get(k, ())
+            ):
+                self.watch.add(k)
+            else:
+                self.watch.discard(k)
+        local_nodes: set[tuple[str, str]] = set()
+        for sig in (sig for sigs in local for sig in sigs):
+            if sig.step is not None and sig.skill is not None:
+                local_nodes.add((sig.step, sig.skill))
+            elif sig.step is not None:
+                local_nodes.update(by_step.get(sig.step, ()))
+            elif sig.skill is not None:
+                local_nodes.update(by_skill.get(sig.skill, ()))
+        if everything:
+            touched = c.nodes()
+            skills: Iterable[str] = by_skill
+        else:
+            nodes = local_nodes | self.local_nodes
+            for k in moved:
+                nodes.update(by_skill.get(k, ()))
+            for st in (*self.dispatched, *ready):
+                nodes.update(by_step.get(st, ()))
+            touched = list(nodes)
+            skills = {k for _, k in touched}
+        self.local_nodes = local_nodes
+        self.dispatched = set()
+        ordered: list[Signal] = []
+        for i, mem in enumerate(self.memo):
+            ordered.extend(sig for k in skills for sig in mem.get(k, ()))
+            ordered.extend(local[i])
+        weights = combine(ordered, touched)  # a stable sort by priority inside
+        if everything:
+            self.view.weights = weights
+        else:
+            self.view.weights.update(weights)
+        planner.weigh(self.view, weights)
+        fresh.sort(key=lambda sig: sig.priority)
+        for sig in fresh:
             if sig.kind == "note" and sig.reason not in self.notes_seen:
                 self.notes_seen.add(sig.reason)
                 self.decide("note", sig.reason, skill=sig.skill, step=sig.step)
-        return [s for s in signals if s.kind == "halt"]
+        return [sig for sig in fresh if sig.kind == "halt"]
+
+    def _nodes(
+        self,
+    ) -> tuple[dict[str, list[tuple[str, str]]], dict[str, list[tuple[str, str]]]]:
+        """The route nodes by step and by skill (rebuilt when a substitute joins a step)."""
+        if self.node_index[0] != self.c.version:
+            by_step: dict[str, list[tuple[str, str]]] = {}
+            by_skill: dict[str, list[tuple[str, str]]] = {}
+            for n in self.c.nodes():
+                by_step.setdefault(n[0], []).append(n)
+                by_skill.setdefault(n[1], []).append(n)
+            self.node_index = (self.c.version, by_step, by_skill)
+        return self.node_index[1], self.node_index[2]
 
     # ------------------------------------------------------------------ execute + observe
 
     def dispatch(self, step: str, skill: str, route: Route, goal: GoalSpec) -> None:
         pref = planner.preferred(self.view, step, goal)
         last = self.failed_last.get(step)
-        names = [f"{k[1]}" for k in route.nodes if isinstance(k, tuple) and len(k) == 2]
+        names = _route_names(route)
         if last is not None and last[0] != skill:
             self.decide(
                 "reroute",
@@ -331,6 +451,7 @@ class _Run:
             )
         key = f"{step}:{skill}"
         self.s.attempts[key] = self.s.attempts.get(key, 0) + 1
+        self.dispatched.add(step)
         sk = self.c.skill(skill)
         if sk.milestone:
             task_ = asyncio.ensure_future(_milestone())
@@ -382,7 +503,7 @@ class _Run:
             outcome = fut.result()
             sk = self.c.skill(skill)
             if sk.milestone:
-                self.s.completed[step] = StepRecord(step=step, skill=skill, output={})
+                self.record(StepRecord(step=step, skill=skill, output={}))
                 self.failed_last.pop(step, None)
                 continue
             self.s.spent_usd += outcome.cost_usd
@@ -393,13 +514,15 @@ class _Run:
                 ]
             if outcome.ok and not vetoes:
                 self.r.health.record_success(skill, outcome.duration_ms)
-                self.s.completed[step] = StepRecord(
-                    step=step,
-                    skill=skill,
-                    output=outcome.output or {},
-                    duration_ms=outcome.duration_ms,
-                    attempt=self.attempts(step, skill),
-                    worker=outcome.worker,
+                self.record(
+                    StepRecord(
+                        step=step,
+                        skill=skill,
+                        output=outcome.output or {},
+                        duration_ms=outcome.duration_ms,
+                        attempt=self.attempts(step, skill),
+                        worker=outcome.worker,
+                    )
                 )
                 self.failed_last.pop(step, None)
                 self.decide(
@@ -519,13 +642,15 @@ class _Run:
         for step, (skill, outcome) in found.items():
             if skill not in self.c.candidates.get(step, ()):
                 continue
-            self.s.completed[step] = StepRecord(
-                step=step,
-                skill=skill,
-                output=outcome.output or {},
-                duration_ms=outcome.duration_ms,
-                attempt=max(1, self.attempts(step, skill)),
-                worker=outcome.worker,
+            self.record(
+                StepRecord(
+                    step=step,
+                    skill=skill,
+                    output=outcome.output or {},
+                    duration_ms=outcome.duration_ms,
+                    attempt=max(1, self.attempts(step, skill)),
+                    worker=outcome.worker,
+                )
             )
             self.s.spent_usd += outcome.cost_usd
             self.decide(
@@ -578,7 +703,7 @@ class _Run:
             self.decide("demote", f"a human settled for goal {name!r}")
         elif text.startswith("output:"):
             step, output = self._human_output(text.removeprefix("output:"), stuck)
-            self.s.completed[step] = StepRecord(step=step, skill=HUMAN, output=output)
+            self.record(StepRecord(step=step, skill=HUMAN, output=output))
             self.decide(
                 "succeed", "a human did this step; their output is recorded", step=step, skill=HUMAN
             )
@@ -646,8 +771,7 @@ class _Run:
         try:
             while True:
                 goal = self.goal()
-                pending = [s for s in goal.required if s not in self.s.completed]
-                if not pending and not self.inflight:
+                if not self.view.undone(goal) and not self.inflight:
                     if planner.goal_satisfied(self.s, goal):
                         self.s.status = "completed" if self.s.goal == MAIN_GOAL else "demoted"
                         self.decide(
@@ -696,6 +820,39 @@ class _Run:
             llm_calls=self.s.llm_calls,
             wall_ms=(time.perf_counter() - self.t0) * 1e3,
         )
+
+
+_ROUTE_SHOWN = 12  # a decision names at most this many hops of its route
+
+
+def _route_names(route: Route) -> list[str]:
+    """The skills of ``route`` for the decision log; a long route keeps its first hops, a
+    count of the hidden ones, and the goal (so a decision's size does not grow with the run).
+    """
+
+    def named(nodes: Iterable[Any]) -> list[str]:
+        return [f"{k[1]}" for k in nodes if isinstance(k, tuple) and len(k) == 2]
+
+    if len(route) <= _ROUTE_SHOWN:
+        return named(route.nodes)
+    shown = named(route.head(_ROUTE_SHOWN - 2))
+    return [*shown, f"... {len(route) - len(shown) - 1} more", *named([route.last])]
+
+
+class _Outputs(Mapping[str, Mapping[str, Any]]):
+    """The outputs of the completed steps, read through (no copy per round)."""
+
+    def __init__(self, completed: Mapping[str, StepRecord]):
+        self._completed = completed
+
+    def __getitem__(self, step: str) -> Mapping[str, Any]:
+        return self._completed[step].output
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._completed)
+
+    def __len__(self) -> int:
+        return len(self._completed)
 
 
 async def _milestone() -> StepOutcome:

@@ -65,6 +65,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, format_span_id, format_trace_id
 
 from orchestra.errors import ConfigError
+from orchestra.logs import get_logger
 from orchestra.redact import redact_mapping, redact_text, refresh_env_secrets
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ _SAMPLERS = (
 _EXPORTERS = ("otlp", "console", "none")
 _PROTOCOLS = ("http/protobuf", "grpc")
 
-log = structlog.get_logger("orchestra.tracing")
+log = get_logger("orchestra.tracing")
 
 
 # --------------------------------------------------------------------------- configuration

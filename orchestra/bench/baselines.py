@@ -423,8 +423,11 @@ async def run_react(
     max_attempts: int = 3,
     system: str = "react",
 ) -> SystemRun:
-    """Run the ReAct baseline on one scenario (its stand-ins in ``tools``)."""
-    from langchain.agents import create_agent
+    """Run the ReAct baseline on one scenario (its stand-ins in ``tools``).
+
+    Needs LangChain (the ``bench`` extra): :class:`~orchestra.errors.ConfigError` without it.
+    """
+    create_agent = _create_agent()
 
     t0 = time.perf_counter()
     tg = ToolGraph(graph)
@@ -464,6 +467,23 @@ async def run_react(
         wall_ms=wall_ms,
         detail=answer["reason"],
     )
+
+
+def _create_agent() -> Any:
+    """LangChain's ``create_agent``, imported when the ReAct baseline first runs."""
+    try:
+        from langchain.agents import create_agent
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] != "langchain":
+            raise
+        from orchestra.errors import ConfigError
+
+        raise ConfigError(
+            "the ReAct baseline of the benchmarks needs LangChain, which a plain install "
+            "leaves out: pip install -e '.[bench]' (or pip install 'orchestra[bench]')",
+            field="bench",
+        ) from exc
+    return create_agent
 
 
 def _react_reroutes(messages: Sequence[BaseMessage]) -> int:

@@ -75,6 +75,6 @@ def fleet_runner(
             BudgetMonitor(),
         ],
         max_attempts=s.max_attempts,
-        checkpointer=open_checkpointer(s.checkpoint_url),
+        checkpointer=open_checkpointer(s.checkpoint_url, retention=s.retention),
         on_decision=on_decision,
     )

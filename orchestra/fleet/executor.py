@@ -38,7 +38,6 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-import structlog
 from pydantic_core import PydanticSerializationError
 
 from orchestra.config import Settings
@@ -49,11 +48,12 @@ from orchestra.fleet.app import STEP_TASK, create_app, queue_for
 from orchestra.fleet.health import FleetView, _safe
 from orchestra.fleet.settings import fleet_settings
 from orchestra.fleet.tasks import StepEnvelope
+from orchestra.logs import get_logger
 from orchestra.skills import Skill
 
 __all__ = ["CeleryExecutor"]
 
-log = structlog.get_logger("orchestra.fleet.executor")
+log = get_logger("orchestra.fleet.executor")
 
 _TICK_S = 0.5
 

@@ -35,10 +35,10 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-import structlog
 from pydantic import BaseModel, Field
 
 from orchestra.errors import ExecutorError
+from orchestra.logs import get_logger
 from orchestra.monitors.base import MonitorContext, Priority, Signal
 from orchestra.monitors.health import HealthBoard, SkillHealth, ToolHealthMonitor
 from orchestra.redact import redact_text
@@ -51,7 +51,7 @@ __all__ = [
     "WorkerInfo",
 ]
 
-log = structlog.get_logger("orchestra.fleet.health")
+log = get_logger("orchestra.fleet.health")
 
 HEALTH = "orchestra:health"
 WORKERS = "orchestra:workers"
@@ -146,8 +146,12 @@ class RedisHealthBoard(HealthBoard):
                     out[name] = SkillHealth.model_validate_json(raw) if raw else SkillHealth()
                     super().put(name, out[name])
                     self._fresh[name] = now
-                return {n: r.model_copy() for n, r in out.items()}
-        return {n: super(RedisHealthBoard, self).get(n) for n in names}
+                return out
+        return super().snapshot(names)
+
+    def changed_since(self, mark: int) -> set[str] | None:
+        """Other drivers and workers change records in Redis unseen: always ``None``."""
+        return None
 
     def records(self) -> dict[str, SkillHealth]:
         """Every record on the board (for ``orchestra fleet status``)."""
@@ -459,6 +463,8 @@ class FleetHealthMonitor(ToolHealthMonitor):
     worker hosts, or whose probe fails on every live worker that hosts it, is blocked, so the
     route avoids it before any task is sent.
     """
+
+    incremental = False  # liveness changes without a record changing: every round is whole
 
     def __init__(self, view: FleetView, **kwargs: Any):
         super().__init__(**kwargs)

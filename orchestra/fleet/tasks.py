@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestra.errors import ErrorPayload, ExecutorError
@@ -41,11 +40,12 @@ from orchestra.executors.base import StepOutcome, StepTask
 from orchestra.executors.local import run_skill
 from orchestra.fleet import store
 from orchestra.fleet.settings import FleetSettings
+from orchestra.logs import get_logger
 from orchestra.skills import Skill
 
 __all__ = ["StepEnvelope", "WorkerContext", "configure_worker", "register_tasks"]
 
-log = structlog.get_logger("orchestra.fleet.worker")
+log = get_logger("orchestra.fleet.worker")
 
 
 class StepEnvelope(BaseModel):

@@ -26,7 +26,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import structlog
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -36,11 +35,12 @@ from orchestra.fleet.app import DEFAULT_QUEUE, QUEUE_PREFIX, create_app, queue_f
 from orchestra.fleet.health import Heartbeat, worker_info
 from orchestra.fleet.settings import fleet_settings
 from orchestra.fleet.tasks import WorkerContext, configure_worker
+from orchestra.logs import get_logger
 from orchestra.skills import Skill
 
 __all__ = ["FleetFile", "WorkerRole", "default_name", "load_skills", "select_skills", "serve"]
 
-log = structlog.get_logger("orchestra.fleet.worker")
+log = get_logger("orchestra.fleet.worker")
 
 
 class WorkerRole(BaseModel):

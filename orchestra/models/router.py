@@ -28,11 +28,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
 from pydantic import BaseModel, Field
 
 from orchestra import tracing
 from orchestra.errors import BudgetExceeded, ConfigError, ModelError
+from orchestra.logs import get_logger
 from orchestra.models.backends import Backend, BackendError, LiteLLMChatModel
 from orchestra.models.base import ChatMessage, ChatModel, ChatResponse
 from orchestra.models.budget import BudgetRefusal, InMemoryLedger, Ledger
@@ -46,7 +46,7 @@ __all__ = [
     "RoutedResponse",
 ]
 
-log = structlog.get_logger("orchestra.models.router")
+log = get_logger("orchestra.models.router")
 
 
 class AllBackendsFailed(ModelError):

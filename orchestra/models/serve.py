@@ -23,9 +23,9 @@ from types import TracebackType
 from typing import IO, Literal
 
 import httpx
-import structlog
 
 from orchestra.errors import ConfigError, ModelError
+from orchestra.logs import get_logger
 from orchestra.models.backends import Backend
 
 __all__ = [
@@ -37,7 +37,7 @@ __all__ = [
     "vllm_python",
 ]
 
-log = structlog.get_logger("orchestra.models.serve")
+log = get_logger("orchestra.models.serve")
 
 DEFAULT_SERVED_NAME = "smollm2-135m-instruct"
 Device = Literal["auto", "cpu", "gpu"]

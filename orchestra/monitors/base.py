@@ -14,6 +14,13 @@ Before every routing decision the runtime runs all monitors concurrently
 
 When several signals explain the same outcome, the one with the lowest ``priority`` number
 (most urgent) gives the reason that is logged.
+
+**Incremental monitors.**  A monitor whose class sets ``incremental = True`` promises that
+each signal it emits about a skill (``skill`` set, ``step`` unset) depends only on that skill
+and its health record, and looks only at :meth:`MonitorContext.checked_skills`.  The runtime
+then passes, after its first round, only the skills whose health changed, the ready steps'
+skills and those it already blocks, and keeps the earlier signals of the others: a round
+costs what changed, not the size of the run.  Any other monitor sees every round whole.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from pydantic import BaseModel, Field
 if TYPE_CHECKING:
     from orchestra.graph import CompiledGraph
     from orchestra.monitors.health import HealthBoard
+    from orchestra.skills import Skill
 
 __all__ = [
     "Monitor",
@@ -37,6 +45,8 @@ __all__ = [
     "ReadyStep",
     "Signal",
     "combine",
+    "gather_signals",
+    "is_incremental",
     "run_monitors",
 ]
 
@@ -82,6 +92,12 @@ class MonitorContext:
     outputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     spent_usd: float = 0.0
     budget_usd: float | None = None
+    #: the skills an incremental monitor must look at this round (``None``: every skill in use)
+    skills: Sequence[Skill] | None = None
+
+    def checked_skills(self) -> Sequence[Skill]:
+        """The skills to look at: :attr:`skills`, or every skill the graph uses."""
+        return self.skills if self.skills is not None else self.graph.skills_in_use()
 
 
 @runtime_checkable
@@ -95,21 +111,76 @@ class Monitor(Protocol):
 
 async def run_monitors(monitors: Sequence[Monitor], ctx: MonitorContext) -> list[Signal]:
     """Run every monitor concurrently; a monitor that raises yields a ``note``, not a crash."""
-    results = await asyncio.gather(*(m.check(ctx) for m in monitors), return_exceptions=True)
-    signals: list[Signal] = []
+    signals = [sig for sigs in await gather_signals(monitors, ctx) for sig in sigs]
+    return sorted(signals, key=lambda s: s.priority)
+
+
+async def gather_signals(monitors: Sequence[Monitor], ctx: MonitorContext) -> list[list[Signal]]:
+    """Each monitor's signals, in the monitors' order (see :func:`run_monitors`).
+
+    A check that finishes without waiting costs no task: each check starts in place, and
+    only those that wait go on concurrently as tasks.
+    """
+    results: list[Any] = [None] * len(monitors)
+    waiting: dict[int, asyncio.Future[Any]] = {}
+    for i, m in enumerate(monitors):
+        coro = m.check(ctx)
+        try:
+            first = coro.send(None)
+        except StopIteration as stop:
+            results[i] = stop.value
+            continue
+        except Exception as exc:
+            results[i] = exc
+            continue
+        waiting[i] = asyncio.ensure_future(_go_on(coro, first))
+    if waiting:
+        done = await asyncio.gather(*waiting.values(), return_exceptions=True)
+        for i, r in zip(waiting, done, strict=True):
+            results[i] = r
+    out: list[list[Signal]] = []
     for m, r in zip(monitors, results, strict=True):
         if isinstance(r, BaseException):
-            signals.append(
-                Signal(
-                    monitor=m.name,
-                    kind="note",
-                    priority=Priority.LOW,
-                    reason=f"monitor failed: {r!r}",
-                )
+            out.append(
+                [
+                    Signal(
+                        monitor=m.name,
+                        kind="note",
+                        priority=Priority.LOW,
+                        reason=f"monitor failed: {r!r}",
+                    )
+                ]
             )
         else:
-            signals.extend(r)
-    return sorted(signals, key=lambda s: s.priority)
+            out.append(r)
+    return out
+
+
+async def _go_on(coro: Any, waits_on: Any) -> Any:
+    """Drive a coroutine that was started outside any task and now waits on ``waits_on``
+    (a future, or ``None`` for a bare yield) to its end, inside the current task."""
+    while True:
+        try:
+            if waits_on is None:
+                await asyncio.sleep(0)
+            else:
+                waits_on._asyncio_future_blocking = False
+                await asyncio.wait([waits_on])
+        except BaseException as exc:  # cancelled: let the coroutine handle it
+            try:
+                waits_on = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+            continue
+        try:
+            waits_on = coro.send(None)  # the future is done: its await returns its result
+        except StopIteration as stop:
+            return stop.value
+
+
+def is_incremental(monitor: Monitor) -> bool:
+    """Whether ``monitor`` promises incremental signals (see the module docstring)."""
+    return getattr(monitor, "incremental", False) is True
 
 
 @dataclass

@@ -46,6 +46,9 @@ class SkillHealth(BaseModel):
     last_error: str = ""
 
 
+_HEALTHY = SkillHealth()  # what a snapshot shows for a skill never seen (never changed)
+
+
 class HealthBoard:
     """Per-skill circuit breakers plus latency EWMA, in process.
 
@@ -69,6 +72,8 @@ class HealthBoard:
         self.clock = clock
         self._lock = threading.Lock()
         self._records: dict[str, SkillHealth] = {}
+        self._changes: list[str] = []  # skills in the order their records were put
+        self._changes_base = 0  # how many older entries were dropped
 
     # ---------------------------------------------------------------- storage hooks
 
@@ -80,10 +85,37 @@ class HealthBoard:
     def put(self, skill: str, record: SkillHealth) -> None:
         with self._lock:
             self._records[skill] = record
+            self._changes.append(skill)
+            if len(self._changes) > 65536:
+                drop = len(self._changes) // 2
+                del self._changes[:drop]
+                self._changes_base += drop
+
+    # ---------------------------------------------------------------- what changed
+
+    def mark(self) -> int:
+        """A position in this board's history of changes, for :meth:`changed_since`."""
+        with self._lock:
+            return self._changes_base + len(self._changes)
+
+    def changed_since(self, mark: int) -> set[str] | None:
+        """The skills whose records changed after ``mark``; ``None`` when this board cannot
+        tell (then every skill may have changed)."""
+        with self._lock:
+            if mark < self._changes_base:
+                return None
+            return set(self._changes[mark - self._changes_base :])
 
     def snapshot(self, skills: Iterable[str]) -> dict[str, SkillHealth]:
-        """Records of many skills at once (one round trip on a remote board)."""
-        return {s: self.get(s) for s in skills}
+        """Records of many skills at once (one round trip on a remote board), to read only.
+
+        They are the board's own records, not copies (a write replaces a record rather than
+        changing it, so what a snapshot holds stays as it was read); change a record with
+        :meth:`get` and :meth:`put`.
+        """
+        with self._lock:
+            rec = self._records
+            return {s: rec.get(s) or _HEALTHY for s in skills}
 
     # ---------------------------------------------------------------- reads
 
@@ -156,6 +188,7 @@ class ToolHealthMonitor:
     """
 
     name = "tool_health"
+    incremental = True
 
     def __init__(self, *, reliability_weight: float = 0.1, prior_weight: float = 5.0):
         self.reliability_weight = reliability_weight
@@ -163,7 +196,7 @@ class ToolHealthMonitor:
 
     async def check(self, ctx: MonitorContext) -> list[Signal]:
         signals: list[Signal] = []
-        skills = ctx.graph.skills_in_use()
+        skills = ctx.checked_skills() if self.incremental else ctx.graph.skills_in_use()
         records = ctx.health.snapshot(s.name for s in skills)
         for sk in skills:
             if sk.milestone:

@@ -16,6 +16,7 @@ class LatencyMonitor:
     """
 
     name = "latency"
+    incremental = True
 
     def __init__(self, *, latency_weight: float = 0.01, slow_factor: float = 3.0):
         self.latency_weight = latency_weight
@@ -23,7 +24,7 @@ class LatencyMonitor:
 
     async def check(self, ctx: MonitorContext) -> list[Signal]:
         signals: list[Signal] = []
-        skills = ctx.graph.skills_in_use()
+        skills = ctx.checked_skills()
         records = ctx.health.snapshot(s.name for s in skills)
         for sk in skills:
             if sk.milestone:

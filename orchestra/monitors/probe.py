@@ -12,9 +12,13 @@ import asyncio
 import inspect
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestra.monitors.base import MonitorContext, Priority, Signal
+
+if TYPE_CHECKING:
+    from orchestra.graph import CompiledGraph
+    from orchestra.skills import Skill
 
 __all__ = ["ProbeMonitor", "tcp_probe"]
 
@@ -35,6 +39,8 @@ class ProbeMonitor:
         self.timeout_s = timeout_s
         self.clock = clock
         self._cache: dict[str, tuple[float, str | None]] = {}
+        # the skills with a probe, for the last graph seen (and its version)
+        self._probed: tuple[CompiledGraph, int, list[Skill]] | None = None
 
     async def _probe(self, name: str, probe: Callable[[], Any]) -> str | None:
         now = self.clock()
@@ -52,7 +58,10 @@ class ProbeMonitor:
         return reason
 
     async def check(self, ctx: MonitorContext) -> list[Signal]:
-        probed = [s for s in ctx.graph.skills_in_use() if s.probe is not None]
+        g = ctx.graph
+        if self._probed is None or self._probed[0] is not g or self._probed[1] != g.version:
+            self._probed = (g, g.version, [s for s in g.skills_in_use() if s.probe is not None])
+        probed = self._probed[2]
         reasons = await asyncio.gather(*(self._probe(s.name, s.probe) for s in probed))
         return [
             Signal(

@@ -30,8 +30,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
-import structlog
 
+from orchestra.logs import get_logger
 from orchestra.retrieval.lexical import tokenize
 from orchestra.retrieval.onnx_encoder import (
     OnnxEncoder,
@@ -51,7 +51,7 @@ __all__ = [
     "resolve_embedder",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 EmbedKind = Literal["query", "document"]
 #: Where a sentence-transformers model runs: ONNX Runtime when it can ("auto"), or forced.

@@ -34,9 +34,9 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
-import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestra.logs import get_logger
 from orchestra.retrieval.ann import IVFIndex
 from orchestra.retrieval.embedders import Embedder, resolve_embedder
 from orchestra.retrieval.index import EmbeddingStore, default_cache_dir
@@ -59,7 +59,7 @@ __all__ = [
     "skill_texts",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 Method = Literal["hybrid", "bm25", "dense"]
 FloatArray = npt.NDArray[np.float32]

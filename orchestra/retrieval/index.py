@@ -22,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import structlog
+
+from orchestra.logs import get_logger
 
 __all__ = ["EmbeddingStore", "default_cache_dir", "text_key"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def default_cache_dir() -> Path:

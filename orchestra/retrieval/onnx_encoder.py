@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import structlog
+
+from orchestra.logs import get_logger
 
 __all__ = [
     "OnnxEncoder",
@@ -41,7 +42,7 @@ __all__ = [
     "onnx_runtime_available",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: Bumped whenever the exported graph changes, so stale exports are not reused.
 EXPORT_VERSION = 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Any
 
 import networkx as nx
 import pytest
@@ -102,3 +103,62 @@ def test_multiple_sources_pick_the_cheapest_entry() -> None:
     rg.add_edge("y", "t", 1.0)
     r = rg.route({"x": 5.0, "y": 0.5}, "t")
     assert r is not None and r.nodes == ("y", "t") and r.cost == pytest.approx(1.5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(2, 40),
+    width=st.integers(1, 3),
+    hits=st.lists(st.tuples(st.integers(0, 39), st.integers(0, 2), st.floats(1, 4)), max_size=5),
+)
+def test_a_route_along_an_untouched_static_path_matches_a_full_search(
+    n: int, width: int, hits: list[tuple[int, int, float]]
+) -> None:
+    """Routing reuses the static shortest path while nothing dynamic lies on it, and searches
+    again, past the change, once a node ahead is penalised or blocked (any order of changes)."""
+    rg, g = RouteGraph(), nx.DiGraph()
+    rnd = random.Random(n * 7 + width)
+    for i in range(n - 1):
+        for a in range(width):
+            for b in range(width):
+                w = round(rnd.uniform(0, 2), 3)
+                rg.add_edge((i, a), (i + 1, b), w)
+                g.add_edge((i, a), (i + 1, b), weight=w)
+    for b in range(width):
+        rg.add_edge((n - 1, b), "T", 0.0)
+        g.add_edge((n - 1, b), "T", weight=0.0)
+    sources = {(0, a): 0.0 for a in range(width)}
+    dyn: dict[Any, tuple[float, float]] = {}
+    for step, (i, a, f) in enumerate([(0, 0, 1.0), *hits]):
+        node = (i % n, a % width)
+        factor = math.inf if step % 3 == 2 else f
+        rg.set_dynamic(node, factor=factor)
+        dyn[node] = (0.0, factor)
+        r = rg.route(sources, "T")
+
+        def w(u: Any, v: Any, d: dict[str, float]) -> float | None:
+            e, fv = dyn.get(v, (0.0, 1.0))
+            return None if fv == math.inf else (d["weight"] + e) * fv
+
+        best = math.inf
+        for s in sources:
+            if dyn.get(s, (0.0, 1.0))[1] == math.inf:
+                continue
+            try:
+                best = min(
+                    best, nx.dijkstra_path_length(g, s, "T", weight=w) * 1.0
+                )  # entry of a source is 0, its own factor multiplies 0
+            except nx.NetworkXNoPath:
+                continue
+        if best == math.inf:
+            assert r is None
+            continue
+        assert r is not None
+        assert r.cost == pytest.approx(best)
+        assert len(r) == len(r.nodes) == n + 1
+        assert r.last == "T" and r.head(2) == r.nodes[:2]
+        total = sum(
+            (g[u][v]["weight"] + dyn.get(v, (0.0, 1.0))[0]) * dyn.get(v, (0.0, 1.0))[1]
+            for u, v in zip(r.nodes, r.nodes[1:], strict=False)
+        )
+        assert r.cost == pytest.approx(total)
