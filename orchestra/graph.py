@@ -263,6 +263,15 @@ def _resolve_candidates(graph: Graph, i: int, step: Step) -> tuple[str, ...]:
             )
     if len(set(cands)) != len(cands):
         raise _err("lists a skill twice", f"steps[{i}].candidates", graph)
+    for j, name in enumerate(cands):
+        undo = graph.skills.require(name).compensate
+        if undo is not None and undo not in graph.skills:
+            raise UnknownSkillError(
+                undo,
+                field=f"steps[{i}].candidates[{j}].compensate",
+                source=f"graph {graph.name!r}",
+                known=list(graph.skills),
+            )
     return tuple(cands)
 
 

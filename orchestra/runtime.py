@@ -32,7 +32,7 @@ from pydantic import BaseModel
 
 from orchestra import tracing
 from orchestra.demotion import choose_fallback
-from orchestra.errors import RunInputError
+from orchestra.errors import MissingStepInput, RunInputError
 from orchestra.executors.base import Executor, StepOutcome, StepTask
 from orchestra.executors.local import LocalExecutor
 from orchestra.graph import MAIN_GOAL, CompiledGraph, GoalSpec, Graph
@@ -59,6 +59,7 @@ from orchestra.results import (
     StepRecord,
 )
 from orchestra.routing import INF, Route
+from orchestra.substitution import misfit
 
 __all__ = ["Runner", "run", "run_sync"]
 
@@ -312,9 +313,17 @@ class _Run:
                 src_name, _, fld = st.inputs[name].partition(".")
                 src = self.s.input if src_name == "$input" else self.s.completed[src_name].output
                 if fld not in src:
+                    if src_name != "$input":
+                        raise MissingStepInput(
+                            f"step {step!r} maps {name!r} to {st.inputs[name]!r}, but "
+                            f"{self.s.completed[src_name].skill} (which served {src_name!r}) "
+                            f"returned no {fld!r}",
+                            step=step,
+                            skill=skill,
+                        )
                     raise RunInputError(
-                        f"step {step!r} maps {name!r} to {st.inputs[name]!r}, which is missing"
-                        + (" from the run input" if src_name == "$input" else "")
+                        f"step {step!r} maps {name!r} to {st.inputs[name]!r}, which is missing "
+                        "from the run input"
                     )
                 args[name] = src[fld]
                 continue
@@ -324,18 +333,38 @@ class _Run:
                     break
             else:
                 if sk.input_model.model_fields[name].is_required():
+                    served = self._expected_from(step, name)
+                    if served is not None:
+                        raise MissingStepInput(
+                            f"step {step!r} (skill {skill!r}) needs {name!r}, which {served} "
+                            f"did not return",
+                            step=step,
+                            skill=skill,
+                        )
                     raise RunInputError(
                         f"step {step!r} (skill {skill!r}) needs {name!r}: no earlier step returned it "
                         f"and the run input lacks it; pass it in the input or map it with Step.inputs"
                     )
         return args
 
+    def _expected_from(self, step: str, name: str) -> str | None:
+        """The earlier step (and the skill that served it) a candidate of which returns
+        ``name``: a field the graph expected from a step, not from the run input."""
+        for a in self.c.ancestors[step]:
+            rec = self.s.completed.get(a)
+            if rec is None:
+                continue
+            for k in self.c.candidates[a]:
+                if name in self.c.skill(k).output_model.model_fields:
+                    return f"{rec.skill} (serving {a!r})"
+        return None
+
     def merged_arguments(self, step: str) -> dict[str, Any]:
         merged: dict[str, Any] = {}
         for k in self.c.candidates[step]:
             try:
                 merged.update(self.arguments(step, k))
-            except RunInputError:
+            except (RunInputError, MissingStepInput):
                 continue
         return merged
 
@@ -468,8 +497,20 @@ class _Run:
                 cost=route.cost,
             )
         key = f"{step}:{skill}"
-        self.s.attempts[key] = self.s.attempts.get(key, 0) + 1
         sk = self.c.skill(skill)
+        arguments: dict[str, Any] = {}
+        if not sk.milestone:
+            try:
+                arguments = self.arguments(step, skill)
+            except MissingStepInput as exc:
+                # what an earlier (rerouted) step returned does not feed this one: a step
+                # failure, healed by reroute, backtracking, demotion or escalation
+                self.refused[(step, skill)] = str(exc)
+                self.s.attempts[key] = self.r.max_attempts
+                self.failed_last[step] = (skill, "input")
+                self.decide("fail", str(exc), step=step, skill=skill, error_kind="input")
+                return
+        self.s.attempts[key] = self.s.attempts.get(key, 0) + 1
         if sk.milestone:
             task_ = asyncio.ensure_future(_milestone())
         else:
@@ -485,7 +526,7 @@ class _Run:
                 run_id=self.s.run_id,
                 step_id=step,
                 skill=skill,
-                arguments=self.arguments(step, skill),
+                arguments=arguments,
                 attempt=self.s.attempts[key],
                 timeout_s=sk.timeout_s,
             )
@@ -589,20 +630,42 @@ class _Run:
         return False
 
     def try_substitute(self, plan: _Plan) -> bool:
-        """Ask the retriever (the runner's, else the graph's) for a skill for a stuck step."""
+        """Ask the retriever (the runner's, else the graph's) for a skill for a stuck step.
+
+        Only for a step whose candidates failed or are down: one the budget or a risk limit
+        stops is not helped by another tool.  A match must fit the step (capability, and the
+        fields later steps take from it: :func:`orchestra.substitution.misfit`) and be
+        affordable.
+        """
         retriever = self.r.retriever if self.r.retriever is not None else self.c.graph.retriever
         if retriever is None:
             return False
+        policy = {"budget", self.r._risk.name if self.r._risk is not None else "risk"}
+        outputs = {s: rec.output for s, rec in self.s.completed.items()}
+        left = None if self.budget is None else self.budget - self.s.spent_usd
         for step in plan.stuck:
+            if any(
+                (w := self.weights.get((step, k))) is not None
+                and w.blocked_by is not None
+                and w.blocked_by.monitor in policy
+                for k in self.c.candidates[step]
+            ):
+                continue
             st = self.c.steps[step]
             available = set(self.s.input)
             for a in self.c.ancestors[step]:
                 if a in self.s.completed:
                     available |= set(self.s.completed[a].output)
             query = st.description or step
-            subs = retriever.substitutes(query, available, set(self.c.candidates[step]), 3)
+            subs = retriever.substitutes(query, available, set(self.c.candidates[step]), 10)
             for sub in subs:
                 if self.r.health.status(sub.name) in ("down", "open"):
+                    continue
+                if left is not None and sub.cost > left + 1e-12:
+                    continue
+                why = misfit(self.c, step, sub, run_input=self.s.input, outputs=outputs)
+                if why is not None:
+                    self.log.debug("substitute rejected", step=step, skill=sub.name, why=why)
                     continue
                 self._add_candidate(step, sub)
                 self.decide(
