@@ -112,6 +112,11 @@ class RunResult(BaseModel):
     spent_usd: float = 0.0
     llm_calls: int = 0
     wall_ms: float = 0.0
+    #: Completed steps beyond the (demoted) goal whose work could not be compensated: they
+    #: happened, are not part of ``path``, and their skills are in ``chosen``.
+    extra_steps: list[str] = Field(default_factory=list)
+    #: Compensations run, in order: ``"step:skill"`` of the compensating call's target step.
+    compensations: list[str] = Field(default_factory=list)
 
     @property
     def ok(self) -> bool:
