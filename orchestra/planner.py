@@ -32,7 +32,7 @@ A monitor's ``halt`` skips straight to the fallback.
 from __future__ import annotations
 
 from collections.abc import Collection, Hashable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from orchestra.errors import MissingStepInput, RunInputError
@@ -48,9 +48,12 @@ __all__ = [
     "Plan",
     "Recovery",
     "RunView",
+    "Backtrack",
+    "Undo",
     "add_substitute",
     "arguments",
     "backtrack",
+    "beyond_goal",
     "chosen",
     "escalation_info",
     "goal_consistent",
@@ -64,8 +67,10 @@ __all__ = [
     "recoveries",
     "stand_in",
     "substitute",
+    "undo_of",
     "weigh",
     "why_blocked",
+    "without",
 ]
 
 
@@ -392,7 +397,9 @@ def recoveries(
         back = backtrack(view, plan, health)
         if back is not None:
             yield back
-    yield Recovery("fallback", "no route left", goals=tuple(reachable_fallbacks(view, running)))
+    yield Recovery(
+        "fallback", "no route left", goals=tuple(reachable_fallbacks(view, running, health))
+    )
 
 
 def substitute(
@@ -447,34 +454,182 @@ def probes(view: RunView, plan: Plan, health: HealthView) -> Iterator[tuple[str,
                 yield step, k
 
 
-def backtrack(view: RunView, plan: Plan, health: HealthView) -> Recovery | None:
-    """A route that abandons completed steps, or ``None``.
+@dataclass(frozen=True)
+class Undo:
+    """A completed step a backtrack or a demotion abandons: ``skill`` served it;
+    ``compensation`` is the skill that undoes it (``None``: nothing can undo it)."""
 
-    The hook for backtracking with compensation: today no route abandons work, so the run
-    goes on to the fallback.
+    step: str
+    skill: str
+    compensation: str | None
+
+
+@dataclass(frozen=True)
+class Backtrack:
+    """A route that abandons completed steps (``abandon``, in reverse completion order),
+    with its cost: the route's from the new frontier plus the compensations'."""
+
+    abandon: tuple[Undo, ...]
+    route_cost: float
+    cost: float
+
+    @property
+    def signature(self) -> list[str]:
+        return sorted(f"{u.step}:{u.skill}" for u in self.abandon)
+
+
+def undo_of(view: RunView, step: str, health: HealthView) -> tuple[Undo | None, str]:
+    """How completed ``step`` can be abandoned: an :class:`Undo` (with the compensating
+    skill when it declares one), or ``None`` and why it cannot be (a human's work; a skill
+    that is neither idempotent nor compensable, or whose compensation is down)."""
+    c, rec = view.graph, view.state.completed[step]
+    if rec.skill == HUMAN:
+        return None, f"{step} was done by a human"
+    sk = c.skill(rec.skill)
+    if sk.milestone:
+        return Undo(step, rec.skill, None), ""
+    if sk.compensate is not None:
+        if health.status(sk.compensate) in ("down", "open"):
+            return None, f"{rec.skill} at {step} cannot be undone now ({sk.compensate} is down)"
+        return Undo(step, rec.skill, sk.compensate), ""
+    if sk.idempotent:
+        return Undo(step, rec.skill, None), ""
+    return None, f"{rec.skill} at {step} is not idempotent and declares no compensation"
+
+
+def without(view: RunView, steps: Collection[str]) -> RunView:
+    """``view`` as if the completed ``steps`` had not been done (for what-if planning)."""
+    state = view.state.model_copy(
+        update={"completed": {s: r for s, r in view.state.completed.items() if s not in steps}}
+    )
+    return replace(view, state=state)
+
+
+def backtrack(
+    view: RunView, plan: Plan, health: HealthView, goal: GoalSpec | None = None
+) -> Recovery | None:
+    """The cheapest route that abandons completed steps, when none is left from where the
+    run stands; ``None`` when there is none.
+
+    Each completed step is tried as the pivot: it and its completed descendants are
+    abandoned (in reverse completion order) if every one of them is idempotent or
+    compensable (:func:`undo_of`); the route is planned from the frontier that leaves.  Its
+    cost is the route's plus the compensations'.  A backtrack already taken in this run is
+    not taken again, and one whose route re-runs the abandoned steps with the same skills is
+    no backtrack at all.
     """
-    return None
+    c, state = view.graph, view.state
+    goal = goal or view.goal()
+    done = list(state.completed)  # completion order
+    taken = {tuple(b) for b in state.backtracks}
+    best: Backtrack | None = None
+    for pivot in done:
+        closure = {pivot} | {d for d in done if pivot in c.ancestors[d]}
+        undos: list[Undo] = []
+        for s in reversed(done):
+            if s in closure:
+                u, _why = undo_of(view, s, health)
+                if u is None:
+                    break
+                undos.append(u)
+        else:
+            trial = without(view, closure)
+            ready = ready_steps(trial, goal)
+            tplan = plan_routes(trial, goal, ready)
+            if not tplan.feasible or not tplan.choices:
+                continue
+            if all(
+                state.completed[s].skill == k
+                for s, (k, _r) in tplan.choices.items()
+                if s in closure
+            ):
+                continue
+            route_cost = sum(r.cost for _k, r in tplan.choices.values())
+            undo_cost = sum(
+                c.skill(u.compensation).cost for u in undos if u.compensation is not None
+            )
+            bt = Backtrack(tuple(undos), route_cost, route_cost + undo_cost)
+            if tuple(bt.signature) in taken:
+                continue
+            if best is None or (bt.cost, len(bt.abandon)) < (best.cost, len(best.abandon)):
+                best = bt
+    if best is None:
+        return None
+    undone = [
+        f"{u.step} ({u.skill}, undone by {u.compensation})"
+        if u.compensation
+        else f"{u.step} ({u.skill})"
+        for u in best.abandon
+    ]
+    why = "; ".join(f"{s}: {w}" for s, w in plan.stuck.items())
+    return Recovery(
+        "backtrack",
+        f"no route from where the run stands ({why}); abandon {', '.join(undone)} for a route "
+        f"of cost {best.cost:.4g} (compensations included)",
+        detail=best,
+    )
+
+
+def beyond_goal(view: RunView, g: GoalSpec, health: HealthView) -> list[tuple[Undo, bool]]:
+    """Completed work a demotion to ``g`` leaves behind, in reverse completion order: steps
+    ``g`` does not require, and a step ``g`` pins to another skill than the one that served
+    it (with their completed descendants).  Each with whether it can be compensated; what
+    cannot is listed in the result's ``extra_steps``, never left out."""
+    c, state = view.graph, view.state
+    done = list(state.completed)
+    drop = {s for s in done if s not in g.required}
+    pinned: dict[str, set[str]] = {}
+    for s, k in g.targets:
+        pinned.setdefault(s, {HUMAN}).add(k)
+    if not goal_satisfied(state, g):
+        for s, ks in pinned.items():
+            rec = state.completed.get(s)
+            if rec is not None and rec.skill not in ks:
+                drop.add(s)
+    drop |= {d for d in done for s in list(drop) if s in c.ancestors[d]}
+    out: list[tuple[Undo, bool]] = []
+    for s in reversed(done):
+        if s not in drop:
+            continue
+        u, _why = undo_of(view, s, health)
+        if u is not None and u.compensation is not None:
+            out.append((u, True))
+        else:
+            out.append((Undo(s, state.completed[s].skill, None), False))
+    return out
 
 
 def reachable_fallbacks(
-    view: RunView, running: Collection[str] = ()
+    view: RunView, running: Collection[str] = (), health: HealthView | None = None
 ) -> list[tuple[str, list[str]]]:
     """Declared fallback goals, other than the current one and those tried, that the run can
-    still reach, in declared order, each with its required steps in graph order."""
+    still reach, in declared order, each with its required steps in graph order.
+
+    A goal counts as reachable once the work beyond it (:func:`beyond_goal`) is set aside
+    (demoting compensates that work or lists it, so it does not stand in the way), and when
+    only a backtrack reaches it (the run takes that backtrack after demoting)."""
     c, state = view.graph, view.state
     out: list[tuple[str, list[str]]] = []
     for name in c.fallback_order:
         if name == state.goal or name in state.tried_goals:
             continue
         g = c.goals[name]
-        if all(s in state.completed for s in g.required) and goal_satisfied(state, g):
+        drop = [u.step for u, _ in beyond_goal(view, g, health or _AllUp())]
+        trial = without(view, drop) if drop else view
+        if all(s in trial.state.completed for s in g.required) and goal_satisfied(trial.state, g):
             out.append((name, sorted(g.required, key=c.order.index)))
             continue
-        if plan_routes(view, g, ready_steps(view, g, running)).feasible and goal_consistent(
-            state, g
-        ):
+        gplan = plan_routes(trial, g, ready_steps(trial, g, running))
+        if gplan.feasible and goal_consistent(trial.state, g):
             out.append((name, sorted(g.required, key=c.order.index)))
+        elif not running and backtrack(trial, gplan, health or _AllUp(), g) is not None:
+            out.append((name, sorted(g.required, key=c.order.index)))  # by backtracking
     return out
+
+
+class _AllUp:
+    def status(self, skill: str) -> HealthStatus:
+        return "closed"
 
 
 def escalation_info(

@@ -54,6 +54,7 @@ from orchestra.monitors import (
 )
 from orchestra.results import (
     HUMAN,
+    Compensation,
     Decision,
     DecisionKind,
     RunResult,
@@ -476,17 +477,114 @@ class _Run:
                     return True
                 continue
             if option.kind == "backtrack":
-                continue  # the hook proposes; nothing acts on it yet
+                if await self.backtrack(option.detail, option.reason):
+                    return True
+                return False  # a compensation failed: the run escalated
             self.stuck = dict(plan.stuck)
             return await self.demote_or_escalate(planner.stuck_reason(plan, halts), option.goals)
         return False
+
+    async def backtrack(self, bt: planner.Backtrack, reason: str) -> bool:
+        """Abandon completed steps for a route that exists: compensate each (reverse
+        completion order), then forget it.  False (the run escalated) if one cannot be undone."""
+        self.s.backtracks.append(bt.signature)
+        self.decide("backtrack", reason, cost=bt.cost)
+        for u in bt.abandon:
+            if u.compensation is not None and not await self.compensate(u):
+                self.s.status = "escalated"
+                self.s.reason = (
+                    f"backtracking: {u.compensation} could not undo {u.skill} at {u.step}; "
+                    f"a human must undo it, then answer retry"
+                )
+                self.stuck = {u.step: self.s.reason}
+                self.s.escalation = planner.escalation_info(
+                    self.view,
+                    self.s.reason,
+                    self.stuck,
+                    self.r._risk.name if self.r._risk is not None else None,
+                )
+                self.decide("escalate", self.s.reason)
+                return False
+            del self.s.completed[u.step]
+            self.failed_last.pop(u.step, None)
+        await self.checkpoint()
+        return True
+
+    async def compensate(self, u: planner.Undo) -> bool:
+        """Run ``u.compensation`` to undo what ``u.skill`` did at ``u.step`` (through the
+        executor, with the step's arguments and output); up to ``max_attempts`` calls."""
+        assert u.compensation is not None
+        rec = self.s.completed[u.step]
+        try:
+            args = planner.arguments(self.c, self.s, u.step, u.skill)
+        except (RunInputError, MissingStepInput):
+            args = {}
+        args.update(rec.output)
+        sk = self.c.skill(u.compensation)
+        error = ""
+        for attempt in range(1, self.r.max_attempts + 1):
+            task = StepTask(
+                run_id=self.s.run_id,
+                step_id=u.step,
+                skill=sk.name,
+                arguments=args,
+                attempt=attempt,
+                timeout_s=sk.timeout_s,
+            )
+            with tracing.compensation_span(
+                u.step,
+                run_id=self.s.run_id,
+                skill=sk.name,
+                undoes=u.skill,
+                attributes={"orchestra.cost": sk.cost, "orchestra.attempt": attempt},
+            ) as span:
+                task.trace_context = tracing.inject_context()
+                outcome = await self.r.executor.execute(task, sk)
+                if not outcome.ok and outcome.error is not None:
+                    tracing.mark_error(span, outcome.error.message, _kind(outcome.error.type))
+            self.s.spent_usd += outcome.cost_usd
+            if outcome.ok:
+                self.s.compensations.append(Compensation(step=u.step, skill=u.skill, by=sk.name))
+                self.decide(
+                    "compensate",
+                    f"{sk.name} undid what {u.skill} did at {u.step}",
+                    step=u.step,
+                    skill=sk.name,
+                    cost=sk.cost,
+                )
+                return True
+            assert outcome.error is not None
+            error = outcome.error.message
+            self.decide(
+                "fail", error, step=u.step, skill=sk.name, error_kind=_kind(outcome.error.type)
+            )
+        self.s.compensations.append(
+            Compensation(step=u.step, skill=u.skill, by=sk.name, ok=False, reason=error)
+        )
+        return False
+
+    async def set_aside(self, goal: GoalSpec) -> None:
+        """Work beyond a demoted ``goal``: compensated where it can be, listed where not."""
+        for u, undoable in planner.beyond_goal(self.view, goal, self.r.health):
+            rec = self.s.completed[u.step]
+            if not (undoable and await self.compensate(u)):
+                self.s.extra.append(rec)
+                self.decide(
+                    "note",
+                    f"{u.skill} at {u.step} is beyond {goal.name!r} and was not undone; "
+                    f"listed in extra_steps",
+                    step=u.step,
+                    skill=u.skill,
+                )
+            del self.s.completed[u.step]
+        await self.checkpoint()
 
     async def demote_or_escalate(
         self, why: str, reachable: Sequence[tuple[str, list[str]]] | None = None
     ) -> bool:
         """Returns True if the run continues toward a lesser goal."""
         if reachable is None:
-            reachable = planner.reachable_fallbacks(self.view, self.running())
+            reachable = planner.reachable_fallbacks(self.view, self.running(), self.r.health)
         self.s.tried_goals.append(self.s.goal)
         choice = await choose_fallback(
             self.r.demotion_model,
@@ -519,6 +617,7 @@ class _Run:
             f"{why}; demoted to {choice.goal!r}: {choice.reason}"
             + (f"; steps not run: {', '.join(dropped)}" if dropped else ""),
         )
+        await self.set_aside(self.c.goals[choice.goal])
         return True
 
     # ------------------------------------------------------------------ resuming
@@ -714,6 +813,8 @@ class _Run:
             spent_usd=self.s.spent_usd,
             llm_calls=self.s.llm_calls,
             wall_ms=(time.perf_counter() - self.t0) * 1e3,
+            extra_steps=list(self.s.extra),
+            compensations=list(self.s.compensations),
         )
 
 

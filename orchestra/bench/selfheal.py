@@ -369,7 +369,7 @@ async def run_orchestra(graph: ScenarioGraph, standins: Standins) -> SystemRun:
         escalations=int(status == "escalated"),
         wall_ms=wall_ms,
         detail=result.reason or f"reached {target}",
-        extra_steps=[result.chosen[step] for step in result.extra_steps if step in result.chosen],
+        extra_steps=[rec.skill for rec in result.extra_steps],
     )
 
 

@@ -347,7 +347,10 @@ async def test_paper19_all_three_systems() -> None:
     assert orch["llm_calls"] <= 9 and orch["silent_failures"] == 0
     react, static = report["systems"]["react"], report["systems"]["static"]
     assert react["correct"] == 19 and react["silent_failures"] == 0
-    assert react["llm_calls"] >= 19 * 4  # one model call per decision, final answers included
+    # one model call per decision, final answers included (down tools are known up front)
+    assert react["llm_calls"] >= sum(
+        len(s["systems"]["react"]["path"]) + 1 for s in report["per_scenario"]
+    )
     assert static["silent_failures"] == 0 and static["llm_calls"] == 0
     for s in report["per_scenario"]:  # orchestra never calls a tool the probe reported down
         assert not set(s["down"]) & set(s["systems"]["orchestra"]["path"])
