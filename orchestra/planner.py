@@ -44,11 +44,11 @@ from orchestra.routing import INF, Route
 from orchestra.substitution import misfit
 
 __all__ = [
+    "Backtrack",
     "HealthView",
     "Plan",
     "Recovery",
     "RunView",
-    "Backtrack",
     "Undo",
     "add_substitute",
     "arguments",

@@ -477,9 +477,8 @@ class _Run:
                     return True
                 continue
             if option.kind == "backtrack":
-                if await self.backtrack(option.detail, option.reason):
-                    return True
-                return False  # a compensation failed: the run escalated
+                # False: a compensation failed and the run escalated
+                return await self.backtrack(option.detail, option.reason)
             self.stuck = dict(plan.stuck)
             return await self.demote_or_escalate(planner.stuck_reason(plan, halts), option.goals)
         return False
