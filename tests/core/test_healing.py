@@ -284,3 +284,173 @@ class TestCompensateSpec:
         with pytest.raises(SkillSpecError, match="void_charge") as exc:
             load_catalog(tmp_path)
         assert exc.value.field == "compensate"
+
+
+# --------------------------------------------------------------------------- backtracking
+
+
+def _two_lanes(
+    log: list[str],
+    *,
+    a1: dict[str, Any] | None = None,
+    c_fails: bool = False,
+    fallback: Sequence[str] = (),
+) -> Graph:
+    """lookup -> a (a1 cheap | a2) -> b (b1 only after a1, broken | b2 only after a2) -> c.
+
+    Once a1 is done, the only way on is to abandon it for a2."""
+    voids = [
+        tool("void_a1", ["x"], [], log=log, cost=0.01),
+        tool("void_lookup", ["k"], [], log=log, cost=0.01),
+    ]
+    lookup = tool("lookup", [], ["k"], log=log, **(a1 or {}).get("lookup", {}))
+    g = Graph(
+        "lanes",
+        skills=voids,
+        strict_transitions=True,
+        transitions={
+            ("lookup", "a1"): 0.0,
+            ("lookup", "a2"): 0.0,
+            ("a1", "b1"): 0.0,
+            ("a2", "b2"): 0.0,
+            ("b1", "c1"): 0.0,
+            ("b2", "c1"): 0.0,
+        },
+        fallback_goals=list(fallback),
+    )
+    g.step("lookup", [lookup])
+    g.step(
+        "a",
+        [
+            tool(
+                "a1",
+                ["k"],
+                ["x"],
+                log=log,
+                cost=0.1,
+                **{k: v for k, v in (a1 or {}).items() if k != "lookup"},
+            ),
+            tool("a2", ["k"], ["x"], log=log, cost=0.5),
+        ],
+        after="lookup",
+    )
+    g.step(
+        "b",
+        [tool("b1", ["x"], ["y"], log=log, fails=True), tool("b2", ["x"], ["y"], log=log)],
+        after="a",
+    )
+    g.step("c", [tool("c1", ["y"], ["z"], log=log, fails=c_fails)], after="b")
+    return g
+
+
+class TestBacktracking:
+    async def test_idempotent_work_is_abandoned_for_the_route_that_remains(self) -> None:
+        """b1 is broken and only follows a1: the run abandons a1 and goes a2 > b2 > c1."""
+        log: list[str] = []
+        r = await Runner().run(_two_lanes(log), {})
+        assert r.status == "completed", [str(d) for d in r.decisions]
+        assert r.path == ["lookup", "a2", "b2", "c1"]
+        bt = [d for d in r.decisions if d.kind == "backtrack"]
+        assert len(bt) == 1 and "abandon a (a1)" in bt[0].reason
+        assert r.compensations == [] and "void_a1" not in log
+
+    async def test_side_effects_are_compensated_and_paid_for(self) -> None:
+        """a1 is not idempotent but compensable: void_a1 runs before a2, once, and its cost
+        is in the route's cost and in the spend."""
+        log: list[str] = []
+        r = await Runner().run(
+            _two_lanes(log, a1={"idempotent": False, "compensate": "void_a1"}), {}
+        )
+        assert r.status == "completed", [str(d) for d in r.decisions]
+        assert log.index("void_a1") < log.index("a2") and log.count("void_a1") == 1
+        assert [(c.step, c.skill, c.by) for c in r.compensations] == [("a", "a1", "void_a1")]
+        comp = [d for d in r.decisions if d.kind == "compensate"]
+        assert len(comp) == 1 and comp[0].skill == "void_a1" and comp[0].step == "a"
+        bt = next(d for d in r.decisions if d.kind == "backtrack")
+        assert bt.cost is not None and bt.cost == pytest.approx(0.5 + 0.01)  # a2 + void_a1
+        assert r.spent_usd == pytest.approx(0.1 + 0.01 + 0.5)
+
+    async def test_compensations_run_in_reverse_completion_order(self) -> None:
+        """When the cheapest way out abandons two compensable steps, the later one is undone
+        first."""
+        log: list[str] = []
+        g = _two_lanes(
+            log,
+            a1={
+                "idempotent": False,
+                "compensate": "void_a1",
+                "lookup": {"idempotent": False, "compensate": "void_lookup"},
+            },
+        )
+        # make a2 reachable only through a fresh lookup: drop lookup -> a2, add a second lookup
+        g.transitions.pop(("lookup", "a2"))
+        g.steps[0].candidates.append("lookup2")
+        g.skills.add(tool("lookup2", [], ["k"], log=log, cost=0.2))
+        g.transitions[("lookup2", "a2")] = 0.0
+        r = await Runner().run(g, {})
+        assert r.status == "completed", [str(d) for d in r.decisions]
+        assert [c.by for c in r.compensations] == ["void_a1", "void_lookup"]
+        assert r.path == ["lookup2", "a2", "b2", "c1"]
+
+    async def test_a_side_effect_without_compensation_is_never_abandoned(self) -> None:
+        """a1 acted and cannot be undone: no backtrack; the run demotes to the goal it can
+        reach from where it stands (or escalates), and a1 ran once."""
+        log: list[str] = []
+        r = await Runner().run(_two_lanes(log, a1={"idempotent": False}, fallback=["a"]), {})
+        assert r.status == "demoted" and r.goal == "a", [str(d) for d in r.decisions]
+        assert not [d for d in r.decisions if d.kind == "backtrack"]
+        assert log.count("a1") == 1 and "a2" not in log
+        assert r.path == ["lookup", "a1"]
+
+    async def test_a_failed_compensation_escalates_naming_what_a_human_must_undo(self) -> None:
+        log: list[str] = []
+        g = _two_lanes(log, a1={"idempotent": False, "compensate": "void_a1"})
+        g.skills.add(tool("void_a1", ["x"], [], log=log, fails=True), replace=True)
+        r = await Runner().run(g, {})
+        assert r.status == "escalated"
+        assert "void_a1 could not undo a1 at a" in r.reason
+        assert [c.ok for c in r.compensations] == [False]
+        assert "a2" not in log
+
+    async def test_compensation_is_a_span(self) -> None:
+        from orchestra.tracing import capture_spans
+
+        log: list[str] = []
+        with capture_spans() as cap:
+            await Runner().run(
+                _two_lanes(log, a1={"idempotent": False, "compensate": "void_a1"}), {}
+            )
+        spans = cap.named("compensate a")
+        assert len(spans) == 1
+        assert spans[0].attributes is not None
+        assert spans[0].attributes["orchestra.compensates"] == "a1"
+        assert spans[0].attributes["orchestra.skill"] == "void_a1"
+
+
+class TestHonestDemotion:
+    async def test_work_beyond_the_goal_is_compensated_or_listed_and_the_path_walks_to_it(
+        self,
+    ) -> None:
+        """c1 fails for good after b: demoted to 'a'. b's work is beyond 'a': compensated when
+        b declares how, else listed in extra_steps; the path ends at a."""
+        for compensable in (True, False):
+            log: list[str] = []
+            g = _two_lanes(log, c_fails=True, fallback=["a"])
+            g.transitions[("a1", "b2")] = 0.0  # b2 follows a1 too
+            b2 = g.skills["b2"]
+            undo = tool("void_b2", ["y"], [], log=log)
+            g.skills.add(undo)
+            g.skills.add(
+                b2.model_copy(
+                    update={"idempotent": False, "compensate": "void_b2" if compensable else None}
+                ),
+                replace=True,
+            )
+            r = await Runner().run(g, {})
+            assert r.status == "demoted" and r.goal == "a", [str(d) for d in r.decisions]
+            assert r.path == ["lookup", "a1"] and set(r.chosen) == {"lookup", "a"}
+            if compensable:
+                assert [c.by for c in r.compensations] == ["void_b2"] and not r.extra_steps
+            else:
+                assert [(e.step, e.skill) for e in r.extra_steps] == [("b", "b2")]
+                assert not r.compensations
