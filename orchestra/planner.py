@@ -31,6 +31,7 @@ A monitor's ``halt`` skips straight to the fallback.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
@@ -56,6 +57,7 @@ __all__ = [
     "beyond_goal",
     "chosen",
     "escalation_info",
+    "explain_escalation",
     "goal_consistent",
     "goal_satisfied",
     "merged_arguments",
@@ -658,6 +660,80 @@ def stuck_reason(plan: Plan, halts: Sequence[Signal]) -> str:
     """Why the run has no feasible route, for the demotion prompt and the decision log."""
     why = halts[0].reason if halts else "; ".join(f"{s}: {w}" for s, w in plan.stuck.items())
     return f"no feasible route ({why})"
+
+
+_GAVE_UP = re.compile(r"^(\S+) gave up after (\d+) attempt\(s\) in this run$")
+_COSTS = re.compile(
+    r"^(\S+) costs (\$[\d.]+), only (\$[\d.]+) of the run's (\$[\d.]+) budget left$"
+)
+
+
+def _names(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _plain(why: str) -> str:
+    """Say a stuck step's ``; ``-joined per-candidate reasons in fewer words."""
+    parts = [p.strip() for p in why.split(";") if p.strip()]
+    gave = [m for p in parts if (m := _GAVE_UP.match(p))]
+    if gave and len(gave) == len(parts) and len({m.group(2) for m in gave}) == 1:
+        n = gave[0].group(2)
+        each = " each" if len(gave) > 1 else ""
+        return f"{_names([m.group(1) for m in gave])} failed {n} time(s){each}"
+    costs = [m for p in parts if (m := _COSTS.match(p))]
+    if costs and len(costs) == len(parts):
+        left, budget = costs[0].group(3), costs[0].group(4)
+        priced = [f"{m.group(1)} ({m.group(2)})" for m in costs]
+        verb = "costs" if len(priced) == 1 else "cost"
+        return f"{_names(priced)} {verb} more than the {left} left of the run's {budget} budget"
+    return "; ".join(dict.fromkeys(parts))
+
+
+def explain_escalation(
+    view: RunView,
+    stuck: Mapping[str, str],
+    *,
+    why: str,
+    fallback: str,
+    risk_blocked: Sequence[str] = (),
+) -> str:
+    """The reason of an escalation, for a person: what cannot be done and why, why no lesser
+    goal helps, and how to resume (``orchestra resume RUN --answer ...``)."""
+    c, state = view.graph, view.state
+    lines: list[str] = []
+    for step, reason in stuck.items():
+        desc = c.steps[step].description if step in c.steps else ""
+        lines.append(
+            f"step {step!r}{f' ({desc})' if desc else ''} cannot be done: {_plain(reason)}"
+        )
+    if not lines:
+        lines.append(why)
+    tried = [g for g in c.fallback_order if g not in (state.goal,)]
+    if tried and stuck:
+        need = [g for g in tried if any(s in c.goals[g].required for s in stuck)]
+        if need:
+            lines.append(
+                f"no lesser goal helps: {_names([repr(g) for g in need])} "
+                f"{'needs' if len(need) == 1 else 'need'} {_names(list(stuck))} too"
+            )
+        else:
+            lines.append(fallback)
+    else:
+        lines.append(fallback)
+    rid = state.run_id
+    hints: list[str] = []
+    if risk_blocked:
+        hints.append(f"--answer approve (let {_names(list(risk_blocked))} past the limit)")
+    others = [s for s in stuck if s not in risk_blocked]
+    if others and any(_COSTS.match(p.strip()) for s in others for p in stuck[s].split(";")):
+        hints.append("--budget USD --answer retry (with a larger budget)")
+    elif others:
+        hints.append(f"--answer retry (try {_names(others)} again)")
+    if stuck:
+        hints.append(f"--answer 'output:{next(iter(stuck))}={{...}}' (done by hand)")
+    hints.append("--answer goal:NAME (settle for a declared goal)")
+    lines.append(f"to resume: orchestra resume {rid} " + " | ".join(hints))
+    return ". ".join(line[:1].upper() + line[1:] for line in lines) + "."
 
 
 def add_substitute(c: CompiledGraph, step: str, sub: Any, picked: Mapping[str, str]) -> None:

@@ -595,13 +595,17 @@ class _Run:
         self.s.llm_calls += choice.llm_calls
         if choice.goal is None:
             self.s.status = "escalated"
-            self.s.reason = f"{why}; {choice.reason}"
-            self.s.escalation = planner.escalation_info(
+            risk = self.r._risk.name if self.r._risk is not None else None
+            info = planner.escalation_info(self.view, why, self.stuck, risk)
+            self.s.reason = planner.explain_escalation(
                 self.view,
-                self.s.reason,
                 self.stuck,
-                self.r._risk.name if self.r._risk is not None else None,
+                why=why,
+                fallback=choice.reason,
+                risk_blocked=info.risk_blocked,
             )
+            info.reason = self.s.reason
+            self.s.escalation = info
             self.decide("escalate", self.s.reason)
             return False
         dropped = [
