@@ -30,6 +30,8 @@ _STYLE = {
     "escalate": "red reverse",
     "complete": "green reverse",
     "resume": "blue bold",
+    "backtrack": "yellow bold",
+    "compensate": "magenta bold",
 }
 
 
