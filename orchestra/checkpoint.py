@@ -302,19 +302,12 @@ class SaverCheckpointer:
 
 
 _DELTA = "delta"
-# fields of a RunState written whole in every delta (small); the lists and maps that grow
-# with the run travel as what was added or changed
-_HEAD = (
-    "status",
-    "goal",
-    "tried_goals",
-    "spent_usd",
-    "llm_calls",
-    "reason",
-    "budget_usd",
-    "escalation",
-    "approved",
-)
+# fields of a RunState that a delta carries as what was added or changed (they grow with
+# the run), and those written only with the whole state (they never change); every other
+# field is small and written whole in every delta
+_GROWING = frozenset({"decisions", "completed", "attempts"})
+_FIXED = frozenset({"run_id", "graph", "input", "origin"})
+_HEAD = tuple(f for f in RunState.model_fields if f not in _GROWING | _FIXED)
 
 
 class _Saved:

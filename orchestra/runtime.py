@@ -35,10 +35,11 @@ from pydantic import BaseModel
 
 from orchestra import planner, tracing
 from orchestra.demotion import choose_fallback
-from orchestra.errors import RunInputError
+from orchestra.errors import MissingStepInput, RunInputError
 from orchestra.executors.base import Executor, StepOutcome, StepTask
 from orchestra.executors.local import LocalExecutor
 from orchestra.graph import MAIN_GOAL, CompiledGraph, GoalSpec, Graph
+from orchestra.lease import LeaseKeeper, default_holder
 from orchestra.logs import get_logger
 from orchestra.models.base import ChatModel
 from orchestra.monitors import (
@@ -54,6 +55,7 @@ from orchestra.monitors import (
 from orchestra.monitors.base import gather_signals, is_incremental
 from orchestra.results import (
     HUMAN,
+    Compensation,
     Decision,
     DecisionKind,
     RunResult,
@@ -88,6 +90,8 @@ class Runner:
         max_amount: float | None = None,
         checkpointer: Any = None,
         on_decision: DecisionHook | None = None,
+        lease_ttl_s: float = 15.0,
+        lease_holder: str | None = None,
     ):
         self.executor: Executor = executor or LocalExecutor()
         self.health = health or HealthBoard()
@@ -99,6 +103,8 @@ class Runner:
         self.max_attempts = max_attempts
         self.checkpointer = checkpointer
         self.on_decision = on_decision
+        self.lease_ttl_s = lease_ttl_s
+        self.lease_holder = lease_holder
         self._risk = next((m for m in self.monitors if isinstance(m, RiskMonitor)), None)
 
     # ------------------------------------------------------------------ public
@@ -126,7 +132,22 @@ class Runner:
             budget_usd=budget_usd,
             origin=dict(origin or {}),
         )
-        return await _Run(self, compiled, state, budget_usd).execute()
+        run = _Run(self, compiled, state, budget_usd)
+        run.lease = await self._take_lease(state.run_id)
+        return await run.execute()
+
+    def _lease_url(self) -> str:
+        return str(getattr(self.checkpointer, "url", None) or "memory://")
+
+    async def _take_lease(self, run_id: str) -> LeaseKeeper:
+        """The run's lease (:class:`~orchestra.errors.RunLeaseHeld` if another driver has it)."""
+        keeper = await LeaseKeeper.acquire(
+            self._lease_url(), run_id, self.lease_holder or default_holder(), self.lease_ttl_s
+        )
+        fence = getattr(self.executor, "fence", None)
+        if fence is not None:  # the executor tags what it sends with the fencing token
+            fence(run_id, keeper.lease.token)
+        return keeper
 
     async def resume(
         self,
@@ -153,6 +174,31 @@ class Runner:
         state = state.model_copy(deep=True)
         if state.status in ("completed", "demoted"):
             raise RunInputError(f"run {state.run_id} already {state.status}: nothing to resume")
+        # One driver at a time: take the run's lease, then read the run as it is now (a
+        # driver that held it until a moment ago may have moved it on, or finished it).
+        lease = await self._take_lease(state.run_id)
+        try:
+            return await self._resume_leased(compiled, state, lease, budget_usd, answer)
+        except BaseException:
+            await lease.release()
+            raise
+
+    async def _resume_leased(
+        self,
+        compiled: CompiledGraph,
+        state: RunState,
+        lease: LeaseKeeper,
+        budget_usd: float | None,
+        answer: str | None,
+    ) -> RunResult:
+        if self.checkpointer is not None:
+            stored: RunState | None = await self.checkpointer.load(state.run_id)
+            if stored is not None and (
+                stored.status != state.status or len(stored.decisions) > len(state.decisions)
+            ):
+                state = stored.model_copy(deep=True)
+        if state.status in ("completed", "demoted"):
+            raise RunInputError(f"run {state.run_id} already {state.status}: nothing to resume")
         if state.graph != compiled.name:
             raise RunInputError(
                 f"run {state.run_id} is a run of graph {state.graph!r}, not {compiled.name!r}"
@@ -162,6 +208,7 @@ class Runner:
         run = _Run(
             self, compiled, state, budget_usd if budget_usd is not None else state.budget_usd
         )
+        run.lease = lease
         if answer is not None:
             if was != "escalated" or state.escalation is None:
                 raise RunInputError(
@@ -236,7 +283,14 @@ class _Run:
         self.refused: dict[tuple[str, str], str] = {}  # (step, skill) -> why it may not run
         self.stuck: dict[str, str] = {}  # step -> why it has no route (when the run is stuck)
         self.view = planner.RunView(
-            compiled, state, max_attempts=runner.max_attempts, refused=self.refused
+            compiled,
+            state,
+            max_attempts=runner.max_attempts,
+            refused=self.refused,
+            budget_usd=budget_usd,
+            policy_monitors=frozenset(
+                {"budget", runner._risk.name if runner._risk is not None else "risk"}
+            ),
         )
         # incremental monitoring (see orchestra.monitors.base): the health board's position
         # after the last round, the incremental monitors' signals per (monitor, skill), the
@@ -249,6 +303,7 @@ class _Run:
         self.node_index: tuple[
             int, dict[str, list[tuple[str, str]]], dict[str, list[tuple[str, str]]]
         ] = (-1, {}, {})
+        self.lease: LeaseKeeper | None = None  # released when the run stops driving
         self.log = log.bind(run_id=state.run_id, graph=compiled.name)
 
     # ------------------------------------------------------------------ bookkeeping
@@ -287,6 +342,8 @@ class _Run:
         self.view.completed(rec.step)
 
     async def checkpoint(self) -> None:
+        if self.lease is not None:
+            await self.lease.ensure()  # a driver that lost the run writes nothing
         if self.r.checkpointer is not None:
             await self.r.checkpointer.save(self.s)
 
@@ -450,9 +507,21 @@ class _Run:
                 cost=route.cost,
             )
         key = f"{step}:{skill}"
-        self.s.attempts[key] = self.s.attempts.get(key, 0) + 1
         self.dispatched.add(step)
         sk = self.c.skill(skill)
+        arguments: dict[str, Any] = {}
+        if not sk.milestone:
+            try:
+                arguments = planner.arguments(self.c, self.s, step, skill)
+            except MissingStepInput as exc:
+                # what an earlier (rerouted) step returned does not feed this one: a step
+                # failure, healed by reroute, backtracking, demotion or escalation
+                self.refused[(step, skill)] = str(exc)
+                self.s.attempts[key] = self.r.max_attempts
+                self.failed_last[step] = (skill, "input")
+                self.decide("fail", str(exc), step=step, skill=skill, error_kind="input")
+                return
+        self.s.attempts[key] = self.s.attempts.get(key, 0) + 1
         if sk.milestone:
             task_ = asyncio.ensure_future(_milestone())
         else:
@@ -468,7 +537,7 @@ class _Run:
                 run_id=self.s.run_id,
                 step_id=step,
                 skill=skill,
-                arguments=planner.arguments(self.c, self.s, step, skill),
+                arguments=arguments,
                 attempt=self.s.attempts[key],
                 timeout_s=sk.timeout_s,
             )
@@ -580,17 +649,116 @@ class _Run:
                     return True
                 continue
             if option.kind == "backtrack":
-                continue  # the hook proposes; nothing acts on it yet
+                # False: a compensation failed and the run escalated
+                return await self.backtrack(option.detail, option.reason)
             self.stuck = dict(plan.stuck)
             return await self.demote_or_escalate(planner.stuck_reason(plan, halts), option.goals)
         return False
+
+    async def backtrack(self, bt: planner.Backtrack, reason: str) -> bool:
+        """Abandon completed steps for a route that exists: compensate each (reverse
+        completion order), then forget it.  False (the run escalated) if one cannot be undone."""
+        self.s.backtracks.append(bt.signature)
+        self.decide("backtrack", reason, cost=bt.cost)
+        for u in bt.abandon:
+            if u.compensation is not None and not await self.compensate(u):
+                self.s.status = "escalated"
+                self.s.reason = (
+                    f"backtracking: {u.compensation} could not undo {u.skill} at {u.step}; "
+                    f"a human must undo it, then answer retry"
+                )
+                self.stuck = {u.step: self.s.reason}
+                self.s.escalation = planner.escalation_info(
+                    self.view,
+                    self.s.reason,
+                    self.stuck,
+                    self.r._risk.name if self.r._risk is not None else None,
+                )
+                self.view.refresh()
+                self.decide("escalate", self.s.reason)
+                return False
+            del self.s.completed[u.step]
+            self.failed_last.pop(u.step, None)
+        self.view.refresh()  # steps were taken back: the frontier and weights start over
+        await self.checkpoint()
+        return True
+
+    async def compensate(self, u: planner.Undo) -> bool:
+        """Run ``u.compensation`` to undo what ``u.skill`` did at ``u.step`` (through the
+        executor, with the step's arguments and output); up to ``max_attempts`` calls."""
+        assert u.compensation is not None
+        rec = self.s.completed[u.step]
+        try:
+            args = planner.arguments(self.c, self.s, u.step, u.skill)
+        except (RunInputError, MissingStepInput):
+            args = {}
+        args.update(rec.output)
+        sk = self.c.skill(u.compensation)
+        error = ""
+        for attempt in range(1, self.r.max_attempts + 1):
+            task = StepTask(
+                run_id=self.s.run_id,
+                step_id=u.step,
+                skill=sk.name,
+                arguments=args,
+                attempt=attempt,
+                timeout_s=sk.timeout_s,
+            )
+            with tracing.compensation_span(
+                u.step,
+                run_id=self.s.run_id,
+                skill=sk.name,
+                undoes=u.skill,
+                attributes={"orchestra.cost": sk.cost, "orchestra.attempt": attempt},
+            ) as span:
+                task.trace_context = tracing.inject_context()
+                outcome = await self.r.executor.execute(task, sk)
+                if not outcome.ok and outcome.error is not None:
+                    tracing.mark_error(span, outcome.error.message, _kind(outcome.error.type))
+            self.s.spent_usd += outcome.cost_usd
+            if outcome.ok:
+                self.s.compensations.append(Compensation(step=u.step, skill=u.skill, by=sk.name))
+                self.decide(
+                    "compensate",
+                    f"{sk.name} undid what {u.skill} did at {u.step}",
+                    step=u.step,
+                    skill=sk.name,
+                    cost=sk.cost,
+                )
+                return True
+            assert outcome.error is not None
+            error = outcome.error.message
+            self.decide(
+                "fail", error, step=u.step, skill=sk.name, error_kind=_kind(outcome.error.type)
+            )
+        self.s.compensations.append(
+            Compensation(step=u.step, skill=u.skill, by=sk.name, ok=False, reason=error)
+        )
+        return False
+
+    async def set_aside(self, goal: GoalSpec) -> None:
+        """Work beyond a demoted ``goal``: compensated where it can be, listed where not."""
+        for u, undoable in planner.beyond_goal(self.view, goal, self.r.health):
+            rec = self.s.completed[u.step]
+            if not (undoable and await self.compensate(u)):
+                self.s.extra.append(rec)
+                self.decide(
+                    "note",
+                    f"{u.skill} at {u.step} is beyond {goal.name!r} and was not undone; "
+                    f"listed in extra_steps",
+                    step=u.step,
+                    skill=u.skill,
+                )
+            del self.s.completed[u.step]
+        self.view.refresh()
+        await self.checkpoint()
 
     async def demote_or_escalate(
         self, why: str, reachable: Sequence[tuple[str, list[str]]] | None = None
     ) -> bool:
         """Returns True if the run continues toward a lesser goal."""
         if reachable is None:
-            reachable = planner.reachable_fallbacks(self.view, self.running())
+            reachable = planner.reachable_fallbacks(self.view, self.running(), self.r.health)
         self.s.tried_goals.append(self.s.goal)
         choice = await choose_fallback(
             self.r.demotion_model,
@@ -602,13 +770,17 @@ class _Run:
         self.s.llm_calls += choice.llm_calls
         if choice.goal is None:
             self.s.status = "escalated"
-            self.s.reason = f"{why}; {choice.reason}"
-            self.s.escalation = planner.escalation_info(
+            risk = self.r._risk.name if self.r._risk is not None else None
+            info = planner.escalation_info(self.view, why, self.stuck, risk)
+            self.s.reason = planner.explain_escalation(
                 self.view,
-                self.s.reason,
                 self.stuck,
-                self.r._risk.name if self.r._risk is not None else None,
+                why=why,
+                fallback=choice.reason,
+                risk_blocked=info.risk_blocked,
             )
+            info.reason = self.s.reason
+            self.s.escalation = info
             self.decide("escalate", self.s.reason)
             return False
         dropped = [
@@ -623,6 +795,7 @@ class _Run:
             f"{why}; demoted to {choice.goal!r}: {choice.reason}"
             + (f"; steps not run: {', '.join(dropped)}" if dropped else ""),
         )
+        await self.set_aside(self.c.goals[choice.goal])
         return True
 
     # ------------------------------------------------------------------ resuming
@@ -755,6 +928,28 @@ class _Run:
     # ------------------------------------------------------------------ the loop
 
     async def execute(self) -> RunResult:
+        lease = self.lease
+        try:
+            if lease is None:
+                return await self._execute()
+            main = asyncio.ensure_future(self._execute())
+
+            def stop(_exc: BaseException) -> None:
+                main.cancel()
+
+            lease.start(on_lost=stop)
+            try:
+                return await main
+            except asyncio.CancelledError:
+                if lease.lost is not None:
+                    self.log.warning("lease lost: this driver stops", reason=str(lease.lost))
+                    raise lease.lost from None
+                raise
+        finally:
+            if lease is not None:
+                await lease.release()
+
+    async def _execute(self) -> RunResult:
         if not self.s.completed and not self.s.decisions:
             await self.checkpoint()  # a run whose driver dies on its first step can resume
         with tracing.run_span(self.c.name, self.s.run_id) as span:
@@ -819,6 +1014,8 @@ class _Run:
             spent_usd=self.s.spent_usd,
             llm_calls=self.s.llm_calls,
             wall_ms=(time.perf_counter() - self.t0) * 1e3,
+            extra_steps=list(self.s.extra),
+            compensations=list(self.s.compensations),
         )
 
 
