@@ -15,6 +15,7 @@ __all__ = [
     "RunState",
     "RunStatus",
     "StepRecord",
+    "UnknownEffect",
 ]
 
 HUMAN = "human"
@@ -63,10 +64,27 @@ class StepRecord(BaseModel):
     worker: str | None = None
 
 
+class UnknownEffect(BaseModel):
+    """A call of a skill that is not idempotent whose outcome nobody can tell (its worker,
+    the broker or the driver was lost while it ran): only a human can say if it took effect."""
+
+    step: str
+    skill: str
+    attempt: int
+    token: int
+    reason: str
+
+
 class EscalationInfo(BaseModel):
-    """Why a run escalated, and what a human's answer can act on."""
+    """Why a run escalated, and what a human's answer can act on.
+
+    ``kind`` is ``unknown_outcome`` when a side effect may or may not have happened
+    (``unknown`` names the calls): answer ``done:{json}`` or ``not-done``.
+    """
 
     reason: str
+    kind: Literal["stuck", "unknown_outcome"] = "stuck"
+    unknown: list[UnknownEffect] = Field(default_factory=list)
     steps: dict[str, str] = Field(default_factory=dict)  # stuck step -> why it has no route
     risk_blocked: list[str] = Field(default_factory=list)  # steps a risk limit stopped
     goals: list[str] = Field(default_factory=list)  # goals declared by the graph
@@ -95,6 +113,7 @@ class RunState(BaseModel):
     origin: dict[str, Any] = Field(default_factory=dict)
     escalation: EscalationInfo | None = None
     approved: list[str] = Field(default_factory=list)
+    unknown: dict[str, UnknownEffect] = Field(default_factory=dict)  # step -> unknown call
 
 
 class RunResult(BaseModel):
