@@ -111,7 +111,36 @@ def dead_letter_raw(queue: str, raw: bytes | str, reason: str, payload: Any = No
 
 
 class Channel(kredis.Channel):  # type: ignore[misc]
-    """A Redis channel that dead-letters what it cannot decode instead of dying."""
+    """A Redis channel that dead-letters what it cannot decode instead of dying, and that
+    survives a broker restart mid-step.
+
+    On a lost connection kombu closes the channel's transport (its ``connection.client``
+    becomes ``None``) while a task of that channel may still be running; acknowledging or
+    restoring it later rebuilds a connection pool from ``connection.client.hostname`` and
+    ends the worker with ``AttributeError: 'NoneType' object has no attribute 'hostname'``.
+    This channel remembers its connection parameters and reuses them then.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._orchestra_params: dict[bool, dict[str, Any]] = {}
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        for asynchronous in (False, True):
+            try:
+                self._connparams(asynchronous=asynchronous)
+            except Exception:  # not fatal: computed again when needed
+                continue
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        try:
+            params: dict[str, Any] = super()._connparams(asynchronous=asynchronous)  # type: ignore[no-untyped-call]
+        except AttributeError:
+            cached = self._orchestra_params.get(asynchronous)
+            if cached is None or self.connection.client is not None:
+                raise
+            log.warning("broker connection closed under a channel; reusing its parameters")
+            return dict(cached)
+        self._orchestra_params[asynchronous] = dict(params)
+        return params
 
     def _brpop_read(self, **options: Any) -> bool:
         try:
