@@ -318,3 +318,38 @@ class TestGarbageMessages:
         g.step("s", [SK["slow_write"]], inputs={"token": "$input.token", "delay": "$input.delay"})
         result = await run_on(fleet, g, {"token": rid, "delay": 0}, rid)
         assert not isinstance(result, Exception) and result.status == "completed"
+
+
+class TestWarmShutdown:
+    async def test_a_worker_stopped_right_after_a_run_exports_its_spans(self, fleet: Fleet) -> None:
+        """Spans wait in each pool process's batch exporter (here for up to a minute); a warm
+        shutdown (SIGTERM) right after the run must export them before the processes exit."""
+        from tracing.otlp import HttpReceiver  # tests/tracing: the OTLP/HTTP test receiver
+
+        receiver = HttpReceiver().start()
+        try:
+            fleet.env.pop("OTEL_SDK_DISABLED", None)
+            fleet.env.update(
+                {
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.base_url,
+                    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                    "OTEL_BSP_SCHEDULE_DELAY": "60000",
+                    "OTEL_SERVICE_NAME": "orchestra-worker",
+                }
+            )
+            (worker,) = fleet.start(1)
+            rid = unique("flush")
+            g = Graph("one")
+            g.step(
+                "s", [SK["slow_write"]], inputs={"token": "$input.token", "delay": "$input.delay"}
+            )
+            result = await run_on(fleet, g, {"token": rid, "delay": 0}, rid)
+            assert not isinstance(result, Exception) and result.status == "completed"
+            fleet.stop(worker)
+            assert worker.proc.returncode is not None
+            spans = receiver.wait_for(
+                lambda got: any(s.name == "execute_tool slow_write" for s in got), timeout=30
+            )
+            assert any(s.service == "orchestra-worker" for s in spans)
+        finally:
+            receiver.stop()
