@@ -354,13 +354,15 @@ async def _run(f: _Fleet, g: Graph, data: dict[str, Any], run_id: str) -> str:
 
 
 def _cli(f: _Fleet, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "orchestra", "run", *args, "-q"],
-        env=f.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    log = f.tmp / f"driver-{uuid.uuid4().hex[:8]}.log"
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "orchestra", "run", *args, "-q"],
+            env=f.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
 
 async def _fault(f: _Fleet, fault: str, trial: int) -> _Outcome:
@@ -443,7 +445,9 @@ async def _judge(f: _Fleet, out: _Outcome) -> dict[str, int]:
     return figures
 
 
-async def _bench(trials: int, on_trial: Any = None) -> dict[str, Any]:
+async def _bench(
+    trials: int, on_trial: Any = None, only: tuple[str, ...] = (), keep: Path | None = None
+) -> dict[str, Any]:
     total = {"duplicate_effects": 0, "lost_steps": 0, "false_done": 0}
     runs = {"completed": 0, "escalated": 0, "demoted": 0}
     per_fault: dict[str, dict[str, Any]] = {
@@ -456,7 +460,17 @@ async def _bench(trials: int, on_trial: Any = None) -> dict[str, Any]:
         for trial in range(trials):
             for fault in FAULTS:
                 before = f.deaths
-                out = await _fault(f, fault, trial)
+                if only and fault not in only:
+                    continue
+                try:
+                    out = await _fault(f, fault, trial)
+                except RuntimeError as exc:  # the fault could not be injected: say so
+                    out = _Outcome("", {}, "failed")
+                    if on_trial is not None:
+                        on_trial(trial, fault, f"failed: {exc}", {})
+                    await asyncio.to_thread(f.check_workers)
+                    per_fault[fault]["runs"]["failed"] += 1
+                    continue
                 await asyncio.sleep(0.5)
                 await asyncio.to_thread(f.check_workers)
                 figures = await _judge(f, out)
@@ -472,6 +486,12 @@ async def _bench(trials: int, on_trial: Any = None) -> dict[str, Any]:
                 if on_trial is not None:
                     on_trial(trial, fault, out.status, figures)
         deaths = f.deaths
+        if keep is not None:
+            import shutil
+
+            keep.mkdir(parents=True, exist_ok=True)
+            for p in f.tmp.glob("*.log"):
+                shutil.copy(p, keep / p.name)
     return {
         "trials": trials,
         "duplicate_effects": total["duplicate_effects"],
@@ -483,9 +503,12 @@ async def _bench(trials: int, on_trial: Any = None) -> dict[str, Any]:
     }
 
 
-def run_chaos_bench(trials: int = 3, on_trial: Any = None) -> dict[str, Any]:
-    """Run the benchmark (see the module doc); returns the JSON figures."""
-    return asyncio.run(_bench(trials, on_trial))
+def run_chaos_bench(
+    trials: int = 3, on_trial: Any = None, only: tuple[str, ...] = (), keep: Path | None = None
+) -> dict[str, Any]:
+    """Run the benchmark (see the module doc); returns the JSON figures.  ``only`` limits
+    it to some faults; ``keep`` copies the logs (tools, workers, drivers) there."""
+    return asyncio.run(_bench(trials, on_trial, only, keep))
 
 
 def register(app: typer.Typer) -> None:
@@ -496,6 +519,12 @@ def register(app: typer.Typer) -> None:
         ] = 3,
         json_out: Annotated[
             Path | None, typer.Option("--json", help="Write the figures as JSON here")
+        ] = None,
+        only: Annotated[
+            list[str], typer.Option("--only", help="Inject only this fault (repeatable)")
+        ] = [],  # noqa: B006
+        keep_logs: Annotated[
+            Path | None, typer.Option("--keep-logs", help="Copy every log here at the end")
         ] = None,
     ) -> None:
         """Kill pool processes, Redis and drivers mid-step; push garbage; count side effects."""
@@ -512,12 +541,20 @@ def register(app: typer.Typer) -> None:
                 highlight=False,
             )
 
-        r = run_chaos_bench(trials, progress)
-        table = Table(title=f"chaos: {r['trials']} trials × {len(FAULTS)} faults, two workers")
-        for col in ("fault", "runs", "completed", "escalated", "duplicates", "lost", "false done",
-                    "worker deaths"):  # fmt: skip
+        unknown = sorted(set(only) - set(FAULTS))
+        if unknown:
+            raise typer.BadParameter(f"no fault {unknown[0]!r} (faults: {', '.join(FAULTS)})")
+        r = run_chaos_bench(trials, progress, tuple(only), keep_logs)
+        table = Table(
+            title=f"chaos: {r['trials']} trials, two workers (dupl. = duplicate effects, "
+            f"false = false done)"
+        )
+        table.add_column("fault")
+        for col in ("runs", "compl.", "escal.", "dupl.", "lost", "false", "deaths"):
             table.add_column(col, justify="right")
         for name, pf in r["per_fault"].items():
+            if not pf["trials"]:
+                continue
             table.add_row(name, str(pf["trials"]), str(pf["runs"]["completed"]),
                           str(pf["runs"]["escalated"]), str(pf["duplicate_effects"]),
                           str(pf["lost_steps"]), str(pf["false_done"]),

@@ -84,8 +84,16 @@ class WorkerContext:
         self.loop()
         client: tuple[redis.Redis, Any, Any] | None = getattr(self._local, "redis", None)
         if client is None:
+            from redis.backoff import ExponentialBackoff
+            from redis.retry import Retry
+
+            # ride out a Redis restart mid-step: the outcome of a step that ran is still stored
             r = redis.Redis.from_url(
-                self.settings.result_backend, socket_timeout=10.0, socket_connect_timeout=2.0
+                self.settings.result_backend,
+                socket_timeout=10.0,
+                socket_connect_timeout=2.0,
+                retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 12),
+                retry_on_error=[redis.ConnectionError, redis.TimeoutError],
             )
             client = (r, r.register_script(store.BEGIN), r.register_script(store.FINISH))
             self._local.redis = client
