@@ -63,6 +63,7 @@ FAULTS = (
 )
 
 _LOG_ENV = "ORCHESTRA_CHAOS_LOG"
+_CHARGES = ("chaos_charge", "chaos_alt_charge")
 
 
 class Effect(BaseModel):
@@ -95,13 +96,13 @@ async def chaos_write(token: str, delay: float = 0.0) -> Effect:
     return await _effect("chaos_write", token, delay)
 
 
-@skill(cost=0.001, latency_ms=1000, capability="chaos.charge", timeout_s=5, idempotent=False)
+@skill(cost=0.001, latency_ms=2000, capability="chaos.charge", timeout_s=5, idempotent=False)
 async def chaos_charge(token: str, delay: float = 0.0) -> Effect:
     """Charge a card (not idempotent)."""
     return await _effect("chaos_charge", token, delay)
 
 
-@skill(cost=0.01, latency_ms=1000, capability="chaos.charge", timeout_s=5, idempotent=False)
+@skill(cost=0.01, latency_ms=2000, capability="chaos.charge", timeout_s=5, idempotent=False)
 async def chaos_alt_charge(token: str, delay: float = 0.0) -> Effect:
     """Charge through the dearer provider (not idempotent)."""
     return await _effect("chaos_alt_charge", token, delay)
@@ -279,14 +280,15 @@ class _Fleet:
             return []
         return [ln.split() for ln in self.side_log.read_text().splitlines() if ln]
 
-    async def started(self, skill_name: str, token: str, timeout: float = 60) -> int:
+    async def started(self, skills: tuple[str, ...], token: str, timeout: float = 60) -> int:
+        """The pid of the process that started one of ``skills`` for ``token``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for e in self.side():
-                if e[:3] == ["start", skill_name, token]:
+                if e[0] == "start" and e[1] in skills and e[2] == token:
                     return int(e[3])
             await asyncio.sleep(0.02)
-        raise RuntimeError(f"{skill_name} never started for {token}")
+        raise RuntimeError(f"{' or '.join(skills)} never started for {token}")
 
 
 @contextlib.contextmanager
@@ -376,14 +378,14 @@ async def _fault(f: _Fleet, fault: str, trial: int) -> _Outcome:
             "kill_pool_charge_alt": (chaos_charge, chaos_alt_charge),
         }[fault]
         task = asyncio.ensure_future(_run(f, one_step(*skills), data, rid))
-        pid = await f.started(skills[0].name, tokens["s"])
+        pid = await f.started(tuple(k.name for k in skills), tokens["s"])
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         return _Outcome(rid, tokens, await task)
     if fault == "redis_restart":
         data["delay"] = 2.0
         task = asyncio.ensure_future(_run(f, one_step(chaos_charge, chaos_alt_charge), data, rid))
-        await f.started("chaos_charge", tokens["s"])
+        await f.started(_CHARGES, tokens["s"])
         await asyncio.to_thread(f.restart_redis, 1.0)
         return _Outcome(rid, tokens, await task)
     if fault == "garbage":
@@ -403,7 +405,7 @@ async def _fault(f: _Fleet, fault: str, trial: int) -> _Outcome:
     data = {"t1": tokens["s1"], "t2": tokens["s2"], "t3": tokens["s3"], "delay": 1.0}
     driver = _cli(f, __file__, "--fleet", "--run-id", rid, "-i", json.dumps(data))
     try:
-        await f.started("chaos_charge", tokens["s2"], timeout=120)
+        await f.started(_CHARGES, tokens["s2"], timeout=120)
     finally:
         driver.kill()
         driver.wait(timeout=10)
