@@ -90,19 +90,19 @@ async def _effect(name: str, token: str, delay: float) -> Effect:
     return Effect(token=token, skill=name, pid=pid)
 
 
-@skill(cost=0.001, latency_ms=1000, capability="chaos.write", timeout_s=5)
+@skill(cost=0.001, latency_ms=1000, capability="chaos.write", timeout_s=4)
 async def chaos_write(token: str, delay: float = 0.0) -> Effect:
     """Write a record (idempotent: a second write of the same token changes nothing)."""
     return await _effect("chaos_write", token, delay)
 
 
-@skill(cost=0.001, latency_ms=2000, capability="chaos.charge", timeout_s=5, idempotent=False)
+@skill(cost=0.001, latency_ms=2000, capability="chaos.charge", timeout_s=4, idempotent=False)
 async def chaos_charge(token: str, delay: float = 0.0) -> Effect:
     """Charge a card (not idempotent)."""
     return await _effect("chaos_charge", token, delay)
 
 
-@skill(cost=0.01, latency_ms=2000, capability="chaos.charge", timeout_s=5, idempotent=False)
+@skill(cost=0.01, latency_ms=2000, capability="chaos.charge", timeout_s=4, idempotent=False)
 async def chaos_alt_charge(token: str, delay: float = 0.0) -> Effect:
     """Charge through the dearer provider (not idempotent)."""
     return await _effect("chaos_alt_charge", token, delay)
@@ -385,8 +385,17 @@ async def _fault(f: _Fleet, fault: str, trial: int) -> _Outcome:
     if fault == "redis_restart":
         data["delay"] = 2.0
         task = asyncio.ensure_future(_run(f, one_step(chaos_charge, chaos_alt_charge), data, rid))
+        # Redis goes down while the charge runs and comes back (empty) only after the charge
+        # finished: its reply and its stored outcome are lost with it
         await f.started(_CHARGES, tokens["s"])
-        await asyncio.to_thread(f.restart_redis, 1.0)
+        await asyncio.to_thread(f.stop_redis)
+        deadline = time.monotonic() + 30
+        while not any(e[0] == "done" and e[2] == tokens["s"] for e in f.side()):
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(f.start_redis)
         return _Outcome(rid, tokens, await task)
     if fault == "garbage":
         import redis
@@ -464,6 +473,7 @@ async def _bench(
                 before = f.deaths
                 if only and fault not in only:
                     continue
+                t0 = time.monotonic()
                 try:
                     out = await _fault(f, fault, trial)
                 except RuntimeError as exc:  # the fault could not be injected: say so
@@ -486,7 +496,7 @@ async def _bench(
                 if out.status in runs:
                     runs[out.status] += 1
                 if on_trial is not None:
-                    on_trial(trial, fault, out.status, figures)
+                    on_trial(trial, fault, f"{out.status} ({time.monotonic() - t0:.0f} s)", figures)
         deaths = f.deaths
         if keep is not None:
             import shutil
@@ -538,7 +548,7 @@ def register(app: typer.Typer) -> None:
         def progress(trial: int, fault: str, status: str, figures: dict[str, int]) -> None:
             bad = {k: v for k, v in figures.items() if v}
             console.print(
-                f"[dim]trial {trial + 1}/{trials}[/] {fault:<26} {status:<10}"
+                f"[dim]trial {trial + 1}/{trials}[/] {fault:<26} {status:<16}"
                 + (f" [red]{bad}[/]" if bad else ""),
                 highlight=False,
             )

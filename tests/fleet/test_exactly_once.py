@@ -233,14 +233,19 @@ class TestRedisRestartMidStep:
     async def test_workers_survive_a_redis_restart_and_the_charge_happens_once(
         self, fleet: Fleet
     ) -> None:
-        """Restart Redis while a charge runs: no worker exits; the run completes (or stops
-        and is resumed) and exactly one of the two charge candidates ever completes."""
+        """Restart Redis while a charge runs, and keep it down until the charge has
+        finished (its reply and stored outcome are lost with Redis): no worker exits; the
+        run completes, or stops saying the outcome is unknown and is resumed, and exactly
+        one of the two charge candidates ever completes."""
         workers = fleet.start(2)
         rid = unique("redis")
         g = charge_step("slow_charge", "alt_charge")
         task = asyncio.ensure_future(run_on(fleet, g, {"token": rid, "delay": 2.0}, rid))
         await fleet.await_side("start", "slow_charge", rid)
-        await asyncio.to_thread(fleet.redis.restart, 1.0)
+        await asyncio.to_thread(fleet.redis.stop)
+        await fleet.await_side("done", "slow_charge", rid)
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(fleet.redis.start)
         result = await task
         if isinstance(result, Exception):
             assert "Redis" in str(result)
