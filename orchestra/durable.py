@@ -118,6 +118,8 @@ class DurableStore:
                 self.target, timeout=30.0, isolation_level=None, check_same_thread=False
             )
             conn.execute("PRAGMA journal_mode=WAL")
+            # as the checkpoints: a commit survives the process, not a power cut
+            conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
         self._local.conn, self._local.pid = conn, os.getpid()
         for attempt in range(3):
