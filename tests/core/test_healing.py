@@ -155,7 +155,9 @@ class TestSubstitutesFit:
         r = await Runner().run(g, {}, budget_usd=0.005)
         assert r.status == "escalated"
         assert retriever.asked == 0
-        assert "stripe costs $0.0100" in r.reason and "budget" in r.reason
+        assert (
+            "stripe ($0.0100) costs more than the $0.0050 left" in r.reason and "budget" in r.reason
+        )
         assert len(r.reason) < 400
 
 
