@@ -40,6 +40,7 @@ from orchestra.errors import MissingStepInput, RunInputError
 from orchestra.executors.base import Executor, StepOutcome, StepTask
 from orchestra.executors.local import LocalExecutor
 from orchestra.graph import MAIN_GOAL, CompiledGraph, GoalSpec, Graph
+from orchestra.lease import LeaseKeeper, default_holder
 from orchestra.models.base import ChatModel
 from orchestra.monitors import (
     HealthBoard,
@@ -89,6 +90,8 @@ class Runner:
         max_amount: float | None = None,
         checkpointer: Any = None,
         on_decision: DecisionHook | None = None,
+        lease_ttl_s: float = 15.0,
+        lease_holder: str | None = None,
     ):
         self.executor: Executor = executor or LocalExecutor()
         self.health = health or HealthBoard()
@@ -100,6 +103,8 @@ class Runner:
         self.max_attempts = max_attempts
         self.checkpointer = checkpointer
         self.on_decision = on_decision
+        self.lease_ttl_s = lease_ttl_s
+        self.lease_holder = lease_holder
         self._risk = next((m for m in self.monitors if isinstance(m, RiskMonitor)), None)
 
     # ------------------------------------------------------------------ public
@@ -127,7 +132,22 @@ class Runner:
             budget_usd=budget_usd,
             origin=dict(origin or {}),
         )
-        return await _Run(self, compiled, state, budget_usd).execute()
+        run = _Run(self, compiled, state, budget_usd)
+        run.lease = await self._take_lease(state.run_id)
+        return await run.execute()
+
+    def _lease_url(self) -> str:
+        return str(getattr(self.checkpointer, "url", None) or "memory://")
+
+    async def _take_lease(self, run_id: str) -> LeaseKeeper:
+        """The run's lease (:class:`~orchestra.errors.RunLeaseHeld` if another driver has it)."""
+        keeper = await LeaseKeeper.acquire(
+            self._lease_url(), run_id, self.lease_holder or default_holder(), self.lease_ttl_s
+        )
+        fence = getattr(self.executor, "fence", None)
+        if fence is not None:  # the executor tags what it sends with the fencing token
+            fence(run_id, keeper.lease.token)
+        return keeper
 
     async def resume(
         self,
@@ -154,6 +174,31 @@ class Runner:
         state = state.model_copy(deep=True)
         if state.status in ("completed", "demoted"):
             raise RunInputError(f"run {state.run_id} already {state.status}: nothing to resume")
+        # One driver at a time: take the run's lease, then read the run as it is now (a
+        # driver that held it until a moment ago may have moved it on, or finished it).
+        lease = await self._take_lease(state.run_id)
+        try:
+            return await self._resume_leased(compiled, state, lease, budget_usd, answer)
+        except BaseException:
+            await lease.release()
+            raise
+
+    async def _resume_leased(
+        self,
+        compiled: CompiledGraph,
+        state: RunState,
+        lease: LeaseKeeper,
+        budget_usd: float | None,
+        answer: str | None,
+    ) -> RunResult:
+        if self.checkpointer is not None:
+            stored: RunState | None = await self.checkpointer.load(state.run_id)
+            if stored is not None and (
+                stored.status != state.status or len(stored.decisions) > len(state.decisions)
+            ):
+                state = stored.model_copy(deep=True)
+        if state.status in ("completed", "demoted"):
+            raise RunInputError(f"run {state.run_id} already {state.status}: nothing to resume")
         if state.graph != compiled.name:
             raise RunInputError(
                 f"run {state.run_id} is a run of graph {state.graph!r}, not {compiled.name!r}"
@@ -163,6 +208,7 @@ class Runner:
         run = _Run(
             self, compiled, state, budget_usd if budget_usd is not None else state.budget_usd
         )
+        run.lease = lease
         if answer is not None:
             if was != "escalated" or state.escalation is None:
                 raise RunInputError(
@@ -246,6 +292,7 @@ class _Run:
                 {"budget", runner._risk.name if runner._risk is not None else "risk"}
             ),
         )
+        self.lease: LeaseKeeper | None = None  # released when the run stops driving
         self.log = log.bind(run_id=state.run_id, graph=compiled.name)
 
     # ------------------------------------------------------------------ bookkeeping
@@ -279,6 +326,8 @@ class _Run:
         return {s for s, _, _ in self.inflight.values()}
 
     async def checkpoint(self) -> None:
+        if self.lease is not None:
+            await self.lease.ensure()  # a driver that lost the run writes nothing
         if self.r.checkpointer is not None:
             await self.r.checkpointer.save(self.s)
 
@@ -751,6 +800,28 @@ class _Run:
     # ------------------------------------------------------------------ the loop
 
     async def execute(self) -> RunResult:
+        lease = self.lease
+        try:
+            if lease is None:
+                return await self._execute()
+            main = asyncio.ensure_future(self._execute())
+
+            def stop(_exc: BaseException) -> None:
+                main.cancel()
+
+            lease.start(on_lost=stop)
+            try:
+                return await main
+            except asyncio.CancelledError:
+                if lease.lost is not None:
+                    self.log.warning("lease lost: this driver stops", reason=str(lease.lost))
+                    raise lease.lost from None
+                raise
+        finally:
+            if lease is not None:
+                await lease.release()
+
+    async def _execute(self) -> RunResult:
         if not self.s.completed and not self.s.decisions:
             await self.checkpoint()  # a run whose driver dies on its first step can resume
         with tracing.run_span(self.c.name, self.s.run_id) as span:

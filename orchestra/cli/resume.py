@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from orchestra.errors import ExecutorError, RunInputError, SpecError
+from orchestra.errors import ExecutorError, LeaseLost, RunInputError, RunLeaseHeld, SpecError
 from orchestra.results import RunResult
 
 __all__ = ["register", "resume_run"]
@@ -141,6 +141,13 @@ def register(app: typer.Typer) -> None:
                     budget=budget,
                 )
             )
-        except (SpecError, RunInputError, ValueError, ExecutorError) as exc:
+        except (
+            SpecError,
+            RunInputError,
+            ValueError,
+            ExecutorError,
+            RunLeaseHeld,
+            LeaseLost,
+        ) as exc:
             fail_with(console, exc)
         finish(console, result, json_out)
