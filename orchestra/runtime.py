@@ -587,7 +587,7 @@ class _Run:
                 attributes={"orchestra.cost": sk.cost, "orchestra.attempt": attempt},
             ) as span:
                 task.trace_context = tracing.inject_context()
-                outcome = await self.r.executor.execute(task, sk)
+                outcome = await self._send(task, sk)
                 if not outcome.ok and outcome.error is not None:
                     tracing.mark_error(span, outcome.error.message, _kind(outcome.error.type))
             self.s.spent_usd += outcome.cost_usd
@@ -610,6 +610,11 @@ class _Run:
             Compensation(step=u.step, skill=u.skill, by=sk.name, ok=False, reason=error)
         )
         return False
+
+    async def _send(self, task: StepTask, sk: Any) -> StepOutcome:
+        """Send a compensating call to the executor: the path a step's call takes (a skill
+        that is not idempotent belongs in the effects journal here too)."""
+        return await self.r.executor.execute(task, sk)
 
     async def set_aside(self, goal: GoalSpec) -> None:
         """Work beyond a demoted ``goal``: compensated where it can be, listed where not."""
