@@ -12,10 +12,11 @@ One iteration:
    risk veto is a failure: the skill's circuit opens, its weight becomes ∞, and the next
    iteration routes around it from where the run stands.  Completed steps are never re-run.
 
-When no route is left: first a catalog substitute whose inputs the step can fill (when the
-runner or the graph has a retriever), then a half-open trial of a circuit that opened during
-this run, then goal demotion (one LLM call), then escalation.  Every one of these is a line
-in the decision log.
+When no route is left: first a catalog substitute that fits the step (when the runner or
+the graph has a retriever), then a half-open trial of a circuit that opened during this run,
+then backtracking (completed steps abandoned, their compensations run in reverse completion
+order), then goal demotion (one LLM call; work beyond the lesser goal compensated or listed
+in ``extra_steps``), then escalation.  Every one of these is a line in the decision log.
 
 Every decision (the frontier, the route, the recovery ladder) is a pure function in
 :mod:`orchestra.planner`; this module is the loop around them and owns the I/O: futures,
