@@ -12,10 +12,11 @@ One iteration:
    risk veto is a failure: the skill's circuit opens, its weight becomes ∞, and the next
    iteration routes around it from where the run stands.  Completed steps are never re-run.
 
-When no route is left: first a catalog substitute whose inputs the step can fill (when the
-runner or the graph has a retriever), then a half-open trial of a circuit that opened during
-this run, then goal demotion (one LLM call), then escalation.  Every one of these is a line
-in the decision log.
+When no route is left: first a catalog substitute that fits the step (when the runner or
+the graph has a retriever), then a half-open trial of a circuit that opened during this run,
+then backtracking (completed steps abandoned, their compensations run in reverse completion
+order), then goal demotion (one LLM call; work beyond the lesser goal compensated or listed
+in ``extra_steps``), then escalation.  Every one of these is a line in the decision log.
 
 Every decision (the frontier, the route, the recovery ladder) is a pure function in
 :mod:`orchestra.planner`; this module is the loop around them and owns the I/O: futures,
@@ -669,7 +670,7 @@ class _Run:
                 attributes={"orchestra.cost": sk.cost, "orchestra.attempt": attempt},
             ) as span:
                 task.trace_context = tracing.inject_context()
-                outcome = await self.r.executor.execute(task, sk)
+                outcome = await self._send(task, sk)
                 if not outcome.ok and outcome.error is not None:
                     tracing.mark_error(span, outcome.error.message, _kind(outcome.error.type))
             self.s.spent_usd += outcome.cost_usd
@@ -692,6 +693,11 @@ class _Run:
             Compensation(step=u.step, skill=u.skill, by=sk.name, ok=False, reason=error)
         )
         return False
+
+    async def _send(self, task: StepTask, sk: Any) -> StepOutcome:
+        """Send a compensating call to the executor: the path a step's call takes (a skill
+        that is not idempotent belongs in the effects journal here too)."""
+        return await self.r.executor.execute(task, sk)
 
     async def set_aside(self, goal: GoalSpec) -> None:
         """Work beyond a demoted ``goal``: compensated where it can be, listed where not."""
