@@ -42,13 +42,15 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import BaseModel
 
-from orchestra.graph import Graph
 from orchestra.skills import skill
+
+if TYPE_CHECKING:
+    from orchestra.graph import Graph
 
 __all__ = ["FAULTS", "graph", "register", "run_chaos_bench"]
 
@@ -113,6 +115,8 @@ def _io(token: str) -> dict[str, str]:
 
 
 def one_step(*skills: Any, name: str = "chaos_one") -> Graph:
+    from orchestra.graph import Graph
+
     g = Graph(name)
     g.step("s", list(skills), inputs=_io("t1"))
     return g
@@ -120,6 +124,8 @@ def one_step(*skills: Any, name: str = "chaos_one") -> Graph:
 
 def chain() -> Graph:
     """write → charge (or the alternative) → write: the graph the driver-kill faults run."""
+    from orchestra.graph import Graph
+
     g = Graph("chaos_chain")
     g.step("s1", [chaos_write], inputs=_io("t1"))
     g.step("s2", [chaos_charge, chaos_alt_charge], after="s1", inputs=_io("t2"))

@@ -13,12 +13,15 @@ same process (repeats of the two interleaved, the median kept):
 * ``fleet``: a private ``redis-server`` and two ``orchestra worker`` processes; a fan-out of
   ``--fleet-steps`` no-op steps through the fleet runner (checkpoints on, SQLite) against a
   bare Celery ``group`` of as many no-op tasks on the same workers; steps per second.
+* ``start``: wall seconds of ``python -c "import orchestra"`` and ``orchestra --help`` (best
+  of three), next to a bare ``python -c pass``.
 
 JSON (``--json OUT``)::
 
     {"chain": {"<n>": {"orchestra_ms_per_step", "langgraph_ms_per_step", "ratio"}},
      "fanout": {"<n>": {...}}, "checkpoint_bytes_per_step": {"<n>": ...},
-     "fleet": {"orchestra_steps_per_s", "celery_steps_per_s", "ratio"}}
+     "fleet": {"orchestra_steps_per_s", "celery_steps_per_s", "ratio"},
+     "start": {"import_s", "help_s", "python_s"}}
 """
 
 from __future__ import annotations
@@ -229,11 +232,32 @@ async def _fleet_measure(settings: Any, steps: int) -> dict[str, float]:
     }
 
 
+def _start() -> dict[str, float]:
+    import subprocess
+    import sys
+
+    def best(cmd: list[str]) -> float:
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            times.append(time.perf_counter() - t0)
+        return round(min(times), 3)
+
+    py = sys.executable
+    return {
+        "import_s": best([py, "-c", "import orchestra"]),
+        "help_s": best([py, "-m", "orchestra", "--help"]),
+        "python_s": best([py, "-c", "pass"]),
+    }
+
+
 def run_overhead_bench(
     sizes: list[int], *, fleet_steps: int = 1000, fleet: bool = True
 ) -> dict[str, Any]:
     """Measure (see the module doc); returns the figures."""
     out: dict[str, Any] = {"chain": {}, "fanout": {}, "checkpoint_bytes_per_step": {}}
+    out["start"] = _start()
     with tempfile.TemporaryDirectory(prefix="orchestra-overhead-") as tmp:
         folder = Path(tmp)
         for n in sizes:
@@ -294,6 +318,11 @@ def register(app: typer.Typer) -> None:
                     f"{r['checkpoint_bytes_per_step'][str(n)]:,.0f}" if shape == "chain" else "",
                 )
         console.print(table)
+        st = r["start"]
+        console.print(
+            f"start: import orchestra {st['import_s']:.2f} s, orchestra --help {st['help_s']:.2f} s "
+            f"(bare python {st['python_s']:.2f} s)"
+        )
         if "fleet" in r:
             f = r["fleet"]
             console.print(
