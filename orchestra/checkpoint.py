@@ -228,6 +228,8 @@ class SaverCheckpointer:
         if found is None:
             return None
         state, seq, delta_bytes, _ = found
+        if run_id in self._last:
+            return state  # this checkpointer is writing the run: its own record stays the base
         saved = _Saved(
             tup.config["configurable"]["checkpoint_id"],
             tup.checkpoint["channel_versions"].get(_CHANNEL),

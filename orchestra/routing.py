@@ -40,34 +40,34 @@ INF = math.inf
 class Route:
     """A shortest path: node keys from the first source to the target sink, and its cost.
 
-    A route that follows a precomputed static path keeps that part unmaterialised until
-    :attr:`nodes` is read, so that choosing the next hop does not cost the path's length;
-    :meth:`head`, :attr:`last` and ``len()`` read it without materialising it.
+    A route read from memoised distances keeps the nodes after its first unmaterialised
+    until :attr:`nodes` is read, so that choosing the next hop does not cost the path's
+    length; :meth:`head`, :attr:`last` and ``len()`` read it without materialising it.
     """
 
-    __slots__ = ("_length", "_nodes", "_rest", "cost")
+    __slots__ = ("_length", "_more", "_nodes", "cost")
 
     def __init__(
         self,
         nodes: Sequence[Hashable],
         cost: float,
         *,
-        rest: Callable[[], tuple[Hashable, ...]] | None = None,
+        more: Callable[[int | None], tuple[Hashable, ...]] | None = None,
         length: int | None = None,
         last: Hashable = None,
     ):
         self._nodes: tuple[Hashable, ...] = tuple(nodes)
-        self._rest = rest
-        self._length = len(self._nodes) if rest is None or length is None else length
+        self._more = more  # the nodes after ``_nodes[:-1]``, at most the given number
+        self._length = len(self._nodes) if more is None or length is None else length
         self.cost = cost
-        if rest is not None:
+        if more is not None:
             self._nodes = (*self._nodes, last)  # the last node is known; the middle is not
 
     @property
     def nodes(self) -> tuple[Hashable, ...]:
-        if self._rest is not None:
-            self._nodes = (*self._nodes[:-1], *self._rest())
-            self._rest = None
+        if self._more is not None:
+            self._nodes = (*self._nodes[:-1], *self._more(None))
+            self._more = None
         return self._nodes
 
     @property
@@ -80,9 +80,10 @@ class Route:
 
     def head(self, n: int) -> tuple[Hashable, ...]:
         """The first ``n`` nodes (all of them if the route is shorter)."""
-        if self._rest is not None and n >= len(self._nodes) - 1:
-            return self.nodes[:n]
-        return self._nodes[:n]
+        if self._more is None:
+            return self._nodes[:n]
+        known = self._nodes[:-1]
+        return (*known, *self._more(max(0, n - len(known))))[:n]
 
     def __len__(self) -> int:
         return self._length
@@ -114,12 +115,12 @@ class RouteGraph:
     _extra: list[float] = field(default_factory=list)
     _factor: list[float] = field(default_factory=list)
     _potentials: dict[int, list[float]] = field(default_factory=dict)
-    # per target: each node's next hop on a static shortest path (-1: none), with its weight
-    _tight: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
-    # per target: whether every node after this one on its static path carries no dynamic weight
-    _clean: dict[int, dict[int, bool]] = field(default_factory=dict)
-    # per target: hops and static cost from each node along its static path
-    _tails: dict[int, dict[int, tuple[int, float]]] = field(default_factory=dict)
+    # per target: each node's distance to it under the current weights (leaving the node),
+    # its next hop and the hops left, computed on demand; a weight change forgets the nodes
+    # upstream of it
+    _dyn: dict[int, dict[int, tuple[float, int, int]]] = field(default_factory=dict)
+    _dyn_version: int = 0
+    _cyclic: bool = False
 
     # ------------------------------------------------------------------ building
 
@@ -146,9 +147,9 @@ class RouteGraph:
 
     def _forget_static(self) -> None:
         self._potentials.clear()
-        self._tight.clear()
-        self._clean.clear()
-        self._tails.clear()
+        self._dyn.clear()
+        self._dyn_version += 1
+        self._cyclic = False
 
     def __contains__(self, key: object) -> bool:
         return key in self._index
@@ -186,16 +187,18 @@ class RouteGraph:
         if extra < 0 or not factor >= 1:
             raise ValueError("dynamic weight must add: extra >= 0 and factor >= 1")
         i = self._index[key]
-        if (self._extra[i] == 0.0 and self._factor[i] == 1.0) != (extra == 0.0 and factor == 1.0):
-            self._clean.clear()
+        if self._extra[i] == extra and self._factor[i] == factor:
+            return
         self._extra[i] = extra
         self._factor[i] = factor
+        self._forget_upstream(i)
 
     def reset_dynamic(self) -> None:
         for i in range(len(self._keys)):
             self._extra[i] = 0.0
             self._factor[i] = 1.0
-        self._clean.clear()
+        self._dyn.clear()
+        self._dyn_version += 1
 
     def blocked(self, key: Hashable) -> bool:
         return self._factor[self._index[key]] == INF
@@ -223,72 +226,84 @@ class RouteGraph:
             self._potentials[t] = pot
         return pot
 
-    def _tight_of(self, t: int) -> list[tuple[int, float]]:
-        """Each node's next hop on a static shortest path to ``t``, ties broken as the search
-        breaks them (cheaper edge, then lower index)."""
-        tight = self._tight.get(t)
-        if tight is None:
-            pot = self.potential(self._keys[t])
-            tight = []
-            for u, succ in enumerate(self._succ):
-                best: tuple[float, float, int] | None = None
-                if u != t and pot[u] != INF:
-                    for v, w in succ:
-                        if pot[v] == INF:
-                            continue
-                        cand = (w + pot[v], w, v)
-                        if best is None or cand < best:
-                            best = cand
-                tight.append((best[2], best[1]) if best is not None else (-1, 0.0))
-            self._tight[t] = tight
-        return tight
+    def _forget_upstream(self, v: int) -> None:
+        """The weight into ``v`` changed: forget the distances of the nodes that can reach it."""
+        if not self._dyn:
+            return
+        self._dyn_version += 1
+        pred = self._pred
+        for memo in self._dyn.values():
+            todo = [v]
+            while todo:
+                for p, _ in pred[todo.pop()]:
+                    if memo.pop(p, None) is not None:
+                        todo.append(p)
 
-    def _clean_from(self, u: int, t: int, tight: list[tuple[int, float]]) -> bool:
-        """Whether every node after ``u`` on its static path to ``t`` has no dynamic weight
-        (then that path is still a shortest one from ``u``)."""
-        memo = self._clean.setdefault(t, {})
-        extra, factor = self._extra, self._factor
-        walk: list[int] = []
-        v, ok = u, True
-        while v != t:
-            hit = memo.get(v)
-            if hit is not None:
-                ok = hit
-                break
-            walk.append(v)
-            nxt = tight[v][0]
-            if nxt == -1 or extra[nxt] != 0.0 or factor[nxt] != 1.0:
-                ok = False
-                memo[v] = False
-                walk.pop()
-                break
-            v = nxt
-        for x in walk:
-            memo[x] = ok
+    def _dynamic(self, u: int, t: int) -> tuple[float, int, int] | None:
+        """(distance from ``u`` to ``t`` under the current weights, next hop, hops), or
+        ``None`` when the graph has a cycle (then only the search applies).
+
+        A depth-first pass over what ``u`` reaches, memoised per target: after a weight
+        change only the nodes upstream of it are computed again.  Ties go to the cheaper
+        next edge, then to the node added first.
+        """
+        if self._cyclic:
+            return None
+        memo = self._dyn.setdefault(t, {})
+        hit = memo.get(u)
+        if hit is not None:
+            return hit
+        succ, extra, factor = self._succ, self._extra, self._factor
+        memo[t] = (0.0, -1, 0)
+        stack: list[tuple[int, int]] = [(u, 0)]
+        open_: set[int] = {u}
+        while stack:
+            v, i = stack[-1]
+            edges = succ[v]
+            if v != t and i < len(edges):
+                stack[-1] = (v, i + 1)
+                x = edges[i][0]
+                if x in memo or factor[x] == INF:
+                    continue
+                if x in open_:
+                    self._cyclic = True
+                    self._dyn.clear()
+                    return None
+                stack.append((x, 0))
+                open_.add(x)
+                continue
+            stack.pop()
+            open_.discard(v)
+            if v == t:
+                continue
+            best: tuple[float, float, int] = (INF, INF, -1)
+            hops = 0
+            for x, w in edges:
+                fx = factor[x]
+                if fx == INF:
+                    continue
+                d = memo[x]
+                if d[0] == INF:
+                    continue
+                hop = (w + extra[x]) * fx
+                cand = (hop + d[0], hop, x)
+                if cand < best:
+                    best, hops = cand, d[2] + 1
+            memo[v] = (best[0], best[2], hops)
         return memo[u]
 
-    def _follow(self, u: int, t: int, tight: list[tuple[int, float]]) -> tuple[Hashable, ...]:
-        """The keys after ``u`` on its static path to ``t``."""
-        out, v = [], u
-        while v != t:
-            v = tight[v][0]
+    def _follow(self, u: int, t: int, version: int, limit: int | None) -> tuple[Hashable, ...]:
+        """At most ``limit`` keys after ``u`` on its path to ``t`` (as computed at
+        ``version``); all of them for ``None``."""
+        if version != self._dyn_version:
+            raise RuntimeError("a route's nodes were read after the weights changed")
+        memo = self._dyn[t]
+        out: list[Hashable] = []
+        v = u
+        while v != t and (limit is None or len(out) < limit):
+            v = memo[v][1]
             out.append(self._keys[v])
         return tuple(out)
-
-    def _tail_of(self, u: int, t: int, tight: list[tuple[int, float]]) -> tuple[int, float]:
-        """Hops and static cost from ``u`` to ``t`` along ``tight`` (memoised per target)."""
-        memo = self._tails.setdefault(t, {})
-        walk: list[int] = []
-        v = u
-        while v != t and v not in memo:
-            walk.append(v)
-            v = tight[v][0]
-        hops, cost = (0, 0.0) if v == t else memo[v]
-        for x in reversed(walk):
-            hops += 1
-            cost = tight[x][1] + cost
-            memo[x] = (hops, cost)
-        return memo[u] if u != t else (0, 0.0)
 
     def route(self, sources: Mapping[Hashable, float], target: Hashable) -> Route | None:
         """Cheapest path from any of ``sources`` (each with its entry cost) to ``target``.
@@ -296,8 +311,13 @@ class RouteGraph:
         The entry cost of a source is added to the dynamic weight of entering it.  Returns
         ``None`` when no finite path exists under the current weights.
         """
-        pot = self.potential(target)
         t = self._index[target]
+        if not self._cyclic:
+            found = self._route_dag(sources, t)
+            if found is not False:
+                assert found is not True
+                return found
+        pot = self.potential(target)
         succ, extra, factor = self._succ, self._extra, self._factor
         best: dict[int, float] = {}
         parent: dict[int, int] = {}
@@ -312,7 +332,6 @@ class RouteGraph:
                 parent[i] = -1
                 heapq.heappush(heap, (g + pot[i], g, i))
         done: set[int] = set()
-        tight = self._tight_of(t)
         while heap:
             _, g, u = heapq.heappop(heap)
             if u in done or g > best.get(u, INF):
@@ -323,22 +342,6 @@ class RouteGraph:
                     path.append(parent[path[-1]])
                 path.reverse()
                 return Route(tuple(self._keys[i] for i in path), g)
-            if self._clean_from(u, t, tight):
-                # on a static shortest path that nothing dynamic weighs on: following it costs
-                # exactly the lower bound, so it is a shortest path (and its cost is known)
-                path = [u]
-                while parent[path[-1]] != -1:
-                    path.append(parent[path[-1]])
-                path.reverse()
-                keys = self._keys
-                hops, rest_cost = self._tail_of(u, t, tight)
-                return Route(
-                    tuple(keys[i] for i in path),
-                    g + rest_cost,
-                    rest=functools.partial(self._follow, u, t, tight),
-                    length=len(path) + hops,
-                    last=keys[t],
-                )
             done.add(u)
             for v, w in succ[u]:
                 if v in done:
@@ -352,6 +355,38 @@ class RouteGraph:
                     parent[v] = u
                     heapq.heappush(heap, (ng + pot[v], ng, v))
         return None
+
+    def _route_dag(self, sources: Mapping[Hashable, float], t: int) -> Route | bool | None:
+        """:meth:`route` from the memoised distances; ``False`` if the graph has a cycle."""
+        extra, factor = self._extra, self._factor
+        best: tuple[float, float, int] | None = None
+        hops = 0
+        for key, entry in sources.items():
+            i = self._index[key]
+            g = (entry + extra[i]) * factor[i]
+            if not g < INF:  # blocked (a zero entry times ∞ is NaN)
+                continue
+            d = self._dynamic(i, t)
+            if d is None:
+                return False
+            if d[0] == INF:
+                continue
+            cand = (g + d[0], g, i)
+            if best is None or cand < best:
+                best, hops = cand, d[2]
+        if best is None:
+            return None
+        u = best[2]
+        keys = self._keys
+        if u == t:
+            return Route((keys[u],), best[0])
+        return Route(
+            (keys[u],),
+            best[0],
+            more=functools.partial(self._follow, u, t, self._dyn_version),
+            length=1 + hops,
+            last=keys[t],
+        )
 
     def reachable(self, sources: Iterable[Hashable], target: Hashable) -> bool:
         """Whether ``target`` can be reached from any source under the current weights."""

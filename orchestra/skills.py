@@ -14,6 +14,7 @@ or load one from a folder with a ``SKILL.md`` (see :mod:`orchestra.catalog`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import math
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
@@ -154,15 +155,31 @@ class Skill(BaseModel):
 
 
 def _kwargs_for(fn: Callable[..., Any], parsed: BaseModel) -> dict[str, Any]:
-    sig = inspect.signature(fn)
-    params = list(sig.parameters.values())
-    if len(params) == 1 and _annotation_is_model(fn, params[0].name):
-        return {params[0].name: parsed}
+    try:
+        whole, names, var_kw = _call_shape(fn)
+    except TypeError:  # an unhashable callable: read its signature every time
+        whole, names, var_kw = _call_shape.__wrapped__(fn)
+    if whole is not None:
+        return {whole: parsed}
     data = {name: getattr(parsed, name) for name in type(parsed).model_fields}
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+    if var_kw:
         data.update(parsed.model_extra or {})
         return data
-    return {k: v for k, v in data.items() if k in sig.parameters}
+    return {k: v for k, v in data.items() if k in names}
+
+
+@functools.lru_cache(maxsize=4096)
+def _call_shape(fn: Callable[..., Any]) -> tuple[str | None, frozenset[str], bool]:
+    """How ``fn`` takes its arguments (read once per function, not once per call): the name
+    of its one parameter if that takes the whole input model, its parameter names, and
+    whether it takes ``**kwargs``."""
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())
+    whole = (
+        params[0].name if len(params) == 1 and _annotation_is_model(fn, params[0].name) else None
+    )
+    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    return whole, frozenset(sig.parameters), var_kw
 
 
 def _annotation_is_model(fn: Callable[..., Any], name: str) -> bool:

@@ -62,6 +62,8 @@ class ProbeMonitor:
         if self._probed is None or self._probed[0] is not g or self._probed[1] != g.version:
             self._probed = (g, g.version, [s for s in g.skills_in_use() if s.probe is not None])
         probed = self._probed[2]
+        if not probed:
+            return []
         reasons = await asyncio.gather(*(self._probe(s.name, s.probe) for s in probed))
         return [
             Signal(

@@ -162,3 +162,30 @@ def test_a_route_along_an_untouched_static_path_matches_a_full_search(
             for u, v in zip(r.nodes, r.nodes[1:], strict=False)
         )
         assert r.cost == pytest.approx(total)
+
+
+def test_a_graph_with_a_cycle_is_routed_by_the_search() -> None:
+    """Distances are memoised on acyclic graphs only; a cycle falls back to the search."""
+    rg = RouteGraph()
+    rg.add_edge("a", "b", 1.0)
+    rg.add_edge("b", "a", 1.0)
+    rg.add_edge("b", "t", 5.0)
+    rg.add_edge("a", "t", 9.0)
+    r = rg.route({"a": 0.0}, "t")
+    assert r is not None and r.nodes == ("a", "b", "t") and r.cost == pytest.approx(6.0)
+    rg.set_dynamic("b", factor=math.inf)
+    r = rg.route({"a": 0.0}, "t")
+    assert r is not None and r.nodes == ("a", "t")
+
+
+def test_a_route_is_read_before_the_weights_change() -> None:
+    rg = RouteGraph()
+    for i in range(5):
+        rg.add_edge(i, i + 1, 1.0)
+    r = rg.route({0: 0.0}, 5)
+    assert r is not None and len(r) == 6
+    rg.set_dynamic(3, extra=1.0)
+    with pytest.raises(RuntimeError, match="after the weights changed"):
+        _ = r.nodes
+    again = rg.route({0: 0.0}, 5)
+    assert again is not None and again.nodes == (0, 1, 2, 3, 4, 5) and again.cost == 6.0
