@@ -78,7 +78,9 @@ class Runner:
     """Runs graphs. Holds what outlives one run: executor, health board, monitors, models.
 
     ``max_attempts`` bounds how often one skill is tried for one step in one run (the first
-    call, then half-open trials).
+    call, then half-open trials).  ``incremental=False`` runs every monitor on every skill
+    and re-weighs every node before each decision (the same decisions, at a cost that grows
+    with the run: for comparison and debugging).
     """
 
     def __init__(
@@ -95,6 +97,7 @@ class Runner:
         on_decision: DecisionHook | None = None,
         lease_ttl_s: float = 15.0,
         lease_holder: str | None = None,
+        incremental: bool = True,
     ):
         self.executor: Executor = executor or LocalExecutor()
         self.health = health or HealthBoard()
@@ -108,6 +111,7 @@ class Runner:
         self.on_decision = on_decision
         self.lease_ttl_s = lease_ttl_s
         self.lease_holder = lease_holder
+        self.incremental = incremental
         self._risk = next((m for m in self.monitors if isinstance(m, RiskMonitor)), None)
 
     # ------------------------------------------------------------------ public
@@ -363,7 +367,7 @@ class _Run:
         """
         c, board = self.c, self.r.health
         by_step, by_skill = self._nodes()
-        everything = self.health_mark is None or self.view.reweigh
+        everything = self.health_mark is None or self.view.reweigh or not self.r.incremental
         self.view.reweigh = False
         changed = None if everything else board.changed_since(self.health_mark or 0)
         self.health_mark = board.mark()
@@ -392,6 +396,7 @@ class _Run:
         fresh: list[Signal] = []  # this round's signals, for notes and halts
         local: list[list[Signal]] = []  # per monitor: signals about steps or the whole run
         moved: set[str] = set()  # skills whose signals differ from the last round's
+        reblocked: set[str] = set()  # ... and whether a signal blocks them changed too
         for i, (m, sigs) in enumerate(zip(self.r.monitors, per_monitor, strict=True)):
             if approved and risk is not None:
                 sigs = [
@@ -416,12 +421,18 @@ class _Run:
             mem = self.memo[i]
             gone = checked - per_skill.keys() if partial else mem.keys() - per_skill.keys()
             for k in gone:
-                if mem.pop(k, None) is not None:
+                old = mem.pop(k, None)
+                if old is not None:
                     moved.add(k)
+                    if _blocks(old):
+                        reblocked.add(k)
             for k, new in per_skill.items():
-                if mem.get(k) != new:
+                old = mem.get(k)
+                if old != new:
                     mem[k] = new
                     moved.add(k)
+                    if _blocks(old) != _blocks(new):
+                        reblocked.add(k)
         incremental = [is_incremental(m) for m in self.r.monitors]
         if everything:
             self.watch = set()
@@ -448,8 +459,16 @@ class _Run:
             skills: Iterable[str] = by_skill
         else:
             nodes = local_nodes | self.local_nodes
+            # a step running or done is routed through by no one: its nodes need new weights
+            # only when a block comes or goes (the steps left when every candidate is blocked)
+            running, done = self.running(), self.s.completed
             for k in moved:
-                nodes.update(by_skill.get(k, ()))
+                if k in reblocked:
+                    nodes.update(by_skill.get(k, ()))
+                else:
+                    nodes.update(
+                        n for n in by_skill.get(k, ()) if n[0] not in running and n[0] not in done
+                    )
             for st in (*self.dispatched, *ready):
                 nodes.update(by_step.get(st, ()))
             touched = list(nodes)
@@ -1270,6 +1289,10 @@ class _Run:
             extra_steps=list(self.s.extra),
             compensations=list(self.s.compensations),
         )
+
+
+def _blocks(signals: Sequence[Signal] | None) -> bool:
+    return signals is not None and any(sig.kind == "block" for sig in signals)
 
 
 _ROUTE_SHOWN = 12  # a decision names at most this many hops of its route

@@ -113,7 +113,8 @@ class TestSameDecisionsAsWholeRounds:
     @given(seed=st.integers(0, 100_000))
     def test_incremental_rounds_decide_as_whole_rounds_do(self, seed: int) -> None:
         """Two runs of the same graph with the same faults, one monitoring incrementally and
-        one looking at every skill every round, make the same decisions in the same order."""
+        one looking at every skill and weighing every node every round, make the same
+        decisions in the same order."""
         try:
             g1, budget = random_graph(seed)
             g2, _ = random_graph(seed)
@@ -123,9 +124,9 @@ class TestSameDecisionsAsWholeRounds:
             Runner(health=HealthBoard(), monitors=monitors()).run(g1, {}, budget_usd=budget)
         )
         r2 = asyncio.run(
-            Runner(health=ForgetfulBoard(), monitors=[Whole(m) for m in monitors()]).run(
-                g2, {}, budget_usd=budget
-            )
+            Runner(
+                health=ForgetfulBoard(), monitors=[Whole(m) for m in monitors()], incremental=False
+            ).run(g2, {}, budget_usd=budget)
         )
         assert (r1.status, r1.goal, r1.chosen) == (r2.status, r2.goal, r2.chosen)
         assert trail(r1.decisions) == trail(r2.decisions)
@@ -153,9 +154,9 @@ class TestSameDecisionsAsWholeRounds:
 
         r1 = asyncio.run(Runner(monitors=monitors()).run(graph(), {}))
         r2 = asyncio.run(
-            Runner(health=ForgetfulBoard(), monitors=[Whole(m) for m in monitors()]).run(
-                graph(), {}
-            )
+            Runner(
+                health=ForgetfulBoard(), monitors=[Whole(m) for m in monitors()], incremental=False
+            ).run(graph(), {})
         )
         assert r1.chosen == r2.chosen == {"s0": "a", "s1": "y", "s2": "w"}
         assert trail(r1.decisions) == trail(r2.decisions)
