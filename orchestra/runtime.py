@@ -37,6 +37,7 @@ from orchestra.executors.base import Executor, StepOutcome, StepTask
 from orchestra.executors.local import LocalExecutor
 from orchestra.graph import MAIN_GOAL, CompiledGraph, GoalSpec, Graph
 from orchestra.models.base import ChatModel
+from orchestra.models.budget import metering, use_ledger
 from orchestra.monitors import (
     HealthBoard,
     Monitor,
@@ -59,6 +60,7 @@ from orchestra.results import (
     StepRecord,
 )
 from orchestra.routing import INF, Route
+from orchestra.run_ledger import LedgerFactory, RunLedger, in_memory_ledger
 
 __all__ = ["Runner", "run", "run_sync"]
 
@@ -83,7 +85,8 @@ class Runner:
     """Runs graphs. Holds what outlives one run: executor, health board, monitors, models.
 
     ``max_attempts`` bounds how often one skill is tried for one step in one run (the first
-    call, then half-open trials).
+    call, then half-open trials).  ``ledger_factory`` makes each run's ledger (in process by
+    default; the fleet's keeps it in Redis for its workers): see :mod:`orchestra.run_ledger`.
     """
 
     def __init__(
@@ -98,8 +101,10 @@ class Runner:
         max_amount: float | None = None,
         checkpointer: Any = None,
         on_decision: DecisionHook | None = None,
+        ledger_factory: LedgerFactory | None = None,
     ):
         self.executor: Executor = executor or LocalExecutor()
+        self.ledger_factory: LedgerFactory = ledger_factory or in_memory_ledger
         self.health = health or HealthBoard()
         self.monitors: list[Monitor] = (
             list(monitors) if monitors is not None else default_monitors(max_amount=max_amount)
@@ -246,6 +251,7 @@ class _Run:
         self.refused: dict[tuple[str, str], str] = {}  # (step, skill) -> why it may not run
         self.stuck: dict[str, str] = {}  # step -> why it has no route (when the run is stuck)
         self.log = log.bind(run_id=state.run_id, graph=compiled.name)
+        self.spend: RunLedger | None = None  # the run's one ledger (made when it starts)
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -358,7 +364,7 @@ class _Run:
             health=self.r.health,
             ready=[ReadyStep(s, self.c.candidates[s], self.merged_arguments(s)) for s in ready],
             outputs={s: rec.output for s, rec in self.s.completed.items()},
-            spent_usd=self.s.spent_usd,
+            spent_usd=await self._committed_usd(),
             budget_usd=self.budget,
         )
         signals = await run_monitors(self.r.monitors, ctx)
@@ -381,6 +387,28 @@ class _Run:
                 self.notes_seen.add(sig.reason)
                 self.decide("note", sig.reason, skill=sig.skill, step=sig.step)
         return [s for s in signals if s.kind == "halt"]
+
+    async def _committed_usd(self) -> float:
+        """Spent plus held by steps in flight: what the budget no longer has."""
+        if self.spend is None:
+            return self.s.spent_usd
+        snap = await self.spend.snapshot()
+        return snap.spent_usd + snap.reserved_usd
+
+    async def reserve(self, step: str, skill: str) -> bool:
+        """Reserve the declared cost of ``skill`` at ``step`` before dispatch; a refusal is a
+        budget failure of that skill (never retried; the step routes around it)."""
+        sk = self.c.skill(skill)
+        if sk.milestone or self.spend is None:
+            return True
+        refusal = await self.spend.reserve_step(step, skill, sk.cost)
+        if refusal is None:
+            return True
+        self.refused[(step, skill)] = refusal
+        self.s.attempts[f"{step}:{skill}"] = self.r.max_attempts
+        self.failed_last[step] = (skill, "budget")
+        self.decide("fail", refusal, step=step, skill=skill, error_kind="budget")
+        return False
 
     def why_blocked(self, step: str, skill: str) -> str:
         refused = self.refused.get((step, skill))
@@ -488,6 +516,7 @@ class _Run:
                 arguments=self.arguments(step, skill),
                 attempt=self.s.attempts[key],
                 timeout_s=sk.timeout_s,
+                ledger="redis" if self.spend is not None and self.spend.shared else None,
             )
             task_ = asyncio.ensure_future(self._call(task, sk, route))
         self.inflight[task_] = (step, skill, time.perf_counter())
@@ -523,7 +552,7 @@ class _Run:
                 self.s.completed[step] = StepRecord(step=step, skill=skill, output={})
                 self.failed_last.pop(step, None)
                 continue
-            self.s.spent_usd += outcome.cost_usd
+            await self.book(step, skill, outcome)
             vetoes: list[Signal] = []
             if outcome.ok and self._risk_inspect is not None:
                 vetoes = [
@@ -542,7 +571,8 @@ class _Run:
                 self.failed_last.pop(step, None)
                 self.decide(
                     "succeed",
-                    f"{skill} answered in {outcome.duration_ms:.1f} ms",
+                    f"{skill} answered in {outcome.duration_ms:.1f} ms"
+                    + "".join(f"; {r}" for r in outcome.routes),
                     step=step,
                     skill=skill,
                 )
@@ -564,6 +594,17 @@ class _Run:
                 self.failed_last[step] = (skill, kind)
                 self.decide("fail", err, step=step, skill=skill, error_kind=kind)
             await self.checkpoint()
+
+    async def book(self, step: str, skill: str, outcome: StepOutcome) -> None:
+        """Settle the step's reservation; count its model calls; log any overrun."""
+        self.s.llm_calls += outcome.llm_calls
+        if self.spend is None:
+            self.s.spent_usd += outcome.cost_usd
+            return
+        notes = await self.spend.settle_step(step, skill, self.c.skill(skill).cost, outcome)
+        self.s.spent_usd = (await self.spend.snapshot()).spent_usd
+        for note in notes:
+            self.decide("overrun", note, step=step, skill=skill)
 
     @property
     def _risk_inspect(self) -> Callable[[str, Mapping[str, Any]], list[Signal]] | None:
@@ -601,7 +642,11 @@ class _Run:
                     available |= set(self.s.completed[a].output)
             query = st.description or step
             subs = retriever.substitutes(query, available, set(self.c.candidates[step]), 3)
+            # a substitute does the step's job: it shares a capability with its candidates
+            caps = {self.c.skill(k).capability for k in self.c.candidates[step]} - {""}
             for sub in subs:
+                if caps and sub.capability not in caps:
+                    continue
                 if self.r.health.status(sub.name) in ("down", "open"):
                     continue
                 self._add_candidate(step, sub)
@@ -653,14 +698,17 @@ class _Run:
                 continue
             if self.plan(g, self.ready_steps(g)).feasible and self._goal_consistent(g):
                 reachable.append((name, sorted(g.required, key=self.c.order.index)))
-        choice = await choose_fallback(
-            self.r.demotion_model,
-            graph=self.c.name,
-            why=why,
-            completed=list(self.s.completed),
-            reachable=reachable,
-        )
-        self.s.llm_calls += choice.llm_calls
+        with metering() as meter:
+            choice = await choose_fallback(
+                self.r.demotion_model,
+                graph=self.c.name,
+                why=why,
+                completed=list(self.s.completed),
+                reachable=reachable,
+            )
+        self.s.llm_calls += max(meter.llm_calls, choice.llm_calls)
+        if self.spend is not None:
+            self.s.spent_usd = (await self.spend.snapshot()).spent_usd
         if choice.goal is None:
             self.s.status = "escalated"
             self.s.reason = f"{why}; {choice.reason}"
@@ -840,8 +888,24 @@ class _Run:
     async def execute(self) -> RunResult:
         if not self.s.completed and not self.s.decisions:
             await self.checkpoint()  # a run whose driver dies on its first step can resume
-        with tracing.run_span(self.c.name, self.s.run_id) as span:
-            result = await self._loop()
+        if self.r.demotion_model is not None or any(
+            "agent" in self.c.skill(k).tags for ks in self.c.candidates.values() for k in ks
+        ):
+            from orchestra.models.backends import preload_litellm
+
+            preload_litellm()  # off the hot path: done before the first model call
+        self.spend = RunLedger(
+            await self.r.ledger_factory(self.s.run_id, self.budget, self.s.spent_usd), self.budget
+        )
+        with (
+            tracing.run_span(self.c.name, self.s.run_id) as span,
+            use_ledger(self.spend.ledger),
+        ):
+            try:
+                result = await self._loop()
+            finally:
+                await self.spend.release_all()
+                await self.spend.aclose()
             span.set_attribute("orchestra.status", result.status)
             span.set_attribute("orchestra.goal", result.goal)
             span.set_attribute("orchestra.cost", result.spent_usd)
@@ -888,7 +952,8 @@ class _Run:
                         continue
                     break
                 for step, (skill, route) in plan.choices.items():
-                    self.dispatch(step, skill, route, goal)
+                    if await self.reserve(step, skill):  # together: never over the budget
+                        self.dispatch(step, skill, route, goal)
                 if self.inflight:
                     await self.collect()
         finally:
@@ -911,6 +976,7 @@ class _Run:
             path=[r.skill for r in recs if r.skill == HUMAN or not self.c.skill(r.skill).milestone],
             decisions=list(self.s.decisions),
             spent_usd=self.s.spent_usd,
+            budget_usd=self.budget,
             llm_calls=self.s.llm_calls,
             wall_ms=(time.perf_counter() - self.t0) * 1e3,
         )
