@@ -34,7 +34,9 @@ def remote() -> Iterator[HttpEndpoint]:
     ep.stop()
 
 
-def _run(remote: HttpEndpoint, tmp_path: Path, budget: float) -> tuple[int, str, dict[str, Any]]:
+def _run(
+    remote: HttpEndpoint, tmp_path: Path, budget: float, **extra: str
+) -> tuple[int, str, dict[str, Any]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHESTRA_", "OTEL_"))}
     env.update(
         {
@@ -45,6 +47,7 @@ def _run(remote: HttpEndpoint, tmp_path: Path, budget: float) -> tuple[int, str,
             "ORCHESTRA_CHECKPOINT_URL": f"sqlite:///{tmp_path}/runs.sqlite",
             "OTEL_SDK_DISABLED": "true",
             "COLUMNS": "250",
+            **extra,
         }
     )
     out = tmp_path / f"result-{budget}.json"
@@ -119,3 +122,20 @@ def test_remote_tier_answers_when_the_budget_allows_and_the_log_says_why(
     assert "tier 1" in reason and "budget left" in reason, reason  # why this one
     assert f"llm_calls={result['llm_calls']}" in out
     assert "budget=$0.050000" in out and "left=$" in out, out
+
+
+def test_remote_tier_without_a_url_is_used(remote: HttpEndpoint, tmp_path: Path) -> None:
+    """A remote tier named without ``ORCHESTRA_REMOTE_MODEL_URL`` (litellm finds the provider's
+    endpoint itself, here from ``OPENAI_API_BASE``) is not mistaken for down: it answers."""
+    before = remote.stats().get("echo-remote", 0)
+    _code, out, result = _run(
+        remote,
+        tmp_path,
+        0.05,
+        ORCHESTRA_REMOTE_MODEL_URL="",
+        OPENAI_API_BASE=remote.base_url,
+        OPENAI_API_KEY="sk-test-no-url",
+    )
+    assert result["status"] == "completed", out
+    assert result["chosen"]["summarize"] == "agent.summarizer", out
+    assert remote.stats().get("echo-remote", 0) == before + 1
