@@ -89,6 +89,13 @@ class RunLedger:
         own = max(0.0, outcome.cost_usd - outcome.booked_usd)
         notes: list[str] = []
         over = 0.0
+        if res is None and own > 0:
+            # nothing reserved (a compensation, which the budget must not stop): book it all
+            # the same; past the limit it is an overrun
+            try:
+                res = await self.ledger.reserve(own, 0, label=f"{step}/{skill}")
+            except BudgetRefusal:
+                res = await self.ledger.reserve(0.0, 0, label=f"{step}/{skill}")
         if res is not None:
             if own == 0 and not outcome.ok:
                 await self.ledger.release(res)

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from orchestra.errors import ExecutorError, RunInputError, SpecError
+from orchestra.errors import ExecutorError, LeaseLost, RunInputError, RunLeaseHeld, SpecError
 from orchestra.results import Decision, RunResult
 
 __all__ = ["EXIT_CODES", "close_runner", "register"]
@@ -31,6 +31,8 @@ _STYLE = {
     "complete": "green reverse",
     "resume": "blue bold",
     "overrun": "red bold",
+    "backtrack": "yellow bold",
+    "compensate": "magenta bold",
 }
 
 
@@ -75,7 +77,11 @@ def spend_line(result: RunResult) -> str:
 
 
 def fail_with(console: Console, exc: Exception) -> NoReturn:
-    """Print a user-facing error and exit: 2 for bad input or spec, 5 for the executor."""
+    """Print a user-facing error and exit: 2 for bad input or spec (or a run another driver
+    holds), 5 for the executor (or a lease lost to another driver)."""
+    if isinstance(exc, LeaseLost):
+        console.print(f"[red bold]stopped:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_EXECUTOR) from None
     if isinstance(exc, ExecutorError):
         console.print(f"[red bold]executor error:[/] {exc}", highlight=False)
         raise typer.Exit(EXIT_EXECUTOR) from None
@@ -86,6 +92,11 @@ def fail_with(console: Console, exc: Exception) -> NoReturn:
 def finish(console: Console, result: RunResult, json_out: Path | None) -> NoReturn:
     """Print the run's summary, write its JSON if asked, exit with its status's code."""
     print_summary(console, result)
+    console.print(
+        f"[dim]see it: orchestra trace {result.run_id} (tree) · orchestra trace "
+        f"{result.run_id} -o run.svg (picture) · orchestra ui → http://127.0.0.1:8765/runs/{result.run_id}[/]",
+        highlight=False,
+    )
     if json_out:
         json_out.write_text(result.model_dump_json(indent=2))
     raise typer.Exit(EXIT_CODES.get(result.status, 1))
@@ -159,7 +170,14 @@ def register(app: typer.Typer) -> None:
                 result = asyncio.run(
                     _run(graph, input, scenario, down, fail, budget, fleet, console, quiet, run_id)
                 )
-        except (SpecError, RunInputError, ValueError, ExecutorError) as exc:
+        except (
+            SpecError,
+            RunInputError,
+            ValueError,
+            ExecutorError,
+            RunLeaseHeld,
+            LeaseLost,
+        ) as exc:
             fail_with(console, exc)
         finish(console, result, json_out)
 
@@ -178,7 +196,7 @@ async def _run(
 ) -> RunResult:
     import uuid
 
-    from orchestra.config import build_runner
+    from orchestra.building import build_runner
     from orchestra.loaders import load_any_graph
 
     data: dict[str, Any] = {}
