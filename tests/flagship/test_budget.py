@@ -96,7 +96,7 @@ def test_parallel_first_steps_reserve_together(remote: HttpEndpoint, tmp_path: P
     _code, out, result = _run(remote, tmp_path, 0.0001)
     assert result["spent_usd"] <= 0.0001, out
     assert result["status"] == "escalated", out
-    assert "of $0.0001 left" in result["reason"], out
+    assert "left of the run's $0.0001 budget" in result["reason"], out
     assert "budget=$0.000100" in out and "left=$" in out, out
 
 
