@@ -38,6 +38,7 @@ __all__ = [
     "ErrorKind",
     "LiteLLMChatModel",
     "Prices",
+    "import_litellm",
     "preload_litellm",
 ]
 
@@ -220,9 +221,21 @@ def preload_litellm() -> None:
     with _preload_lock:
         if _preload is None and _litellm.cache_info().currsize == 0:
             _preload = threading.Thread(
-                target=_litellm, name="orchestra-litellm-import", daemon=True
+                target=_preload_target, name="orchestra-litellm-import", daemon=True
             )
             _preload.start()
+
+
+def _preload_target() -> None:
+    try:
+        _litellm()
+    except BaseException:  # the first model call imports it again, and says why
+        return
+
+
+def import_litellm() -> None:
+    """Import litellm now (a worker at start, before its pool forks)."""
+    _litellm_loaded()
 
 
 def _litellm_loaded() -> Any:
