@@ -482,10 +482,7 @@ class _Run:
             task.step_id, run_id=task.run_id, skill=sk.name, attributes=attrs
         ) as span:
             task.trace_context = tracing.inject_context()
-            if sk.idempotent or self.lease is None:
-                outcome = await self.r.executor.execute(task, sk)
-            else:
-                outcome = await self._journalled(task, sk)
+            outcome = await self._send(task, sk)
             span.set_attribute("orchestra.duration_ms", outcome.duration_ms)
             if outcome.worker:
                 span.set_attribute("orchestra.worker", outcome.worker)
@@ -733,15 +730,19 @@ class _Run:
             self.decide(
                 "fail", error, step=u.step, skill=sk.name, error_kind=_kind(outcome.error.type)
             )
+            if outcome.error.type == "UnknownOutcome":
+                break  # it may have taken effect: never sent again; a human reconciles it
         self.s.compensations.append(
             Compensation(step=u.step, skill=u.skill, by=sk.name, ok=False, reason=error)
         )
         return False
 
     async def _send(self, task: StepTask, sk: Any) -> StepOutcome:
-        """Send a compensating call to the executor: the path a step's call takes (a skill
-        that is not idempotent belongs in the effects journal here too)."""
-        return await self.r.executor.execute(task, sk)
+        """Send a call (a step's, or a compensation's) to the executor; a skill that is not
+        idempotent goes through the effects journal."""
+        if sk.idempotent or self.lease is None:
+            return await self.r.executor.execute(task, sk)
+        return await self._journalled(task, sk)
 
     async def set_aside(self, goal: GoalSpec) -> None:
         """Work beyond a demoted ``goal``: compensated where it can be, listed where not."""
@@ -1125,7 +1126,9 @@ class _Run:
 
             preload_litellm()  # off the hot path: done before the first model call
         self.spend = RunLedger(
-            await self.r.ledger_factory(self.s.run_id, self.budget, self.s.spent_usd), self.budget
+            await self.r.ledger_factory(self.s.run_id, self.budget, self.s.spent_usd),
+            self.budget,
+            remake=lambda: self.r.ledger_factory(self.s.run_id, self.budget, self.s.spent_usd),
         )
         with (
             tracing.run_span(self.c.name, self.s.run_id) as span,
