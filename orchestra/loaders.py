@@ -153,7 +153,9 @@ def load_graph_yaml(path: str | Path, *, skills: SkillRegistry | None = None) ->
     """Load a graph declared in YAML; errors name the file and the field.
 
     Skills come from ``skills`` and/or the catalog folder named by the spec's ``catalog:``
-    key (relative to the YAML file).
+    key (relative to the YAML file).  The file is data: its catalog must lie inside the
+    file's own folder or under ``ORCHESTRA_TRUSTED_PATHS`` (:mod:`orchestra.trust`), or
+    :class:`~orchestra.errors.UntrustedPathError` is raised before anything is imported.
     """
     p = Path(path)
     try:
@@ -170,8 +172,12 @@ def load_graph_yaml(path: str | Path, *, skills: SkillRegistry | None = None) ->
     registry = SkillRegistry(skills.values() if skills else ())
     if spec.catalog:
         from orchestra.catalog import load_catalog
+        from orchestra.trust import check_trusted, trusted_roots
 
-        for sk in load_catalog((p.parent / spec.catalog).resolve()):
+        # A YAML graph is data: it may only name code inside its own folder (or a trusted one).
+        roots = trusted_roots(p.parent)
+        folder = check_trusted(p.parent / spec.catalog, roots, field="catalog", source=str(p))
+        for sk in load_catalog(folder, trusted=roots):
             registry.add(sk, replace=True)
     input_model = None
     if spec.input is not None:
