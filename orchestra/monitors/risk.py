@@ -6,7 +6,8 @@ Two places look at risk:
   about to be called with: an amount over ``max_amount`` blocks the step (a human must
   approve it, so the run escalates instead of paying).
 * :meth:`RiskMonitor.inspect_output` runs after a skill returned: output that carries a prompt
-  injection, or a payment card number, is treated as a failure of that skill (the run
+  injection (:mod:`orchestra.monitors.injection`: normalised text, overrides in several
+  languages, chat-template markers, fake tool calls, persona switches), or a payment card number, is treated as a failure of that skill (the run
   reroutes to another skill for the step and never passes that text on).  E-mail addresses
   and phone numbers give a ``note``.
 """
@@ -18,33 +19,14 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from orchestra.monitors.base import MonitorContext, Priority, Signal
+from orchestra.monitors.injection import detect_injection
+from orchestra.redact import luhn
 
 __all__ = ["RiskMonitor"]
 
-_INJECTION = re.compile(
-    r"(ignore\s+(all\s+)?(previous|prior|above)\s+(instructions|prompts?)"
-    r"|disregard\s+(all\s+)?(previous|prior|above)"
-    r"|you\s+are\s+now\s+(?:a|an|in)\b"
-    r"|reveal\s+(your\s+)?(system\s+prompt|instructions)"
-    r"|<\s*/?\s*system\s*>"
-    r"|BEGIN\s+(SYSTEM|ADMIN)\s+(PROMPT|OVERRIDE))",
-    re.IGNORECASE,
-)
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b")
 _PHONE = re.compile(r"(?<!\d)\+?\d[\d\s().-]{8,}\d(?!\d)")
 _CARD = re.compile(r"(?<!\d)(?:\d[ -]?){13,19}(?!\d)")
-
-
-def _luhn(digits: str) -> bool:
-    total, parity = 0, len(digits) % 2
-    for i, ch in enumerate(digits):
-        d = int(ch)
-        if i % 2 == parity:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -99,7 +81,7 @@ class RiskMonitor:
         """Signals about what ``skill`` returned; a ``block`` makes the call a failure."""
         signals: list[Signal] = []
         for text in _strings(output):
-            hit = _INJECTION.search(text) if self.block_injection else None
+            hit = detect_injection(text) if self.block_injection else None
             if hit is not None:
                 signals.append(
                     Signal(
@@ -107,13 +89,13 @@ class RiskMonitor:
                         kind="block",
                         priority=Priority.CRITICAL,
                         skill=skill,
-                        reason=f"prompt injection in {skill} output: {hit.group(0)!r}",
+                        reason=f"prompt injection in {skill} output ({hit})",
                     )
                 )
             if self.block_card_numbers:
                 for m in _CARD.finditer(text):
                     digits = re.sub(r"\D", "", m.group(0))
-                    if 13 <= len(digits) <= 19 and _luhn(digits):
+                    if 13 <= len(digits) <= 19 and luhn(digits):
                         signals.append(
                             Signal(
                                 monitor=self.name,

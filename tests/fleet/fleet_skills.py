@@ -114,7 +114,7 @@ class Session(BaseModel):
     user: str
     session: str
     api_token: str  # a plain field that names a credential
-    card: str  # a plain field holding a card number
+    card_last4: str
 
 
 @skill(cost=0.001, latency_ms=1, capability="test.login", timeout_s=3, idempotent=False)
@@ -132,4 +132,4 @@ def login(user: str, password: SecretStr, card: str) -> Session:
     if got != os.environ.get("FLEET_LOGIN_SHA256", LOGIN_SHA256):
         raise PermissionError(f"wrong password for {user}: {password.get_secret_value()}")
     _log(f"done login {user} {os.getpid()}")
-    return Session(user=user, session="s-ok", api_token="tok-" + got[:20], card=card)
+    return Session(user=user, session="s-ok", api_token="tok-" + got[:20], card_last4=card[-4:])
