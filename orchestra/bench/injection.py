@@ -68,14 +68,28 @@ def _package_file(package: str, *parts: str) -> Path:
     return Path(spec.origin).parent.joinpath(*parts)
 
 
+def _half(row_id: str) -> str:
+    """A fixed split of bastioncorpus by the hash of each row's id: ``dev`` or ``test``."""
+    import hashlib
+
+    return "dev" if hashlib.sha256(row_id.encode()).digest()[0] % 2 == 0 else "test"
+
+
 def _bastioncorpus() -> list[Sample]:
     path = _package_file("bastioncorpus", "corpus", "injections.jsonl")
     out = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             r = json.loads(line)
+            role = _half(r["id"])
             out.append(
-                Sample(r["text"], r["label"] == "malicious", "bastioncorpus", "test", r["category"])
+                Sample(
+                    r["text"],
+                    r["label"] == "malicious",
+                    f"bastioncorpus-{role}",
+                    role,
+                    r["category"],
+                )
             )
     return out
 
@@ -214,7 +228,8 @@ def register(app: typer.Typer) -> None:
         )
         for col in ("source", "role", "attacks", "recall", "benign", "false-positive rate"):
             table.add_column(col, justify="right" if col not in ("source", "role") else "left")
-        roles = {"bastioncorpus": "test", "metatool": "test", "seal-tools": "test"}
+        roles = {"bastioncorpus-test": "test", "bastioncorpus-dev": "dev"}
+        roles |= {"metatool": "test", "seal-tools": "test"}
         roles |= {"agent-skills": "test", "agent-injection-bench": "dev"}
         roles |= {"jailbreak-corpus-mini": "dev"}
 
