@@ -460,10 +460,8 @@ def _decoded_views(text: str) -> list[str]:
 
         views.append(unquote(text))
     if "\\u" in text or "\\x" in text:
-        try:
+        with contextlib.suppress(UnicodeDecodeError, UnicodeEncodeError):
             views.append(text.encode("latin-1", "backslashreplace").decode("unicode_escape"))
-        except (UnicodeDecodeError, UnicodeEncodeError):
-            pass
     for m in _HEX.finditer(text):
         with contextlib.suppress(ValueError, UnicodeDecodeError):
             views.append(bytes.fromhex(m.group(0)[: len(m.group(0)) // 2 * 2]).decode("utf-8"))
