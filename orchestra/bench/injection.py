@@ -116,6 +116,11 @@ def _jailbreak_corpus_mini() -> list[Sample]:
 
 
 def _benign_tool_text(data: Path) -> list[Sample]:
+    """Public tool text (descriptions, SKILL.md paragraphs), halved into dev and test."""
+    return [Sample(s.text, False, s.source, _half(s.text), s.category) for s in _tool_text(data)]
+
+
+def _tool_text(data: Path) -> list[Sample]:
     out: list[Sample] = []
     meta = data / "metatool" / "plugin_des.json"
     if meta.exists():
@@ -167,27 +172,15 @@ def _figures(rows: list[tuple[Sample, bool]]) -> dict[str, Any]:
     }
 
 
-def run_injection_bench(data_dir: Path | None = None) -> dict[str, Any]:
-    """Run the check on every sample; figures overall, per role and per source."""
-    samples = load_samples(data_dir)
-    t0 = time.perf_counter()
-    rows = [(s, detect_injection(s.text) is not None) for s in samples]
-    elapsed = time.perf_counter() - t0
-    by_source = {
-        src: _figures([r for r in rows if r[0].source == src])
-        for src in dict.fromkeys(s.source for s in samples)
-    }
+def _report(samples: list[Sample], hits: list[bool]) -> dict[str, Any]:
+    rows = list(zip(samples, hits, strict=True))
     return {
-        "detector": "orchestra.monitors.injection.detect_injection (rules, normalised text)",
-        "recall": _figures([r for r in rows if r[0].role == "test"])["recall"],
-        "false_positive_rate": _figures([r for r in rows if r[0].role == "test"])[
-            "false_positive_rate"
-        ],
         "test": _figures([r for r in rows if r[0].role == "test"]),
         "dev": _figures([r for r in rows if r[0].role == "dev"]),
-        "all": _figures(rows),
-        "by_source": by_source,
-        "mean_us_per_text": round(elapsed / max(len(rows), 1) * 1e6, 1),
+        "by_source": {
+            src: _figures([r for r in rows if r[0].source == src])
+            for src in dict.fromkeys(s.source for s in samples)
+        },
         "missed": [
             {"source": s.source, "category": s.category, "text": s.text[:200]}
             for s, hit in rows
@@ -199,6 +192,60 @@ def run_injection_bench(data_dir: Path | None = None) -> dict[str, Any]:
             if not s.attack and hit
         ],
     }
+
+
+def run_injection_bench(
+    data_dir: Path | None = None, *, learned: bool = True, save_model: Path | None = None
+) -> dict[str, Any]:
+    """Run the checks on every sample; figures per role (dev/test) and per source.
+
+    ``rules`` is :func:`detect_injection` alone; with ``learned``, a
+    :class:`~orchestra.monitors.injection_model.LearnedInjectionDetector` is trained on the
+    dev samples (threshold: no false positive on the dev benign texts but Seal-Tools') and
+    ``rules+learned`` flags a text when either does.  The top-level ``recall`` and
+    ``false_positive_rate`` are those of the best detector run, on the test samples.
+    """
+    samples = load_samples(data_dir)
+    t0 = time.perf_counter()
+    rule_hits = [detect_injection(s.text) is not None for s in samples]
+    rules_us = (time.perf_counter() - t0) / max(len(samples), 1) * 1e6
+    out: dict[str, Any] = {"samples": len(samples), "rules": _report(samples, rule_hits)}
+    out["rules"]["mean_us_per_text"] = round(rules_us, 1)
+    best, name = out["rules"], "rules"
+    if learned:
+        from orchestra.monitors.injection_model import LearnedInjectionDetector
+
+        dev = [s for s in samples if s.role == "dev"]
+        t1 = time.perf_counter()
+        # threshold: no false positive on the dev benign texts that talk like instructions
+        # (the traps, the controls, tool descriptions, SKILL.md prose); the 5,000 short
+        # Seal-Tools descriptions would set it far too low
+        traps = [s.text for s in dev if not s.attack and s.source != "seal-tools"]
+        model = LearnedInjectionDetector.train(
+            [s.text for s in dev], [s.attack for s in dev], calibration=traps, max_fpr=0.0
+        )
+        train_s = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        scores = model.scores([s.text for s in samples])
+        learned_us = (time.perf_counter() - t2) / max(len(samples), 1) * 1e6
+        model_hits = [bool(v >= model.threshold) for v in scores]
+        out["learned"] = _report(samples, model_hits)
+        out["learned"] |= {
+            "threshold": round(model.threshold, 4),
+            "train_s": round(train_s, 2),
+            "mean_us_per_text": round(learned_us, 1),
+            "trained_on": f"{sum(s.attack for s in dev)} attacks and "
+            f"{sum(not s.attack for s in dev)} benign texts (the dev samples)",
+        }
+        both = [a or b for a, b in zip(rule_hits, model_hits, strict=True)]
+        out["rules+learned"] = _report(samples, both)
+        best, name = out["rules+learned"], "rules+learned"
+        if save_model is not None:
+            model.save(save_model)
+    out["detector"] = name
+    out["recall"] = best["test"]["recall"]
+    out["false_positive_rate"] = best["test"]["false_positive_rate"]
+    return out
 
 
 def register(app: typer.Typer) -> None:
@@ -215,53 +262,69 @@ def register(app: typer.Typer) -> None:
         show_misses: Annotated[
             bool, typer.Option("--show-misses", help="Print missed attacks and false positives")
         ] = False,
+        learned: Annotated[
+            bool, typer.Option(help="Also train and measure the learned detector")
+        ] = True,
+        save_model: Annotated[
+            Path | None,
+            typer.Option(help="Save the learned detector here (for RiskMonitor(learned=...))"),
+        ] = None,
     ) -> None:
         """Recall and false-positive rate of the prompt-injection check on public labelled sets."""
         from rich.console import Console
         from rich.table import Table
 
-        result = run_injection_bench(data)
+        result = run_injection_bench(data, learned=learned, save_model=save_model)
+        detectors = [d for d in ("rules", "learned", "rules+learned") if d in result]
         table = Table(
-            title="prompt-injection check (orchestra.monitors.injection)",
-            caption="test: sources not used to write the rules; dev: sources they were written "
-            "against",
+            title="prompt-injection detection: recall on attacks / false-positive rate on benign",
+            caption="dev: what the rules were written against and the model trained on; "
+            "test: held out (bastioncorpus split by id hash, tool text by text hash)",
         )
-        for col in ("source", "role", "attacks", "recall", "benign", "false-positive rate"):
-            table.add_column(col, justify="right" if col not in ("source", "role") else "left")
-        roles = {"bastioncorpus-test": "test", "bastioncorpus-dev": "dev"}
-        roles |= {"metatool": "test", "seal-tools": "test"}
-        roles |= {"agent-skills": "test", "agent-injection-bench": "dev"}
-        roles |= {"jailbreak-corpus-mini": "dev"}
+        table.add_column("source")
+        table.add_column("attacks", justify="right")
+        table.add_column("benign", justify="right")
+        for d in detectors:
+            table.add_column(f"{d} recall", justify="right")
+            table.add_column(f"{d} FPR", justify="right")
 
         def pct(v: float | None) -> str:
             return "-" if v is None else f"{v:.3f}"
 
-        for src, f in result["by_source"].items():
-            table.add_row(
-                src,
-                roles.get(src, "?"),
-                str(f["attacks"]),
-                pct(f["recall"]),
-                str(f["benign"]),
-                pct(f["false_positive_rate"]),
-            )
-        for role in ("test", "dev", "all"):
-            f = result[role]
-            table.add_row(
-                f"[bold]{role}[/]",
-                "",
-                str(f["attacks"]),
-                f"[bold]{pct(f['recall'])}[/]",
-                str(f["benign"]),
-                f"[bold]{pct(f['false_positive_rate'])}[/]",
-            )
+        first = result["rules"]
+        for src, f in first["by_source"].items():
+            cells = [src, str(f["attacks"]), str(f["benign"])]
+            for d in detectors:
+                g = result[d]["by_source"][src]
+                cells += [pct(g["recall"]), pct(g["false_positive_rate"])]
+            table.add_row(*cells)
+        for role in ("dev", "test"):
+            f = first[role]
+            cells = [f"[bold]{role}[/]", str(f["attacks"]), str(f["benign"])]
+            for d in detectors:
+                g = result[d][role]
+                cells += [
+                    f"[bold]{pct(g['recall'])}[/]",
+                    f"[bold]{pct(g['false_positive_rate'])}[/]",
+                ]
+            table.add_row(*cells)
         console = Console()
         console.print(table)
-        console.print(f"{result['mean_us_per_text']} µs per text", highlight=False)
+        console.print(
+            f"rules: {first['mean_us_per_text']} µs per text"
+            + (
+                f"; learned: {result['learned']['mean_us_per_text']} µs per text, threshold "
+                f"{result['learned']['threshold']}, trained on {result['learned']['trained_on']}"
+                if "learned" in result
+                else ""
+            ),
+            highlight=False,
+        )
         if show_misses:
-            for m in result["missed"]:
+            best = result[result["detector"]]
+            for m in best["missed"]:
                 console.print(f"[yellow]missed[/] {m['source']}/{m['category']}: {m['text']!r}")
-            for m in result["false_positive_texts"]:
+            for m in best["false_positive_texts"]:
                 console.print(f"[red]false positive[/] {m['source']}: {m['text']!r}")
         if json_out:
             json_out.write_text(json.dumps(result, indent=2))

@@ -52,11 +52,16 @@ class RiskMonitor:
         amount_fields: tuple[str, ...] = ("amount", "amount_usd", "total"),
         block_injection: bool = True,
         block_card_numbers: bool = True,
+        learned: Any = None,
     ):
         self.max_amount = max_amount
         self.amount_fields = amount_fields
         self.block_injection = block_injection
         self.block_card_numbers = block_card_numbers
+        #: an optional learned detector (``flags(text) -> bool``, ``score(text) -> float``,
+        #: see :class:`~orchestra.monitors.injection_model.LearnedInjectionDetector`) asked
+        #: about what the rules let through
+        self.learned = learned
 
     async def check(self, ctx: MonitorContext) -> list[Signal]:
         if self.max_amount is None:
@@ -81,7 +86,12 @@ class RiskMonitor:
         """Signals about what ``skill`` returned; a ``block`` makes the call a failure."""
         signals: list[Signal] = []
         for text in _strings(output):
-            hit = detect_injection(text) if self.block_injection else None
+            found = detect_injection(text) if self.block_injection else None
+            hit = str(found) if found is not None else None
+            if hit is None and self.block_injection and self.learned is not None:
+                score = float(self.learned.score(text))
+                if score >= self.learned.threshold:
+                    hit = f"learned detector, score {score:.2f}"
             if hit is not None:
                 signals.append(
                     Signal(
