@@ -274,6 +274,8 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
+        if data is not None and not data.is_dir():
+            raise typer.BadParameter(f"no such folder {str(data)!r}", param_hint="--data")
         result = run_injection_bench(data, learned=learned, save_model=save_model)
         detectors = [d for d in ("rules", "learned", "rules+learned") if d in result]
         table = Table(

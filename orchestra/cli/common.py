@@ -72,8 +72,9 @@ def check_answer(answer: str) -> None:
     if text in ("retry", "approve") or text.startswith(("goal:", "output:")):
         if text.startswith("output:"):
             body = text.removeprefix("output:").strip()
-            if not body.startswith("{"):
-                body = body.partition("=")[2]  # output:STEP={json}
+            step, eq, rest = body.partition("=")
+            if eq and not body.startswith(("{", "[", '"')) and step.strip():
+                body = rest  # output:STEP={json}
             read_json_object(body.strip(), "--answer output:")
         return
     raise BadInput(
