@@ -10,7 +10,7 @@ from typing import Any
 
 import networkx as nx
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model
 
 from orchestra.errors import GraphSpecError, SpecError, UnknownSkillError
 from orchestra.graph import Graph, Step
@@ -126,6 +126,7 @@ _TYPES: dict[str, Any] = {
     "list": list,
     "dict": dict,
     "any": Any,
+    "secret": SecretStr,  # sealed at rest, opened only inside the skill's call
 }
 
 

@@ -42,7 +42,7 @@ import structlog
 from pydantic_core import PydanticSerializationError
 
 from orchestra.config import Settings
-from orchestra.errors import ErrorPayload, ExecutorError
+from orchestra.errors import ErrorPayload, ExecutorError, SecretKeyError
 from orchestra.executors.base import StepOutcome, StepTask
 from orchestra.fleet import store
 from orchestra.fleet.app import STEP_TASK, create_app, queue_for
@@ -262,7 +262,12 @@ class CeleryExecutor:
     def _answer(self, message: str) -> None:
         task_id, _, body = message.partition("\n")
         if task_id in self._pending:
-            self._resolve(task_id, StepOutcome.model_validate_json(open_record(body)))
+            try:
+                outcome = StepOutcome.model_validate_json(open_record(body))
+            except SecretKeyError as exc:  # sealed by a worker whose key this driver lacks
+                self._resolve(task_id, exc)
+                return
+            self._resolve(task_id, outcome)
 
     async def _listen(self) -> None:
         key = store.reply_key(self.driver_id)

@@ -109,3 +109,25 @@ def test_a_bad_key_is_named_not_shown(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SecretKeyError) as info:
         secrets.seal("x")
     assert "not-a-key-xyz" not in str(info.value) and "key #1" in str(info.value)
+
+
+async def test_a_yaml_graph_declares_a_secret_input(key: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``input: {password: secret}`` in a YAML graph seals the field like ``SecretStr``."""
+    from orchestra.loaders import load_graph_yaml
+    from orchestra.skills import SkillRegistry
+
+    p = tmp_path / "g.yaml"
+    p.write_text(
+        "name: y\ninput: {user: str, password: secret}\n"
+        "steps:\n  - id: login\n    candidates: [login]\n  - id: use\n"
+        "    candidates: [use_token]\n    depends_on: [login]\n"
+    )
+    g = load_graph_yaml(p, skills=SkillRegistry([login, use_token]))
+    cp = open_checkpointer("memory://")
+    assert cp is not None
+    seen.clear()
+    result = await Runner(checkpointer=cp).run(g, {"user": "a", "password": PASSWORD}, run_id="y1")
+    assert result.status == "completed" and seen["password"] == PASSWORD
+    state = await cp.load("y1")
+    assert state is not None and secrets.is_sealed(state.input["password"])
+    await cp.aclose()
