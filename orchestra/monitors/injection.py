@@ -91,7 +91,9 @@ def normalize(text: str) -> str:
 
 # --------------------------------------------------------------------------- the rules
 
-_GAP = r"(?:[\s,;:'\"«»()\-]+[\w'’\-]+){0,5}?[\s,;:'\"«»()\-]+"  # up to five words between
+# up to five words between; separators and words are disjoint and taken whole (possessive
+# quantifiers), so a long run of punctuation cannot make the search backtrack
+_GAP = r"(?:[^\w\n]{1,8}+[\w'’]++){0,5}?[^\w\n]{1,8}+"
 
 _VERBS = (
     # English
@@ -151,7 +153,7 @@ _CHANNEL = re.compile(
     r"start_header_id|end_header_id|begin_of_text)\s*\|>"
     r"|\[/?inst\]|<</?sys>>|<\s*/?\s*(?:system|sys|system_prompt|instructions?)\s*>"
     r"|\bbegin (?:system|admin) (?:prompt|override)\b"
-    r"|(?:#{2,}|={3,}|-{3,}|\*{3,}|\[)\s*end of (?:the )?(?:user |system |untrusted )?(?:input|prompt|"
+    r"|(?:(?<!#)#{2,}+|(?<!=)={3,}+|(?<!-)-{3,}+|(?<!\*)\*{3,}+|\[)[ \t]*+end of (?:the )?(?:user |system |untrusted )?(?:input|prompt|"
     r"instructions|document|context|data|message|text)\b"
     r"|<\s*/?\s*(?:thinking|reasoning|scratchpad|internal_monologue|untrusted|document)\s*>"
 )
@@ -170,7 +172,8 @@ _ORDERS = (
     r"deve|debe)\b"
 )
 _HEADER = re.compile(
-    rf"(?:^|\n|[>\]\)}}]\s*|#{{1,6}}\s*|\*\*)\s*(?:\[|\(|\{{|<)?\s*(?:{_ROLE})\s*(?:\]|\)|\}}|>)?\s*[:\]>-]"
+    rf"(?:^|\n|[>\]\)}}]|(?<!#)#{{1,6}}+|\*\*)[ \t]*+[\[\(\{{<]?[ \t]*+(?:{_ROLE})[ \t]*+[\]\)\}}>]?"
+    rf"[ \t]*+[:\]>-]"
     rf"(?P<body>[^\n]{{0,120}})"
 )
 _BRACKET_ROLE = re.compile(rf"\[(?:{_ROLE})\](?P<body>[^\n]{{0,120}})")
@@ -343,9 +346,10 @@ _DECODE_AND_OBEY = re.compile(
     r"obey|comply|do (?:it|that|this|what it says|as it says)|act on|carry out|perform)\b"
 )
 # a hidden HTML comment that talks to the model
-_HIDDEN_NOTE = re.compile(
-    r"<!--(?:(?!-->)[\s\S]){0,400}?\b(?:assistant|ai|llm|model|agent|chatbot|gpt|claude|"
-    r"important|when summari[sz]ing|instructions?)\b(?:(?!-->)[\s\S]){0,400}?-->"
+_HIDDEN_NOTE = re.compile(r"<!--(?P<body>[\s\S]{0,800}?)-->")
+_TO_MODEL = re.compile(
+    r"\b(?:assistant|ai|llm|model|agent|chatbot|gpt|claude|important|when summari[sz]ing|"
+    r"instructions?)\b"
 )
 _POLICY_EVASION = re.compile(
     r"\b(?:pretend|imagine|act as if|suppose|assume|behave as if|answer as if|respond as if)\b"
@@ -385,7 +389,6 @@ _EXTRA = (
     ("authority claim", _AUTHORITY),
     ("answer hijack", _ANSWER_HIJACK),
     ("decode-and-obey", _DECODE_AND_OBEY),
-    ("hidden note to the model", _HIDDEN_NOTE),
     ("policy evasion", _POLICY_EVASION),
     ("safety switched off", _SAFETY_OFF),
     ("orders to AI readers", _TO_AI_READERS),
@@ -412,6 +415,9 @@ def _check(text: str) -> InjectionFinding | None:
         m = pattern.search(text)
         if m:
             return InjectionFinding(rule, m.group(0).strip()[:120])
+    for m in _HIDDEN_NOTE.finditer(text):
+        if _TO_MODEL.search(m.group("body")):
+            return InjectionFinding("hidden note to the model", m.group(0).strip()[:120])
     m = _EXFIL.search(text)
     if m and _DESTINATION.search(text):
         return InjectionFinding("exfiltration", m.group(0).strip()[:120])
@@ -471,7 +477,7 @@ def _decoded_views(text: str) -> list[str]:
 
 
 _HEX = re.compile(r"(?<![0-9a-fA-F])(?:[0-9a-fA-F]{2}){12,}")
-_MORSE_RUN = re.compile(r"(?:[.\-]{1,6}[ /]+){6,}")
+_MORSE_RUN = re.compile(r"(?:[.\-]{1,6}+[ /]++){6,}")
 _MORSE = {
     ".-": "a", "-...": "b", "-.-.": "c", "-..": "d", ".": "e", "..-.": "f", "--.": "g",
     "....": "h", "..": "i", ".---": "j", "-.-": "k", ".-..": "l", "--": "m", "-.": "n",

@@ -7,6 +7,7 @@ import pytest
 
 from orchestra import Graph, Runner, skill
 from orchestra.monitors import RiskMonitor
+from orchestra.monitors.injection import detect_injection
 
 ZWSP = "\u200b"
 
@@ -122,3 +123,23 @@ def test_a_learned_detector_adds_to_the_rules(tmp_path) -> None:  # type: ignore
     blocked = [s for s in risk.inspect_output("mail", {"body": probe}) if s.kind == "block"]
     assert blocked and "learned detector" in blocked[0].reason
     assert not [s for s in risk.inspect_output("mail", {"body": benign[0]}) if s.kind == "block"]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ignore " + "-" * 20000 + "x",
+        "ignore " + ", " * 20000 + "x",
+        "-" * 20000,
+        "#" * 20000,
+        "<!--" + "a" * 20000,
+        ">" + " " * 20000 + "x",
+        ".- " * 20000,
+    ],
+    ids=["dashes", "commas", "rule", "hashes", "open-comment", "spaces", "morse"],
+)
+def test_long_punctuation_runs_do_not_make_the_check_hang(text: str) -> None:
+    """Tool output is attacker-controlled: no input may make the regexes backtrack for ever
+    (these took hours before the separators were made possessive; now well under a second)."""
+    assert detect_injection(text) is None
