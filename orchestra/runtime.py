@@ -264,8 +264,8 @@ def _input_dict(
             raise RunInputError(
                 f"run input of graph {compiled.name!r}: {'.'.join(map(str, e['loc']))}: {e['msg']}"
             ) from exc
-        return secrets.dump_sealed(parsed)
-    # no input model: the fields some skill declares secret are sealed all the same
+        data = secrets.dump_sealed(parsed)
+    # the fields some skill declares secret are sealed too, whatever the input model says
     names = secrets.secret_field_names(s.input_model for s in compiled.graph.skills.values())
     return secrets.seal_named(data, names) if names else data
 

@@ -115,6 +115,22 @@ def _jailbreak_corpus_mini() -> list[Sample]:
     ]
 
 
+def _agentprobe() -> list[Sample]:
+    """agentprobe-injection's generated attacks (MIT), when that package is installed.
+
+    Not in the ``bench`` extra (it pulls anthropic and matplotlib); install it with
+    ``pip install --no-deps agentprobe-injection`` to add its 45 attacks (5 intents x 9
+    linguistic disguises) as held-out test samples no rule was written against.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("agentprobe") is None:
+        return []
+    from agentprobe.attacks.registry import all_attacks
+
+    return [Sample(a.payload, True, "agentprobe", "test", str(a.category)) for a in all_attacks()]
+
+
 def _benign_tool_text(data: Path) -> list[Sample]:
     """Public tool text (descriptions, SKILL.md paragraphs), halved into dev and test."""
     return [Sample(s.text, False, s.source, _half(s.text), s.category) for s in _tool_text(data)]
@@ -155,6 +171,7 @@ def load_samples(data_dir: Path | None = None) -> list[Sample]:
         *_bastioncorpus(),
         *_agent_injection_bench(),
         *_jailbreak_corpus_mini(),
+        *_agentprobe(),
         *_benign_tool_text(data_dir or default_data_dir()),
     ]
 
@@ -283,12 +300,12 @@ def register(app: typer.Typer) -> None:
             caption="dev: what the rules were written against and the model trained on; "
             "test: held out (bastioncorpus split by id hash, tool text by text hash)",
         )
-        table.add_column("source")
+        table.add_column("source", no_wrap=True)
         table.add_column("attacks", justify="right")
         table.add_column("benign", justify="right")
         for d in detectors:
-            table.add_column(f"{d} recall", justify="right")
-            table.add_column(f"{d} FPR", justify="right")
+            table.add_column(f"{d}\nrecall", justify="right")
+            table.add_column(f"{d}\nFPR", justify="right")
 
         def pct(v: float | None) -> str:
             return "-" if v is None else f"{v:.3f}"

@@ -41,7 +41,7 @@ def test_bench_injection_reports_recall_and_false_positive_rate(
     # against, the learned detector adds recall on held-out attacks, and benign text passes
     assert rules["dev"]["recall"] >= 0.9
     assert both["test"]["recall"] >= rules["test"]["recall"] + 0.1
-    assert both["test"]["recall"] >= 0.8
+    assert both["by_source"]["bastioncorpus-test"]["recall"] >= 0.8
     for detector in (rules, both):
         assert detector["test"]["false_positive_rate"] <= 0.02
         assert detector["by_source"]["bastioncorpus-test"]["false_positive_rate"] <= 0.02
