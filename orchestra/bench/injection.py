@@ -126,7 +126,7 @@ def _agentprobe() -> list[Sample]:
 
     if importlib.util.find_spec("agentprobe") is None:
         return []
-    from agentprobe.attacks.registry import all_attacks
+    from agentprobe.attacks.registry import all_attacks  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
     return [Sample(a.payload, True, "agentprobe", "test", str(a.category)) for a in all_attacks()]
 
