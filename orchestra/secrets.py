@@ -59,6 +59,7 @@ _STR, _BYTES, _RECORD = "s:", "b:", "r:"
 SEALED_RE = re.compile(r"orchestra-sealed:v1:[sbr]:[A-Za-z0-9_\-=]+")
 """A sealed value inside any text (what :mod:`orchestra.redact` hides from print)."""
 
+# (no "NAME: value" shapes in these messages: the printed line is scrubbed of those)
 _HOW = (
     f"set {KEY_ENV} to a Fernet key (make one with `orchestra keygen`) on the driver and on "
     f"every worker"
@@ -85,7 +86,7 @@ def _cipher(why: str) -> Any:
     global _cached
     raw = os.environ.get(KEY_ENV, "").strip()
     if not raw:
-        raise SecretKeyError(f"{why}, but no key is set: {_HOW}", field=KEY_ENV)
+        raise SecretKeyError(f"{why}, but {KEY_ENV} is not set; {_HOW}")
     with _lock:
         if _cached is not None and _cached[0] == raw:
             return _cached[1]
@@ -99,12 +100,11 @@ def _cipher(why: str) -> Any:
                 keys.append(Fernet(part.encode()))
             except (ValueError, TypeError):
                 raise SecretKeyError(
-                    f"key #{i + 1} is not a Fernet key (32 url-safe base64-encoded bytes); "
-                    f"make one with `orchestra keygen`",
-                    field=KEY_ENV,
+                    f"{KEY_ENV} key #{i + 1} is not a Fernet key (32 url-safe base64-encoded "
+                    f"bytes); make one with `orchestra keygen`"
                 ) from None
         if not keys:
-            raise SecretKeyError(f"{why}, but no key is set: {_HOW}", field=KEY_ENV)
+            raise SecretKeyError(f"{why}, but {KEY_ENV} holds no key; {_HOW}")
         cipher = MultiFernet(keys)
         _cached = (raw, cipher)
         return cipher
@@ -136,9 +136,8 @@ def unseal(value: str) -> str | bytes:
         data: bytes = _cipher("a sealed secret must be opened").decrypt(token.encode())
     except InvalidToken:
         raise SecretKeyError(
-            f"a sealed secret cannot be opened with the keys in {KEY_ENV}: it was sealed with "
-            f"another key (when rotating, keep the old key after the new one)",
-            field=KEY_ENV,
+            f"a sealed secret cannot be opened with the keys in {KEY_ENV} (it was sealed with "
+            f"another key; when rotating, keep the old key after the new one)"
         ) from None
     return data if kind == _BYTES else data.decode()
 

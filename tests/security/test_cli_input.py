@@ -87,3 +87,13 @@ class TestGraphFileErrors:
 def test_other_commands_refuse_bad_input_with_exit_2(args: list[str], needles: list[str]) -> None:
     """Every command that reads a file or an option names what is wrong, with exit 2."""
     clean_exit_2(orchestra(*args), *needles)
+
+
+def test_a_secret_input_without_a_key_is_refused_with_exit_2(tmp_path: Path) -> None:
+    """The run needs ORCHESTRA_SECRET_KEY to seal its SecretStr: the message says how to set
+    one, and the password is printed nowhere."""
+    data = tmp_path / "in.json"
+    data.write_text('{"user": "ann", "password": "Pl4nted-S3cret-pw-7c1e", "card": "4111"}')
+    p = orchestra("run", "tests/fleet/login_graph.py", "-i", f"@{data}")
+    text = clean_exit_2(p, "ORCHESTRA_SECRET_KEY is not set", "orchestra keygen")
+    assert "Pl4nted" not in text
