@@ -7,7 +7,9 @@ human answers (``orchestra resume RUN_ID --answer ...``).
 
 :class:`SaverCheckpointer` stores states through a LangGraph checkpoint saver, one thread per
 run and one checkpoint per save (the history of a run stays inspectable with LangGraph's
-own tools).  :func:`open_checkpointer` picks the saver from a URL:
+own tools).  With ``ORCHESTRA_SECRET_KEY`` set, each state is sealed whole (Fernet, see
+:mod:`orchestra.secrets`) before the saver sees it.  :func:`open_checkpointer` picks the
+saver from a URL:
 
 ==================================  =================================================
 URL                                 saver
@@ -29,6 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from orchestra.errors import ConfigError
 from orchestra.results import RunState
+from orchestra.secrets import open_record, seal_record
 
 __all__ = ["Checkpointer", "SaverCheckpointer", "open_checkpointer"]
 
@@ -147,7 +150,7 @@ class SaverCheckpointer:
                 prev_version = tup.checkpoint["channel_versions"].get(_CHANNEL)
         version = saver.get_next_version(prev_version, None)
         cp = empty_checkpoint()
-        cp["channel_values"] = {_CHANNEL: state.model_dump_json()}
+        cp["channel_values"] = {_CHANNEL: seal_record(state.model_dump_json())}
         cp["channel_versions"] = {_CHANNEL: version}
         metadata: dict[str, Any] = {
             "source": "orchestra",
@@ -173,7 +176,7 @@ class SaverCheckpointer:
             tup.config["configurable"]["checkpoint_id"],
             tup.checkpoint["channel_versions"].get(_CHANNEL),
         )
-        return RunState.model_validate_json(raw)
+        return RunState.model_validate_json(open_record(raw))
 
     async def list_runs(self, limit: int = 20) -> list[RunState]:
         saver = await self._open()
@@ -188,7 +191,7 @@ class SaverCheckpointer:
                 seen.add(run_id)
                 raw = tup.checkpoint["channel_values"].get(_CHANNEL)
                 if raw is not None:
-                    out.append(RunState.model_validate_json(raw))
+                    out.append(RunState.model_validate_json(open_record(raw)))
                 if len(out) >= limit:
                     break
         return out

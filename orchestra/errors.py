@@ -7,7 +7,9 @@ The hierarchy::
     │   ├── GraphSpecError         a malformed graph (cycle, unknown skill, missing input, bad cost…)
     │   ├── SkillSpecError         a malformed skill (bad SKILL.md front matter, bad signature…)
     │   ├── UnknownSkillError      a step or a query names a skill the registry does not hold
+    │   ├── UntrustedPathError     a data file (YAML graph, fleet file) names code outside its trust
     │   └── ConfigError            a setting that cannot work (bad URL, negative budget…)
+    │       └── SecretKeyError     a secret must be sealed or opened and ORCHESTRA_SECRET_KEY can't
     ├── RunError                   something went wrong while a run was executing
     │   ├── StepFailed             one attempt of a skill failed (base of the three below)
     │   │   ├── ToolRaised         the skill raised an exception
@@ -50,12 +52,14 @@ __all__ = [
     "RunError",
     "RunInputError",
     "RunLeaseHeld",
+    "SecretKeyError",
     "SkillSpecError",
     "SpecError",
     "StepFailed",
     "ToolRaised",
     "ToolTimeout",
     "UnknownSkillError",
+    "UntrustedPathError",
     "error_from_payload",
 ]
 
@@ -110,6 +114,18 @@ class UnknownSkillError(SpecError):
 
 class ConfigError(SpecError):
     """A setting that cannot work."""
+
+
+class SecretKeyError(ConfigError):
+    """A secret must be sealed or opened, and ``ORCHESTRA_SECRET_KEY`` is missing or wrong."""
+
+
+class UntrustedPathError(SpecError):
+    """A data file (a YAML/JSON graph, a fleet file) names code outside the paths it may name.
+
+    Such a file may only name catalogs and skill code inside its own directory tree or under
+    ``ORCHESTRA_TRUSTED_PATHS``; nothing is imported before this is checked.
+    """
 
 
 def _distance(a: str, b: str) -> int:

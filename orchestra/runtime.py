@@ -255,21 +255,28 @@ class Runner:
 def _input_dict(
     compiled: CompiledGraph, input: Mapping[str, Any] | BaseModel | None
 ) -> dict[str, Any]:
+    # Secrets are sealed here, at the run's entry, and opened only at the call (see
+    # orchestra.secrets): the run's state never holds them in plaintext.
+    from orchestra import secrets
+
     model = compiled.graph.input_model
     if isinstance(input, BaseModel):
-        return input.model_dump(mode="json")
+        return secrets.dump_sealed(input)
     data = dict(input or {})
     if model is not None:
         from pydantic import ValidationError
 
         try:
-            return model.model_validate(data).model_dump(mode="json")
+            parsed = model.model_validate(data)
         except ValidationError as exc:
             e = exc.errors()[0]
             raise RunInputError(
                 f"run input of graph {compiled.name!r}: {'.'.join(map(str, e['loc']))}: {e['msg']}"
             ) from exc
-    return data
+        data = secrets.dump_sealed(parsed)
+    # the fields some skill declares secret are sealed too, whatever the input model says
+    names = secrets.secret_field_names(s.input_model for s in compiled.graph.skills.values())
+    return secrets.seal_named(data, names) if names else data
 
 
 class _Run:

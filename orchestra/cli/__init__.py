@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from typing import Annotated
 
 import typer
 
@@ -15,6 +16,27 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show Python tracebacks with errors")
+    ] = False,
+) -> None:
+    from orchestra.cli.common import set_debug
+
+    set_debug(debug)
+
+
+@app.command("keygen")
+def keygen() -> None:
+    """Print a new key for ORCHESTRA_SECRET_KEY (put the new key first to rotate: NEW,OLD)."""
+    from orchestra.secrets import generate_key
+
+    typer.echo(generate_key())
+
+
 _register_run(app)
 app.add_typer(bench_app, name="bench")
 
@@ -49,5 +71,21 @@ for _mod in (
 
 
 def main() -> None:
-    """Entry point of the ``orchestra`` console script."""
-    app()
+    """Entry point of the ``orchestra`` console script.
+
+    An Orchestra error that no command caught ends with exit 2 and one line; anything else
+    with exit 1 and one line.  ``--debug`` shows the traceback.
+    """
+    from orchestra.cli.common import debug, print_error
+    from orchestra.errors import OrchestraError, RunError, SpecError
+
+    try:
+        app()
+    except Exception as exc:
+        if debug() and not isinstance(exc, OrchestraError):
+            raise
+        from rich.console import Console
+
+        print_error(Console(stderr=True), exc)
+        bad_input = isinstance(exc, SpecError | RunError | ValueError)
+        raise SystemExit(2 if bad_input else 1) from None

@@ -160,6 +160,7 @@ def dead_cmd(
 
     from orchestra.fleet import fleet_settings
     from orchestra.fleet.store import DEAD_LETTERS
+    from orchestra.redact import redact_text
 
     s = fleet_settings()
     console = Console()
@@ -182,6 +183,6 @@ def dead_cmd(
             str(d.get("skill", "-")),
             str(d.get("queue", "-")),
             str(d.get("deliveries", "-")),
-            str(d.get("reason", ""))[:200],
+            redact_text(str(d.get("reason", "")))[:200],
         )
     console.print(table)

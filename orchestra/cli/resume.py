@@ -118,7 +118,9 @@ def register(app: typer.Typer) -> None:
 
         Exit codes as for `orchestra run`.
         """
+        from orchestra.cli.common import check_answer
         from orchestra.cli.run import fail_with, finish
+        from orchestra.redact import redact_text
 
         console = Console()
         if list_runs or run_id is None:
@@ -126,10 +128,12 @@ def register(app: typer.Typer) -> None:
             for col in ("run", "graph", "status", "steps done", "reason"):
                 table.add_column(col)
             for row in asyncio.run(_list(20)):
-                table.add_row(row[0], row[1], row[2], str(row[3]), row[4][:80])
+                table.add_row(row[0], row[1], row[2], str(row[3]), redact_text(row[4])[:80])
             console.print(table)
             return
         try:
+            if answer is not None:
+                check_answer(answer)
             result = asyncio.run(
                 resume_run(
                     run_id,

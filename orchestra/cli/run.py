@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestra.errors import ExecutorError, LeaseLost, RunInputError, RunLeaseHeld, SpecError
+from orchestra.redact import redact, redact_text
 from orchestra.results import Decision, RunResult
 
 __all__ = ["EXIT_CODES", "close_runner", "register"]
@@ -39,7 +40,8 @@ _STYLE = {
 def print_decision(console: Console, d: Decision) -> None:
     where = f"{d.step}/{d.skill}" if d.skill and d.step != d.skill else (d.skill or d.step or "")
     console.print(
-        f"[dim]{d.at_ms:8.1f} ms[/] [{_STYLE[d.kind]}]{d.kind:<9}[/] {where:<30} {d.reason}",
+        f"[dim]{d.at_ms:8.1f} ms[/] [{_STYLE[d.kind]}]{d.kind:<9}[/] {where:<30} "
+        f"{redact_text(d.reason)}",
         highlight=False,
         soft_wrap=True,
     )
@@ -51,7 +53,7 @@ def print_summary(console: Console, result: RunResult) -> None:
     table.add_column("skill")
     table.add_column("output", overflow="fold", max_width=60)
     for step, skill in result.chosen.items():
-        out = json.dumps(result.outputs.get(step, {}), default=str)
+        out = json.dumps(redact(result.outputs.get(step, {})), default=str)
         table.add_row(step, skill, out[:200])
     console.print(table)
     colour = {"completed": "green", "demoted": "yellow", "escalated": "red"}.get(
@@ -61,7 +63,7 @@ def print_summary(console: Console, result: RunResult) -> None:
         f"[{colour} bold]{result.status.upper()}[/] goal={result.goal!r}  "
         f"reroutes={result.reroutes}  llm_calls={result.llm_calls}  "
         f"{spend_line(result)}  wall={result.wall_ms:.0f} ms"
-        + (f"\nreason: {result.reason}" if result.reason else ""),
+        + (f"\nreason: {redact_text(result.reason)}" if result.reason else ""),
         highlight=False,
     )
 
@@ -82,10 +84,12 @@ def fail_with(console: Console, exc: Exception) -> NoReturn:
     if isinstance(exc, LeaseLost):
         console.print(f"[red bold]stopped:[/] {exc}", highlight=False)
         raise typer.Exit(EXIT_EXECUTOR) from None
+    from orchestra.cli.common import print_error
+
     if isinstance(exc, ExecutorError):
-        console.print(f"[red bold]executor error:[/] {exc}", highlight=False)
+        print_error(console, exc, label="executor error")
         raise typer.Exit(EXIT_EXECUTOR) from None
-    console.print(f"[red bold]error:[/] {exc}", highlight=False)
+    print_error(console, exc)
     raise typer.Exit(2) from None
 
 
@@ -98,7 +102,8 @@ def finish(console: Console, result: RunResult, json_out: Path | None) -> NoRetu
         highlight=False,
     )
     if json_out:
-        json_out.write_text(result.model_dump_json(indent=2))
+        # what is exported is scrubbed like what is printed (credentials, card numbers)
+        json_out.write_text(json.dumps(redact(result.model_dump(mode="json")), indent=2))
     raise typer.Exit(EXIT_CODES.get(result.status, 1))
 
 
@@ -197,15 +202,10 @@ async def _run(
     import uuid
 
     from orchestra.building import build_runner
+    from orchestra.cli.common import read_json_object
     from orchestra.loaders import load_any_graph
 
-    data: dict[str, Any] = {}
-    if input:
-        text = Path(input[1:]).read_text() if input.startswith("@") else input
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"--input is not valid JSON: {exc.msg}") from exc
+    data: dict[str, Any] = read_json_object(input, "--input") if input else {}
     if fail and fleet:
         raise ValueError(
             "--fail acts where a skill runs: on a fleet, give it to the workers "

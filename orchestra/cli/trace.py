@@ -357,7 +357,7 @@ def register(app: typer.Typer) -> None:
                     "(list recent runs with `orchestra trace`)",
                     highlight=False,
                 )
-                raise typer.Exit(1)
+                raise typer.Exit(2)
             state = found
         if json_out:
             console.print_json(json.dumps(redact(state.model_dump(mode="json"))))

@@ -42,13 +42,14 @@ import structlog
 from pydantic_core import PydanticSerializationError
 
 from orchestra.config import Settings
-from orchestra.errors import ErrorPayload, ExecutorError
+from orchestra.errors import ErrorPayload, ExecutorError, SecretKeyError
 from orchestra.executors.base import StepOutcome, StepTask
 from orchestra.fleet import store
 from orchestra.fleet.app import STEP_TASK, create_app, queue_for
 from orchestra.fleet.health import FleetView, _safe
 from orchestra.fleet.settings import fleet_settings
 from orchestra.fleet.tasks import StepEnvelope
+from orchestra.secrets import open_record
 from orchestra.skills import Skill
 
 __all__ = ["CeleryExecutor"]
@@ -262,7 +263,12 @@ class CeleryExecutor:
     def _answer(self, message: str) -> None:
         task_id, _, body = message.partition("\n")
         if task_id in self._pending:
-            self._resolve(task_id, StepOutcome.model_validate_json(body))
+            try:
+                outcome = StepOutcome.model_validate_json(open_record(body))
+            except SecretKeyError as exc:  # sealed by a worker whose key this driver lacks
+                self._resolve(task_id, exc)
+                return
+            self._resolve(task_id, outcome)
 
     async def _listen(self) -> None:
         key = store.reply_key(self.driver_id)
@@ -338,7 +344,7 @@ class CeleryExecutor:
                 continue
             p = self._pending[tid]
             if outcome:
-                self._resolve(tid, StepOutcome.model_validate_json(outcome))
+                self._resolve(tid, StepOutcome.model_validate_json(open_record(outcome)))
                 continue
             t = p.task
             if p.lost_deadline is not None and now > p.lost_deadline:
@@ -381,7 +387,7 @@ class CeleryExecutor:
         if p is None:
             return
         if verdict == "outcome":
-            self._resolve(task_id, StepOutcome.model_validate_json(detail))
+            self._resolve(task_id, StepOutcome.model_validate_json(open_record(detail)))
         elif verdict == "cancelled":
             log.warning("step withdrawn", task_id=task_id, reason=reason)
             self._resolve(task_id, _failure(p.task, reason))
@@ -423,7 +429,7 @@ class CeleryExecutor:
             found, running = {}, {}
             for s, (skill, outcome, run) in zip(names, await pipe.execute(), strict=True):
                 if skill and outcome:
-                    found[s] = (skill, StepOutcome.model_validate_json(outcome))
+                    found[s] = (skill, StepOutcome.model_validate_json(open_record(outcome)))
                 elif run:
                     running[s] = run
             if not running or time.monotonic() > deadline:

@@ -42,6 +42,7 @@ from orchestra.executors.base import StepOutcome, StepTask
 from orchestra.executors.local import run_skill
 from orchestra.fleet import store
 from orchestra.fleet.settings import FleetSettings
+from orchestra.secrets import has_key, open_record, seal_record
 from orchestra.skills import Skill
 
 __all__ = ["StepEnvelope", "WorkerContext", "configure_worker", "register_tasks"]
@@ -151,6 +152,14 @@ def _summary(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _sealed(value: Any) -> Any:
+    """A dead letter's task or payload: sealed whole when a key is set (its arguments may hold
+    plain personal data), else as it is (its secrets are sealed one by one anyway)."""
+    if not has_key():
+        return value
+    return seal_record(json.dumps(value, default=repr))
+
+
 def _reject(ctx: WorkerContext, task_id: str, payload: Any, why: str) -> None:
     """Answer and dead-letter a payload that is not a valid step envelope."""
     message = f"orchestra.step payload rejected: {why}"
@@ -163,7 +172,7 @@ def _reject(ctx: WorkerContext, task_id: str, payload: Any, why: str) -> None:
             "reason": message,
             "worker": ctx.name,
             "at": time.time(),
-            "payload": payload,
+            "payload": _sealed(payload),
         },
         default=repr,
     )
@@ -236,8 +245,8 @@ def step(task_id: str, payload: Any) -> str:
                 r.expire(store.reply_key(env.reply_to), ttl)
         return "cancelled"
     if verdict == "replay":
-        outcome_json = detail
-        ok = bool(json.loads(detail).get("ok"))
+        outcome_json = detail  # as stored: sealed when a key is set
+        ok = bool(json.loads(open_record(detail)).get("ok"))
         log.info("step answered from its stored result", task_id=task_id, step=task.step_id)
     else:
         if verdict == "run":
@@ -269,11 +278,11 @@ def step(task_id: str, payload: Any) -> str:
                     "reason": outcome.error.message,
                     "worker": ctx.name,
                     "at": time.time(),
-                    "task": task.model_dump(mode="json"),
+                    "task": _sealed(task.model_dump(mode="json")),
                 }
             )
         outcome.worker = ctx.name
-        outcome_json = outcome.model_dump_json()
+        outcome_json = seal_record(outcome.model_dump_json())
         ok = outcome.ok
     finish(
         keys=[

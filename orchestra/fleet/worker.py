@@ -73,10 +73,20 @@ class FleetFile(BaseModel):
         except yaml.YAMLError as exc:
             raise ConfigError(f"not valid YAML: {exc}", source=str(p)) from exc
         try:
-            return cls.model_validate(raw)
+            fleet = cls.model_validate(raw)
         except ValidationError as exc:
             e = exc.errors()[0]
             raise ConfigError(e["msg"], field=".".join(map(str, e["loc"])), source=str(p)) from exc
+        # A fleet file is data: the code it names must lie in its own folder, the working
+        # directory (its paths are relative to it) or ORCHESTRA_TRUSTED_PATHS.
+        from orchestra.trust import check_trusted, trusted_roots
+
+        roots = trusted_roots(p.parent, Path.cwd())
+        for name, role in fleet.roles.items():
+            for key in ("skills", "graph"):
+                for i, path in enumerate(getattr(role, key)):
+                    check_trusted(path, roots, field=f"roles.{name}.{key}[{i}]", source=str(p))
+        return fleet
 
     def role(self, name: str) -> WorkerRole:
         if name not in self.roles:
