@@ -50,7 +50,9 @@ __all__ = [
     "ToolRaised",
     "ToolTimeout",
     "UnknownSkillError",
+    "did_you_mean",
     "error_from_payload",
+    "install_hint",
 ]
 
 
@@ -95,15 +97,41 @@ class UnknownSkillError(SpecError):
         known: list[str] | None = None,
     ):
         self.name = name
-        hint = ""
-        if known:
-            close = sorted(known, key=lambda k: _distance(k, name))[:3]
-            hint = f" (did you mean: {', '.join(close)}?)"
-        super().__init__(f"unknown skill {name!r}{hint}", field=field, source=source)
+        super().__init__(
+            f"unknown skill {name!r}{did_you_mean(name, known or [])}", field=field, source=source
+        )
 
 
 class ConfigError(SpecError):
     """A setting that cannot work."""
+
+
+def did_you_mean(name: str, known: list[str] | tuple[str, ...], *, n: int = 3) -> str:
+    """`` (did you mean: a, b?)`` with the ``n`` known names closest to ``name``, or ``""``.
+
+    Closest first: the edit distance, with a name that contains ``name`` (or is contained
+    in it) counted as close as one edit.
+    """
+    if not known:
+        return ""
+
+    def score(k: str) -> tuple[int, str]:
+        a, b = k.lower(), name.lower()
+        d = _distance(a, b)
+        if a in b or b in a:
+            d = min(d, 1)
+        return d, k
+
+    close = sorted(dict.fromkeys(known), key=score)[:n]
+    return f" (did you mean: {', '.join(close)}?)"
+
+
+def install_hint(extra: str) -> str:
+    """How to install one of Orchestra's extras (it is not on PyPI under that name)."""
+    return (
+        f"install the {extra} extra from the Orchestra checkout: "
+        f".venv/bin/pip install -e '.[{extra}]' (make install-dev installs every extra)"
+    )
 
 
 def _distance(a: str, b: str) -> int:

@@ -22,7 +22,7 @@ import structlog
 
 from orchestra.redact import scrub_stdlib_records
 
-__all__ = ["configure_logging"]
+__all__ = ["configure_logging", "configure_logging_from_env"]
 
 _HANDLER_NAME = "orchestra"
 
@@ -66,6 +66,24 @@ def configure_logging(
     scrub_stdlib_records()  # lines printed by other libraries' own handlers, too
     if stdlib:
         _route_stdlib(shared, renderer, out, lvl)
+
+
+def configure_logging_from_env(level: str | None = None, **kwargs: Any) -> str:
+    """:func:`configure_logging` from ``ORCHESTRA_LOG_LEVEL`` and ``ORCHESTRA_LOG_JSON``
+    (:class:`orchestra.Settings`); ``level`` (a command-line flag) wins.  Returns the level."""
+    from orchestra.config import Settings
+
+    s = Settings()
+    chosen = (level or s.log_level).upper()
+    if not isinstance(logging.getLevelName(chosen), int):
+        from orchestra.errors import ConfigError
+
+        raise ConfigError(
+            f"unknown log level {chosen!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL",
+            field="ORCHESTRA_LOG_LEVEL" if level is None else "--loglevel",
+        )
+    configure_logging(chosen, json=s.log_json, **kwargs)
+    return chosen
 
 
 def _isatty(out: Any) -> bool:

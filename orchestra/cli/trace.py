@@ -32,6 +32,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from orchestra.cli.run import print_error
 from orchestra.redact import redact, redact_text
 from orchestra.results import Decision, RunResult, RunState, StepRecord
 
@@ -308,13 +309,10 @@ def register(app: typer.Typer) -> None:
             try:
                 state, wall = state_from_json(json.loads(file.read_text()))
             except (OSError, ValueError) as exc:
-                console.print(f"[red bold]error:[/] cannot read {file}: {exc}", highlight=False)
+                print_error(console, f"cannot read {file}: {exc}")
                 raise typer.Exit(2) from None
             if run_id is not None and run_id != state.run_id:
-                console.print(
-                    f"[red bold]error:[/] {file} holds run {state.run_id}, not {run_id}",
-                    highlight=False,
-                )
+                print_error(console, f"{file} holds run {state.run_id}, not {run_id}")
                 raise typer.Exit(2)
         elif run_id is None:
             console.print(_recent_table(asyncio.run(_recent(checkpoint, limit))))
@@ -322,10 +320,10 @@ def register(app: typer.Typer) -> None:
         else:
             found = asyncio.run(_load(run_id, checkpoint))
             if found is None:
-                console.print(
-                    f"[red bold]error:[/] no run {run_id!r} in the checkpoint store "
+                print_error(
+                    console,
+                    f"no run {run_id!r} in the checkpoint store "
                     "(list recent runs with `orchestra trace`)",
-                    highlight=False,
                 )
                 raise typer.Exit(1)
             state = found
