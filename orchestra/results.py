@@ -77,6 +77,9 @@ class RunState(BaseModel):
 
     ``origin`` says how the run was started (graph file, options) so that the command line
     can resume it by id; ``approved`` lists steps a human allowed past a risk limit.
+    ``started_at`` (Unix seconds) keeps decision times counting from the run's start across
+    resumes; ``trace`` is the run's first ``invoke_agent`` span (W3C ``traceparent``), which
+    a resumed part joins, with ``trace_id`` and ``trace_service`` for finding it in Jaeger.
     """
 
     run_id: str
@@ -95,6 +98,10 @@ class RunState(BaseModel):
     origin: dict[str, Any] = Field(default_factory=dict)
     escalation: EscalationInfo | None = None
     approved: list[str] = Field(default_factory=list)
+    started_at: float = 0.0
+    trace: dict[str, str] = Field(default_factory=dict)
+    trace_id: str = ""
+    trace_service: str = ""
 
 
 class RunResult(BaseModel):

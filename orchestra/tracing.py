@@ -86,7 +86,9 @@ __all__ = [
     "inject_context",
     "log_processors",
     "mark_error",
+    "process_span",
     "provider_name",
+    "publish_span",
     "record_chat_response",
     "run_span",
     "setup_tracing",
@@ -604,6 +606,77 @@ def tool_span(
     }
     attrs.update(attributes or {})
     with _span(f"execute_tool {skill}", attrs, run_id, step_id) as span:
+        yield span
+
+
+def _messaging_attrs(
+    operation: str, queue: str, message_id: str, run_id: str, step_id: str, skill: str
+) -> dict[str, Any]:
+    return {
+        "messaging.system": "celery",
+        "messaging.operation.name": operation,
+        "messaging.operation.type": operation,
+        "messaging.destination.name": queue,
+        "messaging.message.id": message_id,
+        "celery.task_name": "orchestra.step",
+        "orchestra.run_id": run_id,
+        "orchestra.step_id": step_id,
+        "orchestra.skill": skill,
+    }
+
+
+@contextmanager
+def publish_span(
+    queue: str, *, message_id: str, run_id: str, step_id: str, skill: str
+) -> Iterator[Span]:
+    """The driver sending one step to the fleet: ``send {queue}``, a PRODUCER span.
+
+    Messaging semantic conventions (``messaging.destination.name`` is the skill's queue,
+    ``messaging.message.id`` the task id).  Inject :func:`inject_context` into the task
+    inside the block so the worker's :func:`process_span` is its child: the gap between the
+    two is the time the step waited in the queue.
+    """
+    if _off():
+        yield trace.INVALID_SPAN
+        return
+    attrs = _messaging_attrs("send", queue, message_id, run_id, step_id, skill)
+    with (
+        tracer().start_as_current_span(
+            f"send {queue}", kind=SpanKind.PRODUCER, attributes=attrs
+        ) as span,
+        _scoped(span, run_id, step_id),
+    ):
+        yield span
+
+
+@contextmanager
+def process_span(
+    queue: str,
+    *,
+    message_id: str,
+    run_id: str,
+    step_id: str,
+    skill: str,
+    queue_wait_ms: float | None = None,
+    worker: str | None = None,
+) -> Iterator[Span]:
+    """A worker taking one step off its queue: ``process {queue}``, a CONSUMER span (a child
+    of the driver's :func:`publish_span`, through the task's trace context), with the time
+    the step waited in the queue as ``orchestra.queue_wait_ms``."""
+    if _off():
+        yield trace.INVALID_SPAN
+        return
+    attrs = _messaging_attrs("process", queue, message_id, run_id, step_id, skill)
+    if queue_wait_ms is not None:
+        attrs["orchestra.queue_wait_ms"] = round(queue_wait_ms, 3)
+    if worker:
+        attrs["orchestra.worker"] = worker
+    with (
+        tracer().start_as_current_span(
+            f"process {queue}", kind=SpanKind.CONSUMER, attributes=attrs
+        ) as span,
+        _scoped(span, run_id, step_id),
+    ):
         yield span
 
 

@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 GRAPH = "tests/tracing/graphs.py"
 WORKERS = ("trace-worker-a", "trace-worker-b")
 SPAN_KIND_CLIENT = 3
+SPAN_KIND_PRODUCER = 4
+SPAN_KIND_CONSUMER = 5
 STATUS_ERROR = 2
 
 
@@ -152,6 +154,14 @@ def workers(fleet_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, ..
                 p.wait()
 
 
+def _driver_step(tool: ReceivedSpan, index: dict[str, ReceivedSpan]) -> ReceivedSpan:
+    """The driver's ``step`` span above a worker's tool call (through the queue's spans)."""
+    span = tool
+    while not span.name.startswith("step "):
+        span = index[span.parent_span_id]
+    return span
+
+
 def _chain(span: ReceivedSpan, index: dict[str, ReceivedSpan]) -> list[tuple[str, str]]:
     out = [(span.service, span.name)]
     while span.parent_span_id:
@@ -211,7 +221,24 @@ def test_a_fleet_run_is_one_trace_across_driver_workers_and_llm(
     for name, tool in tools.items():
         assert tool.service == "orchestra-worker", name
         assert tool.resource["orchestra.worker"] in workers
-        step = index[tool.parent_span_id]
+        # across the queue: the driver's PRODUCER span, the worker's CONSUMER span
+        consumer = index[tool.parent_span_id]
+        assert (consumer.service, consumer.kind) == ("orchestra-worker", SPAN_KIND_CONSUMER)
+        assert consumer.name == f"process orchestra.skill.{name}"
+        producer = index[consumer.parent_span_id]
+        assert (producer.service, producer.kind) == ("orchestra-driver", SPAN_KIND_PRODUCER)
+        assert producer.name == f"send orchestra.skill.{name}"
+        for span, op in ((producer, "send"), (consumer, "process")):
+            assert span.attributes["messaging.operation.type"] == op
+            assert span.attributes["messaging.destination.name"] == f"orchestra.skill.{name}"
+        assert (
+            consumer.attributes["messaging.message.id"]
+            == producer.attributes["messaging.message.id"]
+        )
+        assert consumer.attributes["orchestra.worker"] == tool.resource["orchestra.worker"]
+        assert consumer.attributes["orchestra.queue_wait_ms"] >= 0
+        assert producer.start_ns <= consumer.start_ns <= tool.start_ns
+        step = index[producer.parent_span_id]
         assert step.service == "orchestra-driver" and step.name.startswith("step ")
         assert step.attributes["orchestra.skill"] == name
         assert step.attributes["orchestra.worker"] == tool.resource["orchestra.worker"]
@@ -221,6 +248,8 @@ def test_a_fleet_run_is_one_trace_across_driver_workers_and_llm(
     assert _chain(chat, index) == [
         ("orchestra-worker", "chat tiny"),
         ("orchestra-worker", "execute_tool agent.summarizer"),
+        ("orchestra-worker", "process orchestra.skill.agent.summarizer"),
+        ("orchestra-driver", "send orchestra.skill.agent.summarizer"),
         ("orchestra-driver", "step summarize"),
         ("orchestra-driver", "invoke_agent refund"),
     ]
@@ -243,9 +272,9 @@ def test_a_fleet_run_is_one_trace_across_driver_workers_and_llm(
         "stripe_refund failed (exception); rerouted to razorpay_refund"
     )
     assert tools["stripe_refund"].status_code == STATUS_ERROR
-    failed_step = index[tools["stripe_refund"].parent_span_id]
+    failed_step = _driver_step(tools["stripe_refund"], index)
     assert failed_step.status_code == STATUS_ERROR
-    good_step = index[tools["razorpay_refund"].parent_span_id]
+    good_step = _driver_step(tools["razorpay_refund"], index)
     assert good_step.attributes["orchestra.route_reason"] == reroute.attributes["orchestra.reason"]
 
     # the same run, without Jaeger
