@@ -36,9 +36,9 @@ async def resume_run(
     quiet: bool = False,
 ) -> RunResult:
     """Resume ``run_id`` from the configured checkpointer (the graph file it remembers, or ``graph``)."""
+    from orchestra.building import build_runner
     from orchestra.checkpoint import open_checkpointer
     from orchestra.cli.run import close_runner, mark_down, print_decision
-    from orchestra.config import build_runner
     from orchestra.loaders import load_any_graph
 
     store = open_checkpointer()

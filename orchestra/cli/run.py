@@ -188,7 +188,7 @@ async def _run(
 ) -> RunResult:
     import uuid
 
-    from orchestra.config import build_runner
+    from orchestra.building import build_runner
     from orchestra.loaders import load_any_graph
 
     data: dict[str, Any] = {}
