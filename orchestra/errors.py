@@ -52,6 +52,7 @@ __all__ = [
     "UnknownSkillError",
     "did_you_mean",
     "error_from_payload",
+    "error_kind",
     "install_hint",
 ]
 
@@ -124,6 +125,16 @@ def did_you_mean(name: str, known: list[str] | tuple[str, ...], *, n: int = 3) -
 
     close = sorted(dict.fromkeys(known), key=score)[:n]
     return f" (did you mean: {', '.join(close)}?)"
+
+
+def error_kind(error_type: str) -> str:
+    """The kind of a step failure (``exception``, ``timeout``, ``malformed``, ``budget``) from
+    its error class name: the decision log's ``error_kind`` and the spans' ``error.type``."""
+    return {
+        "ToolTimeout": "timeout",
+        "MalformedOutput": "malformed",
+        "BudgetExceeded": "budget",
+    }.get(error_type, "exception")
 
 
 def install_hint(extra: str) -> str:

@@ -41,7 +41,7 @@ def configure_logging(
     and scrub secrets.  ``stdlib=True`` also routes the standard library's ``logging`` (Celery,
     litellm, httpx…) through the same processors and renderer, via one root handler.
     """
-    out = stream or sys.stderr
+    out = stream or _Stderr()
     lvl = logging.getLevelName(level.upper()) if isinstance(level, str) else level
     use_json = (not _isatty(out)) if json is None else json
     shared: list[Any] = [
@@ -84,6 +84,20 @@ def configure_logging_from_env(level: str | None = None, **kwargs: Any) -> str:
         )
     configure_logging(chosen, json=s.log_json, **kwargs)
     return chosen
+
+
+class _Stderr:
+    """``sys.stderr`` as it is when a line is written (a test runner or a CLI test harness
+    may swap it after logging was configured, and close the one it swapped in)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
 
 
 def _isatty(out: Any) -> bool:

@@ -31,12 +31,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import Span, Status, StatusCode
 from pydantic import BaseModel
 
 from orchestra import planner, tracing
 from orchestra.demotion import choose_fallback
-from orchestra.errors import RunInputError
+from orchestra.errors import RunInputError, error_kind
 from orchestra.executors.base import Executor, StepOutcome, StepTask
 from orchestra.executors.local import LocalExecutor
 from orchestra.graph import MAIN_GOAL, CompiledGraph, GoalSpec, Graph
@@ -117,16 +117,22 @@ class Runner:
         ``origin`` (JSON) is saved with the run's checkpoints: how it was started, so that a
         command line can resume it by id.
         """
-        compiled = graph if isinstance(graph, CompiledGraph) else graph.compile()
-        data = _input_dict(compiled, input)
-        state = RunState(
-            run_id=run_id or uuid.uuid4().hex[:12],
-            graph=compiled.name,
-            input=data,
-            budget_usd=budget_usd,
-            origin=dict(origin or {}),
-        )
-        return await _Run(self, compiled, state, budget_usd).execute()
+        rid = run_id or uuid.uuid4().hex[:12]
+        # the run's span opens first: compiling, checking the input and the first checkpoint
+        # are part of the run
+        with tracing.run_span(graph.name, rid) as span:
+            compiled = graph if isinstance(graph, CompiledGraph) else graph.compile()
+            data = _input_dict(compiled, input)
+            state = RunState(
+                run_id=rid,
+                graph=compiled.name,
+                input=data,
+                budget_usd=budget_usd,
+                origin=dict(origin or {}),
+                started_at=time.time(),
+            )
+            _remember_trace(state, span)
+            return await _Run(self, compiled, state, budget_usd).execute(span)
 
     async def resume(
         self,
@@ -148,31 +154,38 @@ class Runner:
         * ``goal:NAME``: settle for the declared goal ``NAME``;
         * ``output:{json}`` (or ``output:STEP={json}``): a human did the stuck step; the JSON
           object is recorded as its output, with skill ``human``.
+
+        Traced, the resumed part joins the first part's trace (see
+        :func:`orchestra.tracing.run_span`) and the answer is an event ``orchestra.answer``.
         """
-        compiled = graph if isinstance(graph, CompiledGraph) else graph.compile()
-        state = state.model_copy(deep=True)
-        if state.status in ("completed", "demoted"):
-            raise RunInputError(f"run {state.run_id} already {state.status}: nothing to resume")
-        if state.graph != compiled.name:
-            raise RunInputError(
-                f"run {state.run_id} is a run of graph {state.graph!r}, not {compiled.name!r}"
-            )
-        was = state.status
-        state.status = "running"
-        run = _Run(
-            self, compiled, state, budget_usd if budget_usd is not None else state.budget_usd
-        )
-        if answer is not None:
-            if was != "escalated" or state.escalation is None:
+        with tracing.run_span(graph.name, state.run_id, resumes=state.trace) as span:
+            compiled = graph if isinstance(graph, CompiledGraph) else graph.compile()
+            state = state.model_copy(deep=True)
+            if state.status in ("completed", "demoted"):
+                raise RunInputError(f"run {state.run_id} already {state.status}: nothing to resume")
+            if state.graph != compiled.name:
                 raise RunInputError(
-                    f"run {state.run_id} did not escalate ({was}): it is not waiting for an answer"
+                    f"run {state.run_id} is a run of graph {state.graph!r}, not {compiled.name!r}"
                 )
-            run.apply_answer(answer)
-        else:
-            if was == "running":
-                await run.recover()
-            run.decide("resume", f"resumed a {was} run from its checkpoint")
-        return await run.execute()
+            was = state.status
+            state.status = "running"
+            _remember_trace(state, span)
+            run = _Run(
+                self, compiled, state, budget_usd if budget_usd is not None else state.budget_usd
+            )
+            if answer is not None:
+                if was != "escalated" or state.escalation is None:
+                    raise RunInputError(
+                        f"run {state.run_id} did not escalate ({was}): it is not waiting for an "
+                        "answer"
+                    )
+                tracing.answer_event(answer)
+                run.apply_answer(answer)
+            else:
+                if was == "running":
+                    await run.recover()
+                run.decide("resume", f"resumed a {was} run from its checkpoint")
+            return await run.execute(span)
 
     async def resume_run(
         self,
@@ -194,6 +207,16 @@ class Runner:
         if state is None:
             raise RunInputError(f"no checkpoint of run {run_id!r}")
         return state
+
+
+def _remember_trace(state: RunState, span: Span) -> None:
+    """Store the run's first traced span with it, so a resumed part joins that trace and
+    ``orchestra trace`` can point at it."""
+    if state.trace or not span.get_span_context().is_valid:
+        return
+    state.trace = tracing.span_carrier(span)
+    state.trace_id = f"{span.get_span_context().trace_id:032x}"
+    state.trace_service = tracing.span_service(span)
 
 
 def _input_dict(
@@ -227,7 +250,14 @@ class _Run:
         self.c = compiled
         self.s = state
         self.budget = budget_usd
-        self.t0 = time.perf_counter()
+        # decision times count from the run's start, across resumes (an older checkpoint
+        # without a start time goes on from its last decision)
+        if state.started_at:
+            elapsed = max(0.0, time.time() - state.started_at)
+        else:
+            elapsed = max((d.at_ms for d in state.decisions), default=0.0) / 1e3
+            state.started_at = time.time() - elapsed
+        self.t0 = time.perf_counter() - elapsed
         self.inflight: dict[asyncio.Task[StepOutcome], tuple[str, str, float]] = {}
         self.failed_last: dict[
             str, tuple[str, str]
@@ -372,7 +402,7 @@ class _Run:
             if outcome.worker:
                 span.set_attribute("orchestra.worker", outcome.worker)
             if not outcome.ok and outcome.error is not None:
-                tracing.mark_error(span, outcome.error.message, _kind(outcome.error.type))
+                tracing.mark_error(span, outcome.error.message, outcome.error.type)
             return outcome
 
     async def collect(self) -> None:
@@ -413,7 +443,7 @@ class _Run:
                     err, kind = vetoes[0].reason, "risk"
                 else:
                     assert outcome.error is not None
-                    err, kind = outcome.error.message, _kind(outcome.error.type)
+                    err, kind = outcome.error.message, error_kind(outcome.error.type)
                 if kind == "budget":
                     # the skill is fine; the run cannot afford it: no retry, and say why
                     self.refused[(step, skill)] = err
@@ -629,18 +659,18 @@ class _Run:
 
     # ------------------------------------------------------------------ the loop
 
-    async def execute(self) -> RunResult:
+    async def execute(self, span: Span) -> RunResult:
+        """Drive the run to its end inside its ``invoke_agent`` ``span`` (opened by the caller)."""
         if not self.s.completed and not self.s.decisions:
             await self.checkpoint()  # a run whose driver dies on its first step can resume
-        with tracing.run_span(self.c.name, self.s.run_id) as span:
-            result = await self._loop()
-            span.set_attribute("orchestra.status", result.status)
-            span.set_attribute("orchestra.goal", result.goal)
-            span.set_attribute("orchestra.cost", result.spent_usd)
-            span.set_attribute("orchestra.path", " -> ".join(result.path))
-            if result.status == "escalated":
-                span.set_status(Status(StatusCode.ERROR, result.reason))
-            return result
+        result = await self._loop()
+        span.set_attribute("orchestra.status", result.status)
+        span.set_attribute("orchestra.goal", result.goal)
+        span.set_attribute("orchestra.cost", result.spent_usd)
+        span.set_attribute("orchestra.path", " -> ".join(result.path))
+        if result.status == "escalated":
+            span.set_status(Status(StatusCode.ERROR, result.reason))
+        return result
 
     async def _loop(self) -> RunResult:
         try:
@@ -700,14 +730,6 @@ class _Run:
 
 async def _milestone() -> StepOutcome:
     return StepOutcome(ok=True, output={})
-
-
-def _kind(error_type: str) -> str:
-    return {
-        "ToolTimeout": "timeout",
-        "MalformedOutput": "malformed",
-        "BudgetExceeded": "budget",
-    }.get(error_type, "exception")
 
 
 async def run(
