@@ -41,7 +41,7 @@ def configure_logging(
     and scrub secrets.  ``stdlib=True`` also routes the standard library's ``logging`` (Celery,
     litellm, httpx…) through the same processors and renderer, via one root handler.
     """
-    out = stream or _Stderr()
+    out: Any = stream or _Stderr()
     lvl = logging.getLevelName(level.upper()) if isinstance(level, str) else level
     use_json = (not _isatty(out)) if json is None else json
     shared: list[Any] = [
