@@ -31,15 +31,17 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
+from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 from pydantic import BaseModel
 
 from orchestra import planner, tracing
 from orchestra.demotion import choose_fallback
-from orchestra.errors import RunInputError, error_kind
+from orchestra.errors import MissingStepInput, RunInputError, error_kind
 from orchestra.executors.base import Executor, StepOutcome, StepTask
 from orchestra.executors.local import LocalExecutor
 from orchestra.graph import MAIN_GOAL, CompiledGraph, GoalSpec, Graph
+from orchestra.lease import LeaseKeeper, default_holder
 from orchestra.models.base import ChatModel
 from orchestra.monitors import (
     HealthBoard,
@@ -54,6 +56,7 @@ from orchestra.monitors import (
 )
 from orchestra.results import (
     HUMAN,
+    Compensation,
     Decision,
     DecisionKind,
     RunResult,
@@ -88,6 +91,8 @@ class Runner:
         max_amount: float | None = None,
         checkpointer: Any = None,
         on_decision: DecisionHook | None = None,
+        lease_ttl_s: float = 15.0,
+        lease_holder: str | None = None,
     ):
         self.executor: Executor = executor or LocalExecutor()
         self.health = health or HealthBoard()
@@ -99,6 +104,8 @@ class Runner:
         self.max_attempts = max_attempts
         self.checkpointer = checkpointer
         self.on_decision = on_decision
+        self.lease_ttl_s = lease_ttl_s
+        self.lease_holder = lease_holder
         self._risk = next((m for m in self.monitors if isinstance(m, RiskMonitor)), None)
 
     # ------------------------------------------------------------------ public
@@ -132,7 +139,23 @@ class Runner:
                 started_at=time.time(),
             )
             _remember_trace(state, span)
-            return await _Run(self, compiled, state, budget_usd).execute(span)
+            run = _Run(self, compiled, state, budget_usd)
+            run.span = span
+            run.lease = await self._take_lease(state.run_id)
+            return await run.execute()
+
+    def _lease_url(self) -> str:
+        return str(getattr(self.checkpointer, "url", None) or "memory://")
+
+    async def _take_lease(self, run_id: str) -> LeaseKeeper:
+        """The run's lease (:class:`~orchestra.errors.RunLeaseHeld` if another driver has it)."""
+        keeper = await LeaseKeeper.acquire(
+            self._lease_url(), run_id, self.lease_holder or default_holder(), self.lease_ttl_s
+        )
+        fence = getattr(self.executor, "fence", None)
+        if fence is not None:  # the executor tags what it sends with the fencing token
+            fence(run_id, keeper.lease.token)
+        return keeper
 
     async def resume(
         self,
@@ -158,34 +181,61 @@ class Runner:
         Traced, the resumed part joins the first part's trace (see
         :func:`orchestra.tracing.run_span`) and the answer is an event ``orchestra.answer``.
         """
-        with tracing.run_span(graph.name, state.run_id, resumes=state.trace) as span:
+        with tracing.run_span(graph.name, state.run_id, resumes=state.trace):
             compiled = graph if isinstance(graph, CompiledGraph) else graph.compile()
             state = state.model_copy(deep=True)
             if state.status in ("completed", "demoted"):
                 raise RunInputError(f"run {state.run_id} already {state.status}: nothing to resume")
-            if state.graph != compiled.name:
-                raise RunInputError(
-                    f"run {state.run_id} is a run of graph {state.graph!r}, not {compiled.name!r}"
-                )
-            was = state.status
-            state.status = "running"
-            _remember_trace(state, span)
-            run = _Run(
-                self, compiled, state, budget_usd if budget_usd is not None else state.budget_usd
+            # One driver at a time: take the run's lease, then read the run as it is now (a
+            # driver that held it until a moment ago may have moved it on, or finished it).
+            lease = await self._take_lease(state.run_id)
+            try:
+                return await self._resume_leased(compiled, state, lease, budget_usd, answer)
+            except BaseException:
+                await lease.release()
+                raise
+
+    async def _resume_leased(
+        self,
+        compiled: CompiledGraph,
+        state: RunState,
+        lease: LeaseKeeper,
+        budget_usd: float | None,
+        answer: str | None,
+    ) -> RunResult:
+        if self.checkpointer is not None:
+            stored: RunState | None = await self.checkpointer.load(state.run_id)
+            if stored is not None and (
+                stored.status != state.status or len(stored.decisions) > len(state.decisions)
+            ):
+                state = stored.model_copy(deep=True)
+        if state.status in ("completed", "demoted"):
+            raise RunInputError(f"run {state.run_id} already {state.status}: nothing to resume")
+        if state.graph != compiled.name:
+            raise RunInputError(
+                f"run {state.run_id} is a run of graph {state.graph!r}, not {compiled.name!r}"
             )
-            if answer is not None:
-                if was != "escalated" or state.escalation is None:
-                    raise RunInputError(
-                        f"run {state.run_id} did not escalate ({was}): it is not waiting for an "
-                        "answer"
-                    )
-                tracing.answer_event(answer)
-                run.apply_answer(answer)
-            else:
-                if was == "running":
-                    await run.recover()
-                run.decide("resume", f"resumed a {was} run from its checkpoint")
-            return await run.execute(span)
+        was = state.status
+        state.status = "running"
+        span = trace.get_current_span()  # the resumed part's invoke_agent (see resume)
+        _remember_trace(state, span)
+        run = _Run(
+            self, compiled, state, budget_usd if budget_usd is not None else state.budget_usd
+        )
+        run.lease = lease
+        run.span = span
+        if answer is not None:
+            if was != "escalated" or state.escalation is None:
+                raise RunInputError(
+                    f"run {state.run_id} did not escalate ({was}): it is not waiting for an answer"
+                )
+            tracing.answer_event(answer)
+            run.apply_answer(answer)
+        else:
+            if was == "running":
+                await run.recover()
+            run.decide("resume", f"resumed a {was} run from its checkpoint")
+        return await run.execute()
 
     async def resume_run(
         self,
@@ -250,6 +300,7 @@ class _Run:
         self.c = compiled
         self.s = state
         self.budget = budget_usd
+        self.span: Span = trace.INVALID_SPAN  # the run's invoke_agent span (set by Runner)
         # decision times count from the run's start, across resumes (an older checkpoint
         # without a start time goes on from its last decision)
         if state.started_at:
@@ -266,8 +317,16 @@ class _Run:
         self.refused: dict[tuple[str, str], str] = {}  # (step, skill) -> why it may not run
         self.stuck: dict[str, str] = {}  # step -> why it has no route (when the run is stuck)
         self.view = planner.RunView(
-            compiled, state, max_attempts=runner.max_attempts, refused=self.refused
+            compiled,
+            state,
+            max_attempts=runner.max_attempts,
+            refused=self.refused,
+            budget_usd=budget_usd,
+            policy_monitors=frozenset(
+                {"budget", runner._risk.name if runner._risk is not None else "risk"}
+            ),
         )
+        self.lease: LeaseKeeper | None = None  # released when the run stops driving
         self.log = log.bind(run_id=state.run_id, graph=compiled.name)
 
     # ------------------------------------------------------------------ bookkeeping
@@ -301,6 +360,8 @@ class _Run:
         return {s for s, _, _ in self.inflight.values()}
 
     async def checkpoint(self) -> None:
+        if self.lease is not None:
+            await self.lease.ensure()  # a driver that lost the run writes nothing
         if self.r.checkpointer is not None:
             await self.r.checkpointer.save(self.s)
 
@@ -360,8 +421,20 @@ class _Run:
                 cost=route.cost,
             )
         key = f"{step}:{skill}"
-        self.s.attempts[key] = self.s.attempts.get(key, 0) + 1
         sk = self.c.skill(skill)
+        arguments: dict[str, Any] = {}
+        if not sk.milestone:
+            try:
+                arguments = planner.arguments(self.c, self.s, step, skill)
+            except MissingStepInput as exc:
+                # what an earlier (rerouted) step returned does not feed this one: a step
+                # failure, healed by reroute, backtracking, demotion or escalation
+                self.refused[(step, skill)] = str(exc)
+                self.s.attempts[key] = self.r.max_attempts
+                self.failed_last[step] = (skill, "input")
+                self.decide("fail", str(exc), step=step, skill=skill, error_kind="input")
+                return
+        self.s.attempts[key] = self.s.attempts.get(key, 0) + 1
         if sk.milestone:
             task_ = asyncio.ensure_future(_milestone())
         else:
@@ -377,7 +450,7 @@ class _Run:
                 run_id=self.s.run_id,
                 step_id=step,
                 skill=skill,
-                arguments=planner.arguments(self.c, self.s, step, skill),
+                arguments=arguments,
                 attempt=self.s.attempts[key],
                 timeout_s=sk.timeout_s,
             )
@@ -487,17 +560,113 @@ class _Run:
                     return True
                 continue
             if option.kind == "backtrack":
-                continue  # the hook proposes; nothing acts on it yet
+                # False: a compensation failed and the run escalated
+                return await self.backtrack(option.detail, option.reason)
             self.stuck = dict(plan.stuck)
             return await self.demote_or_escalate(planner.stuck_reason(plan, halts), option.goals)
         return False
+
+    async def backtrack(self, bt: planner.Backtrack, reason: str) -> bool:
+        """Abandon completed steps for a route that exists: compensate each (reverse
+        completion order), then forget it.  False (the run escalated) if one cannot be undone."""
+        self.s.backtracks.append(bt.signature)
+        self.decide("backtrack", reason, cost=bt.cost)
+        for u in bt.abandon:
+            if u.compensation is not None and not await self.compensate(u):
+                self.s.status = "escalated"
+                self.s.reason = (
+                    f"backtracking: {u.compensation} could not undo {u.skill} at {u.step}; "
+                    f"a human must undo it, then answer retry"
+                )
+                self.stuck = {u.step: self.s.reason}
+                self.s.escalation = planner.escalation_info(
+                    self.view,
+                    self.s.reason,
+                    self.stuck,
+                    self.r._risk.name if self.r._risk is not None else None,
+                )
+                self.decide("escalate", self.s.reason)
+                return False
+            del self.s.completed[u.step]
+            self.failed_last.pop(u.step, None)
+        await self.checkpoint()
+        return True
+
+    async def compensate(self, u: planner.Undo) -> bool:
+        """Run ``u.compensation`` to undo what ``u.skill`` did at ``u.step`` (through the
+        executor, with the step's arguments and output); up to ``max_attempts`` calls."""
+        assert u.compensation is not None
+        rec = self.s.completed[u.step]
+        try:
+            args = planner.arguments(self.c, self.s, u.step, u.skill)
+        except (RunInputError, MissingStepInput):
+            args = {}
+        args.update(rec.output)
+        sk = self.c.skill(u.compensation)
+        error = ""
+        for attempt in range(1, self.r.max_attempts + 1):
+            task = StepTask(
+                run_id=self.s.run_id,
+                step_id=u.step,
+                skill=sk.name,
+                arguments=args,
+                attempt=attempt,
+                timeout_s=sk.timeout_s,
+            )
+            with tracing.compensation_span(
+                u.step,
+                run_id=self.s.run_id,
+                skill=sk.name,
+                undoes=u.skill,
+                attributes={"orchestra.cost": sk.cost, "orchestra.attempt": attempt},
+            ) as span:
+                task.trace_context = tracing.inject_context()
+                outcome = await self.r.executor.execute(task, sk)
+                if not outcome.ok and outcome.error is not None:
+                    tracing.mark_error(span, outcome.error.message, outcome.error.type)
+            self.s.spent_usd += outcome.cost_usd
+            if outcome.ok:
+                self.s.compensations.append(Compensation(step=u.step, skill=u.skill, by=sk.name))
+                self.decide(
+                    "compensate",
+                    f"{sk.name} undid what {u.skill} did at {u.step}",
+                    step=u.step,
+                    skill=sk.name,
+                    cost=sk.cost,
+                )
+                return True
+            assert outcome.error is not None
+            error = outcome.error.message
+            self.decide(
+                "fail", error, step=u.step, skill=sk.name, error_kind=error_kind(outcome.error.type)
+            )
+        self.s.compensations.append(
+            Compensation(step=u.step, skill=u.skill, by=sk.name, ok=False, reason=error)
+        )
+        return False
+
+    async def set_aside(self, goal: GoalSpec) -> None:
+        """Work beyond a demoted ``goal``: compensated where it can be, listed where not."""
+        for u, undoable in planner.beyond_goal(self.view, goal, self.r.health):
+            rec = self.s.completed[u.step]
+            if not (undoable and await self.compensate(u)):
+                self.s.extra.append(rec)
+                self.decide(
+                    "note",
+                    f"{u.skill} at {u.step} is beyond {goal.name!r} and was not undone; "
+                    f"listed in extra_steps",
+                    step=u.step,
+                    skill=u.skill,
+                )
+            del self.s.completed[u.step]
+        await self.checkpoint()
 
     async def demote_or_escalate(
         self, why: str, reachable: Sequence[tuple[str, list[str]]] | None = None
     ) -> bool:
         """Returns True if the run continues toward a lesser goal."""
         if reachable is None:
-            reachable = planner.reachable_fallbacks(self.view, self.running())
+            reachable = planner.reachable_fallbacks(self.view, self.running(), self.r.health)
         self.s.tried_goals.append(self.s.goal)
         choice = await choose_fallback(
             self.r.demotion_model,
@@ -509,13 +678,17 @@ class _Run:
         self.s.llm_calls += choice.llm_calls
         if choice.goal is None:
             self.s.status = "escalated"
-            self.s.reason = f"{why}; {choice.reason}"
-            self.s.escalation = planner.escalation_info(
+            risk = self.r._risk.name if self.r._risk is not None else None
+            info = planner.escalation_info(self.view, why, self.stuck, risk)
+            self.s.reason = planner.explain_escalation(
                 self.view,
-                self.s.reason,
                 self.stuck,
-                self.r._risk.name if self.r._risk is not None else None,
+                why=why,
+                fallback=choice.reason,
+                risk_blocked=info.risk_blocked,
             )
+            info.reason = self.s.reason
+            self.s.escalation = info
             self.decide("escalate", self.s.reason)
             return False
         dropped = [
@@ -530,6 +703,7 @@ class _Run:
             f"{why}; demoted to {choice.goal!r}: {choice.reason}"
             + (f"; steps not run: {', '.join(dropped)}" if dropped else ""),
         )
+        await self.set_aside(self.c.goals[choice.goal])
         return True
 
     # ------------------------------------------------------------------ resuming
@@ -659,8 +833,31 @@ class _Run:
 
     # ------------------------------------------------------------------ the loop
 
-    async def execute(self, span: Span) -> RunResult:
-        """Drive the run to its end inside its ``invoke_agent`` ``span`` (opened by the caller)."""
+    async def execute(self) -> RunResult:
+        lease = self.lease
+        try:
+            if lease is None:
+                return await self._execute()
+            main = asyncio.ensure_future(self._execute())
+
+            def stop(_exc: BaseException) -> None:
+                main.cancel()
+
+            lease.start(on_lost=stop)
+            try:
+                return await main
+            except asyncio.CancelledError:
+                if lease.lost is not None:
+                    self.log.warning("lease lost: this driver stops", reason=str(lease.lost))
+                    raise lease.lost from None
+                raise
+        finally:
+            if lease is not None:
+                await lease.release()
+
+    async def _execute(self) -> RunResult:
+        # inside the run's invoke_agent span, opened by Runner.run / Runner.resume
+        span = self.span
         if not self.s.completed and not self.s.decisions:
             await self.checkpoint()  # a run whose driver dies on its first step can resume
         result = await self._loop()
@@ -725,6 +922,8 @@ class _Run:
             spent_usd=self.s.spent_usd,
             llm_calls=self.s.llm_calls,
             wall_ms=(time.perf_counter() - self.t0) * 1e3,
+            extra_steps=list(self.s.extra),
+            compensations=list(self.s.compensations),
         )
 
 

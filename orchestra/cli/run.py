@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from orchestra.errors import ExecutorError, RunInputError, SpecError
+from orchestra.errors import ExecutorError, LeaseLost, RunInputError, RunLeaseHeld, SpecError
 from orchestra.results import Decision, RunResult
 
 __all__ = ["EXIT_CODES", "close_runner", "print_error", "register"]
@@ -32,6 +32,8 @@ _STYLE = {
     "escalate": "red reverse",
     "complete": "green reverse",
     "resume": "blue bold",
+    "backtrack": "yellow bold",
+    "compensate": "magenta bold",
 }
 
 
@@ -85,7 +87,11 @@ def print_summary(console: Console, result: RunResult) -> None:
 
 
 def fail_with(console: Console, exc: Exception) -> NoReturn:
-    """Print a user-facing error and exit: 2 for bad input or spec, 5 for the executor."""
+    """Print a user-facing error and exit: 2 for bad input or spec (or a run another driver
+    holds), 5 for the executor (or a lease lost to another driver)."""
+    if isinstance(exc, LeaseLost):
+        console.print(f"[red bold]stopped:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_EXECUTOR) from None
     if isinstance(exc, ExecutorError):
         print_error(console, exc, label="executor error")
         raise typer.Exit(EXIT_EXECUTOR) from None
@@ -96,6 +102,11 @@ def fail_with(console: Console, exc: Exception) -> NoReturn:
 def finish(console: Console, result: RunResult, json_out: Path | None) -> NoReturn:
     """Print the run's summary, write its JSON if asked, exit with its status's code."""
     print_summary(console, result)
+    console.print(
+        f"[dim]see it: orchestra trace {result.run_id} (tree) · orchestra trace "
+        f"{result.run_id} -o run.svg (picture) · orchestra ui → http://127.0.0.1:8765/runs/{result.run_id}[/]",
+        highlight=False,
+    )
     if json_out:
         json_out.write_text(result.model_dump_json(indent=2))
     raise typer.Exit(EXIT_CODES.get(result.status, 1))
@@ -169,7 +180,14 @@ def register(app: typer.Typer) -> None:
                 result = asyncio.run(
                     _run(graph, input, scenario, down, fail, budget, fleet, console, quiet, run_id)
                 )
-        except (SpecError, RunInputError, ValueError, ExecutorError) as exc:
+        except (
+            SpecError,
+            RunInputError,
+            ValueError,
+            ExecutorError,
+            RunLeaseHeld,
+            LeaseLost,
+        ) as exc:
             fail_with(console, exc)
         finish(console, result, json_out)
 
