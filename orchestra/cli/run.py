@@ -49,7 +49,9 @@ def print_decision(console: Console, d: Decision) -> None:
     where = f"{d.step}/{d.skill}" if d.skill and d.step != d.skill else (d.skill or d.step or "")
     line = Text(f"{d.at_ms:8.1f} ms ", style="dim")
     line.append(f"{d.kind:<9}", style=_STYLE[d.kind])
-    line.append(f" {where:<30} {d.reason}")
+    # an escalation's reason (and how to resume) is the summary's last line: said once
+    reason = "the run stops: why, and how to resume, below" if d.kind == "escalate" else d.reason
+    line.append(f" {where:<30} {reason}")
     console.print(line, highlight=False, soft_wrap=True)
 
 
@@ -80,7 +82,7 @@ def print_summary(console: Console, result: RunResult) -> None:
     )
     if result.reason:
         line.append(f"\nreason: {result.reason}")
-    if result.status == "escalated":
+    if result.status == "escalated" and "orchestra resume" not in result.reason:
         line.append("\nto go on: ", style="bold")
         line.append(resume_hint(result))
     console.print(line, highlight=False)
