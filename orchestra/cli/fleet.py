@@ -99,11 +99,25 @@ def status_cmd(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the status as JSON here")
     ] = None,
+    wait: Annotated[
+        int,
+        typer.Option(
+            "--wait",
+            metavar="N",
+            help="First wait (up to --timeout) until N workers are live, e.g. just after "
+            "starting them; exit 1 if they are not",
+        ),
+    ] = 0,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most")] = 120.0,
 ) -> None:
     """Live workers, the skills each serves, and every skill's health across the fleet."""
     console = Console()
     try:
         data = asyncio.run(_status())
+        deadline = time.monotonic() + timeout
+        while len(data["workers"]) < wait and time.monotonic() < deadline:
+            time.sleep(0.5)
+            data = asyncio.run(_status())
     except ExecutorError as exc:
         print_error(console, exc)
         raise typer.Exit(5) from None
@@ -153,6 +167,9 @@ def status_cmd(
         )
     if json_out:
         json_out.write_text(json.dumps(data, indent=2))
+    if len(data["workers"]) < wait:
+        print_error(console, f"{len(data['workers'])} of {wait} workers live after {timeout:g}s")
+        raise typer.Exit(1)
 
 
 @fleet_app.command("reset")
