@@ -32,6 +32,7 @@ _STYLE = {
     "escalate": "red reverse",
     "complete": "green reverse",
     "resume": "blue bold",
+    "overrun": "red bold",
     "backtrack": "yellow bold",
     "compensate": "magenta bold",
 }
@@ -78,7 +79,7 @@ def print_summary(console: Console, result: RunResult) -> None:
     line = Text(result.status.upper(), style=f"{colour} bold")
     line.append(
         f" goal={result.goal!r}  reroutes={result.reroutes}  llm_calls={result.llm_calls}  "
-        f"spent=${result.spent_usd:.4f}  wall={result.wall_ms:.0f} ms"
+        f"{spend_line(result)}  wall={result.wall_ms:.0f} ms"
     )
     if result.reason:
         line.append(f"\nreason: {result.reason}")
@@ -86,6 +87,16 @@ def print_summary(console: Console, result: RunResult) -> None:
         line.append("\nto go on: ", style="bold")
         line.append(resume_hint(result))
     console.print(line, highlight=False)
+
+
+def spend_line(result: RunResult) -> str:
+    """``budget=$B spent=$S left=$L (USD)``, or ``spent=$S (USD, no budget)``."""
+    if result.budget_usd is None:
+        return f"spent=${result.spent_usd:.6f} (USD, no budget)"
+    return (
+        f"budget=${result.budget_usd:.6f} spent=${result.spent_usd:.6f} "
+        f"left=${result.left_usd or 0.0:.6f} (USD)"
+    )
 
 
 def fail_with(console: Console, exc: Exception) -> NoReturn:
