@@ -165,6 +165,8 @@ class RunResult(BaseModel):
     extra_steps: list[StepRecord] = Field(default_factory=list)
     #: Completed work undone, in the order it was undone (backtracking, demotion).
     compensations: list[Compensation] = Field(default_factory=list)
+    #: The run's trace (its first part's, for a resumed run); ``""`` when it was not traced.
+    trace_id: str = ""
 
     @property
     def left_usd(self) -> float | None:

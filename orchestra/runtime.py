@@ -1242,6 +1242,7 @@ class _Run:
             wall_ms=(time.perf_counter() - self.t0) * 1e3,
             extra_steps=list(self.s.extra),
             compensations=list(self.s.compensations),
+            trace_id=self.s.trace_id,
         )
 
 

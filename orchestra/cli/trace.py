@@ -192,8 +192,8 @@ def jaeger_hint(state: RunState) -> str:
     """Where the run's trace is in Jaeger: its stored trace id and the driver's service name."""
     if not state.trace_id:
         return (
-            "Jaeger: this run was not traced (set OTEL_EXPORTER_OTLP_ENDPOINT when running "
-            "to export its trace)"
+            "Jaeger: no trace stored with this run (tracing was off when it ran; set "
+            "OTEL_EXPORTER_OTLP_ENDPOINT to export runs)"
         )
     return (
         f"Jaeger: http://localhost:16686/trace/{state.trace_id}  (service "
@@ -262,6 +262,7 @@ def state_from_json(data: dict[str, Any]) -> tuple[RunState, float | None]:
         spent_usd=result.spent_usd,
         llm_calls=result.llm_calls,
         reason=result.reason,
+        trace_id=result.trace_id,
     )
     return state, result.wall_ms
 

@@ -213,6 +213,7 @@ def test_a_fleet_run_is_one_trace_across_driver_workers_and_llm(
     (root,) = [s for s in spans if s.name == "invoke_agent refund"]
     assert root.service == "orchestra-driver" and root.parent_span_id == ""
     assert root.attributes["orchestra.run_id"] == run_id
+    assert result["trace_id"] == root.trace_id, "the result names its trace"
 
     tools = {
         s.attributes["gen_ai.tool.name"]: s for s in spans if s.name.startswith("execute_tool")
