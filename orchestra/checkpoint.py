@@ -98,9 +98,11 @@ class SaverCheckpointer:
                 try:
                     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
                 except ImportError as exc:
+                    from orchestra.errors import install_hint
+
                     raise ConfigError(
-                        "a postgresql:// checkpoint URL needs the fleet extra: "
-                        "pip install 'orchestra[fleet]'",
+                        f"a postgresql:// checkpoint URL needs the fleet extra: "
+                        f"{install_hint('fleet')}",
                         field="checkpoint_url",
                     ) from exc
                 saver = await stack.enter_async_context(AsyncPostgresSaver.from_conn_string(url))

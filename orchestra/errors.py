@@ -60,7 +60,10 @@ __all__ = [
     "ToolTimeout",
     "UnknownSkillError",
     "UntrustedPathError",
+    "did_you_mean",
     "error_from_payload",
+    "error_kind",
+    "install_hint",
 ]
 
 
@@ -105,11 +108,9 @@ class UnknownSkillError(SpecError):
         known: list[str] | None = None,
     ):
         self.name = name
-        hint = ""
-        if known:
-            close = sorted(known, key=lambda k: _distance(k, name))[:3]
-            hint = f" (did you mean: {', '.join(close)}?)"
-        super().__init__(f"unknown skill {name!r}{hint}", field=field, source=source)
+        super().__init__(
+            f"unknown skill {name!r}{did_you_mean(name, known or [])}", field=field, source=source
+        )
 
 
 class ConfigError(SpecError):
@@ -126,6 +127,44 @@ class UntrustedPathError(SpecError):
     Such a file may only name catalogs and skill code inside its own directory tree or under
     ``ORCHESTRA_TRUSTED_PATHS``; nothing is imported before this is checked.
     """
+
+
+def did_you_mean(name: str, known: list[str] | tuple[str, ...], *, n: int = 3) -> str:
+    """`` (did you mean: a, b?)`` with the ``n`` known names closest to ``name``, or ``""``.
+
+    Closest first: the edit distance, with a name that contains ``name`` (or is contained
+    in it) counted as close as one edit.
+    """
+    if not known:
+        return ""
+
+    def score(k: str) -> tuple[int, str]:
+        a, b = k.lower(), name.lower()
+        d = _distance(a, b)
+        if a in b or b in a:
+            d = min(d, 1)
+        return d, k
+
+    close = sorted(dict.fromkeys(known), key=score)[:n]
+    return f" (did you mean: {', '.join(close)}?)"
+
+
+def error_kind(error_type: str) -> str:
+    """The kind of a step failure (``exception``, ``timeout``, ``malformed``, ``budget``) from
+    its error class name: the decision log's ``error_kind`` and the spans' ``error.type``."""
+    return {
+        "ToolTimeout": "timeout",
+        "MalformedOutput": "malformed",
+        "BudgetExceeded": "budget",
+    }.get(error_type, "exception")
+
+
+def install_hint(extra: str) -> str:
+    """How to install one of Orchestra's extras (it is not on PyPI under that name)."""
+    return (
+        f"install the {extra} extra from the Orchestra checkout: "
+        f".venv/bin/pip install -e '.[{extra}]' (make install-dev installs every extra)"
+    )
 
 
 def _distance(a: str, b: str) -> int:

@@ -150,6 +150,31 @@ class _GraphSpec(BaseModel):
     strict_transitions: bool = False
 
 
+_GRAPH_KEYS = (
+    "name",
+    "description",
+    "catalog",
+    "input",
+    "steps",
+    "goal",
+    "fallback_goals",
+    "transitions",
+    "strict_transitions",
+)
+_STEP_KEYS = ("id", "candidates", "after", "inputs", "description")
+
+
+def _first_error(exc: ValidationError, keys: tuple[str, ...]) -> tuple[str, str]:
+    """(message, dotted field) of a validation error, with the allowed keys for an unknown one."""
+    e = exc.errors()[0]
+    where = ".".join(map(str, e["loc"]))
+    if e["type"] == "extra_forbidden":
+        return f"unknown key (use: {', '.join(keys)})", where
+    if e["type"] == "model_type":
+        return f"expected a mapping with keys {', '.join(keys)}", where
+    return e["msg"], where
+
+
 def load_graph_yaml(path: str | Path, *, skills: SkillRegistry | None = None) -> Graph:
     """Load a graph declared in YAML; errors name the file and the field.
 
@@ -165,11 +190,17 @@ def load_graph_yaml(path: str | Path, *, skills: SkillRegistry | None = None) ->
         raise GraphSpecError("no such file", source=str(p)) from None
     except yaml.YAMLError as exc:
         raise GraphSpecError(f"not valid YAML: {exc}", source=str(p)) from exc
+    if not isinstance(raw, dict):
+        raise GraphSpecError(
+            "a graph spec is a mapping with name, steps and optional input, catalog, goal, "
+            "fallback_goals, transitions (see graphs/refund.yaml)",
+            source=str(p),
+        )
     try:
         spec = _GraphSpec.model_validate(raw)
     except ValidationError as exc:
-        e = exc.errors()[0]
-        raise GraphSpecError(e["msg"], field=".".join(map(str, e["loc"])), source=str(p)) from exc
+        msg, where = _first_error(exc, _GRAPH_KEYS)
+        raise GraphSpecError(msg, field=where, source=str(p)) from exc
     registry = SkillRegistry(skills.values() if skills else ())
     if spec.catalog:
         from orchestra.catalog import load_catalog
@@ -199,10 +230,9 @@ def load_graph_yaml(path: str | Path, *, skills: SkillRegistry | None = None) ->
         try:
             steps.append(Step.model_validate(raw_step))
         except ValidationError as exc:
-            e = exc.errors()[0]
-            raise GraphSpecError(
-                e["msg"], field=f"steps[{i}]." + ".".join(map(str, e["loc"])), source=str(p)
-            ) from exc
+            msg, where = _first_error(exc, _STEP_KEYS)
+            field = f"steps[{i}]" + (f".{where}" if where else "")
+            raise GraphSpecError(msg, field=field, source=str(p)) from exc
     graph = Graph(
         spec.name,
         description=spec.description,

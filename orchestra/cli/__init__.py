@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 import importlib
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer.core
 
 from orchestra.cli.bench import bench_app
 from orchestra.cli.run import register as _register_run
+
+
+def _no_flag_placeholders() -> None:
+    """typer (0.29) shows a flag's type in --help as ``<bool>``, as if it took a value: a flag
+    takes none, so show nothing there."""
+    original: Any = typer.core.TyperOption.display_type_rich
+    if getattr(original, "_orchestra_patched", False):
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        if self.is_flag and self.metavar is None:
+            return None
+        result: str | None = original(self, ctx)
+        return result
+
+    display_type_rich._orchestra_patched = True  # type: ignore[attr-defined]
+    typer.core.TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_no_flag_placeholders()
 
 app = typer.Typer(
     name="orchestra",
@@ -24,9 +45,22 @@ def _options(
         bool, typer.Option("--debug", help="Show Python tracebacks with errors")
     ] = False,
 ) -> None:
+    """Log lines (stderr) as ORCHESTRA_LOG_LEVEL and ORCHESTRA_LOG_JSON say; --debug shows
+    tracebacks."""
     from orchestra.cli.common import set_debug
+    from orchestra.errors import ConfigError
+    from orchestra.logs import configure_logging_from_env
 
     set_debug(debug)
+    try:
+        configure_logging_from_env()
+    except ConfigError as exc:
+        from rich.console import Console
+
+        from orchestra.cli.run import print_error
+
+        print_error(Console(stderr=True), exc)
+        raise typer.Exit(2) from None
 
 
 @app.command("keygen")

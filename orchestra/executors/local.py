@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Any
 
+import structlog
 from pydantic import ValidationError
 
 from orchestra import secrets, tracing
@@ -38,9 +39,13 @@ async def run_skill(skill: Skill, task: StepTask) -> StepOutcome:
 
     Shared by every executor, so a step behaves the same in process and on a worker; the
     call is the ``execute_tool`` span (a child of the driver's step span, even across
-    processes, through ``task.trace_context``).
+    processes, through ``task.trace_context``).  Log lines inside the call carry the run's
+    ``run_id``, ``step_id`` and ``skill``.
     """
     with (
+        structlog.contextvars.bound_contextvars(
+            run_id=task.run_id, step_id=task.step_id, skill=skill.name
+        ),
         tracing.extract_context(task.trace_context),
         tracing.tool_span(skill.name, run_id=task.run_id, step_id=task.step_id) as span,
         metering() as meter,

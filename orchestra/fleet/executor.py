@@ -41,6 +41,7 @@ import redis.asyncio as aioredis
 import structlog
 from pydantic_core import PydanticSerializationError
 
+from orchestra import tracing
 from orchestra.config import Settings
 from orchestra.errors import ErrorPayload, ExecutorError, SecretKeyError
 from orchestra.executors.base import StepOutcome, StepTask
@@ -189,38 +190,50 @@ class CeleryExecutor:
     # ------------------------------------------------------------------ executing
 
     async def execute(self, task: StepTask, skill: Skill) -> StepOutcome:
-        """Send ``task`` to a worker hosting ``skill`` and await its outcome."""
+        """Send ``task`` to a worker hosting ``skill`` and await its outcome.
+
+        The send is a PRODUCER span (``send orchestra.skill.<name>``) whose context travels
+        with the task, so the worker's CONSUMER span is its child and the queue wait shows.
+        """
         await self._ensure_started()
-        env = StepEnvelope(
-            task=task,
-            reply_to=self.driver_id,
-            epoch=self._epochs.get(task.run_id, 0),
-            sent_at=time.time(),
-        )
-        try:
-            payload = env.model_dump(mode="json")
-        except PydanticSerializationError as exc:
-            return _failure(task, f"arguments of step {task.step_id!r} are not JSON: {exc}")
         s = self.settings
         task_id = uuid.uuid4().hex
-        now = time.monotonic()
+        queue = queue_for(skill.name)
         loop = asyncio.get_running_loop()
-        pending = _Pending(
-            future=loop.create_future(),
-            task=task,
-            skill=skill,
-            sent=now,
-            deadline=now
-            + task.timeout_s * (1 + s.max_redeliveries)
-            + s.visibility_timeout_s
-            + s.queue_wait_s,
-        )
-        self._pending[task_id] = pending
         try:
-            assert self._publisher is not None
-            await loop.run_in_executor(
-                self._publisher, self._publish, task_id, payload, queue_for(skill.name)
-            )
+            with tracing.publish_span(
+                queue,
+                message_id=task_id,
+                run_id=task.run_id,
+                step_id=task.step_id,
+                skill=skill.name,
+            ) as span:
+                if span.is_recording():
+                    task = task.model_copy(update={"trace_context": tracing.inject_context()})
+                env = StepEnvelope(
+                    task=task,
+                    reply_to=self.driver_id,
+                    epoch=self._epochs.get(task.run_id, 0),
+                    sent_at=time.time(),
+                )
+                try:
+                    payload = env.model_dump(mode="json")
+                except PydanticSerializationError as exc:
+                    return _failure(task, f"arguments of step {task.step_id!r} are not JSON: {exc}")
+                now = time.monotonic()
+                pending = _Pending(
+                    future=loop.create_future(),
+                    task=task,
+                    skill=skill,
+                    sent=now,
+                    deadline=now
+                    + task.timeout_s * (1 + s.max_redeliveries)
+                    + s.visibility_timeout_s
+                    + s.queue_wait_s,
+                )
+                self._pending[task_id] = pending
+                assert self._publisher is not None
+                await loop.run_in_executor(self._publisher, self._publish, task_id, payload, queue)
             return await pending.future
         except asyncio.CancelledError:
             # the run no longer wants this step: withdraw it unless a worker has it already

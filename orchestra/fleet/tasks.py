@@ -37,6 +37,7 @@ import redis
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from orchestra import tracing
 from orchestra.errors import ConfigError, ErrorPayload, ExecutorError
 from orchestra.executors.base import StepOutcome, StepTask
 from orchestra.executors.local import run_skill
@@ -188,12 +189,38 @@ def _reject(ctx: WorkerContext, task_id: str, payload: Any, why: str) -> None:
 def step(task_id: str, payload: Any) -> str:
     """Run one delivery of a step task; returns what became of it (for logs and tests)."""
     ctx = current_worker()
-    s = ctx.settings
     try:
         env = StepEnvelope.model_validate(payload)
     except ValidationError as exc:
         _reject(ctx, task_id, payload, _summary(exc))
         return "rejected"
+    task = env.task
+    from orchestra.fleet.app import queue_for
+
+    wait_ms = max(0.0, (time.time() - env.sent_at) * 1e3) if env.sent_at else None
+    with (
+        tracing.extract_context(task.trace_context),
+        tracing.process_span(
+            queue_for(task.skill),
+            message_id=task_id,
+            run_id=task.run_id,
+            step_id=task.step_id,
+            skill=task.skill,
+            queue_wait_ms=wait_ms,
+            worker=ctx.name,
+        ) as span,
+    ):
+        if span.is_recording():  # the tool call becomes a child of this delivery
+            task.trace_context = tracing.inject_context()
+        verdict = _deliver(ctx, task_id, env)
+        if span.is_recording():
+            span.set_attribute("orchestra.delivery", verdict)
+        return verdict
+
+
+def _deliver(ctx: WorkerContext, task_id: str, env: StepEnvelope) -> str:
+    """Run (or answer from Redis, or drop) one delivery of a valid step envelope."""
+    s = ctx.settings
     task = env.task
     hosted = ctx.skills.get(task.skill)
     r, begin, finish = ctx.redis()

@@ -31,7 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestra.config import Settings
-from orchestra.errors import ConfigError, SkillSpecError
+from orchestra.errors import ConfigError, SkillSpecError, did_you_mean
 from orchestra.fleet.app import DEFAULT_QUEUE, QUEUE_PREFIX, create_app, queue_for
 from orchestra.fleet.health import Heartbeat, worker_info
 from orchestra.fleet.settings import fleet_settings
@@ -140,10 +140,9 @@ def select_skills(skills: dict[str, Skill], queues: Sequence[str]) -> dict[str, 
             continue
         name = q.removeprefix(QUEUE_PREFIX)
         if name not in skills:
+            hint = did_you_mean(name, sorted(skills)) or " (this worker loaded none)"
             raise ConfigError(
-                f"queue {q!r} names no skill this worker loaded "
-                f"(loaded: {', '.join(sorted(skills)) or 'none'})",
-                field="--queues",
+                f"queue {q!r} names no skill this worker loaded{hint}", field="--queues"
             )
         out[name] = skills[name]
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,13 @@ def orchestra(*args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=120,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "HOME": str(ROOT / ".orchestra" / "home")},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "COLUMNS": "200",
+            "HOME": str(ROOT / ".orchestra" / "home"),
+            # the suite's own run store (tests/conftest.py), not the user's
+            "ORCHESTRA_CHECKPOINT_URL": os.environ["ORCHESTRA_CHECKPOINT_URL"],
+        },
     )
 
 
