@@ -36,6 +36,8 @@ for _mod in (
     "orchestra.cli.worker",
     "orchestra.cli.trace",
     "orchestra.cli.resume",
+    "orchestra.cli.runs",
+    "orchestra.cli.api",
 ):
     try:
         _m = importlib.import_module(_mod)
