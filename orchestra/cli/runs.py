@@ -98,7 +98,7 @@ def list_cmd(
         typer.Option(
             help="Only runs with this status: queued, running, completed, demoted, "
             "escalated, cancelled"
-        ),  # fmt: skip
+        ),
     ] = None,
     limit: Annotated[int, typer.Option(help="How many, newest first")] = 50,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write JSON here")] = None,

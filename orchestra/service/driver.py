@@ -191,7 +191,7 @@ class RunDriver:
     async def _claim(self, msg: store.RunMessage) -> str:
         entry = json.dumps({"driver": self.name, "graph": msg.graph, "since": time.time()})
         limit = self.registry.limit(msg.graph) or 0
-        verdict, detail = await self._scripts["claim"](
+        verdict, _ = await self._scripts["claim"](
             keys=[store.ACTIVE],
             args=[msg.run_id, entry, msg.graph, limit, self.settings.max_runs],
         )

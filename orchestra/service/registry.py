@@ -107,14 +107,16 @@ class GraphRegistry:
         try:
             spec = _RegistryFile.model_validate(raw)
         except ValidationError as exc:
-            e = exc.errors()[0]
-            raise ConfigError(e["msg"], field=".".join(map(str, e["loc"])), source=str(p)) from exc
+            err = exc.errors()[0]
+            raise ConfigError(
+                err["msg"], field=".".join(map(str, err["loc"])), source=str(p)
+            ) from exc
         for name, entry in spec.graphs.items():
-            e = entry if isinstance(entry, GraphEntry) else GraphEntry(file=entry)
-            f = e.file if e.file.is_absolute() else p.parent / e.file
+            ge = entry if isinstance(entry, GraphEntry) else GraphEntry(file=entry)
+            f = ge.file if ge.file.is_absolute() else p.parent / ge.file
             if not f.exists():
                 raise ConfigError(f"no such graph file {f}", field=f"graphs.{name}", source=str(p))
-            self.register(name, f, max_runs=e.max_runs)
+            self.register(name, f, max_runs=ge.max_runs)
 
     def get(self, name: str) -> Graph:
         """The graph registered as ``name`` (loaded on first use)."""
