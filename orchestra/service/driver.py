@@ -213,8 +213,15 @@ class RunDriver:
         except asyncio.CancelledError:
             if not (a.handover or a.superseded):
                 raise
-        except Exception:
+        except Exception as exc:
+            # never leave a watcher waiting: the run ends escalated, saying why
             log.exception("driving a run failed", run_id=msg.run_id)
+            with contextlib.suppress(Exception):
+                state = await self.runner.checkpointer.load(msg.run_id)
+                if state is not None and state.status not in TERMINAL:
+                    await self._end(
+                        await self._fail(state, f"the driver failed: {type(exc).__name__}: {exc}")
+                    )
         finally:
             self._active.pop(msg.run_id, None)
             with contextlib.suppress(Exception):
@@ -303,7 +310,7 @@ class RunDriver:
         recover = getattr(self.runner.executor, "recover", None)
         if graph is not None and recover is not None and state.status == "running":
             timeout = max((k.timeout_s for k in graph.skills.values()), default=10.0)
-            todo = {s: timeout for s in graph.steps if s not in state.completed}
+            todo = {st.id: timeout for st in graph.steps if st.id not in state.completed}
             found = await recover(state.run_id, todo)
             for step, (skill, outcome) in found.items():
                 if step in state.completed:
