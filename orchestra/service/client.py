@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from orchestra.errors import ConfigError, ExecutorError, RunInputError
-from orchestra.results import HUMAN, RunResult, RunState
+from orchestra.results import HUMAN, Decision, RunResult, RunState
 from orchestra.service import store
 from orchestra.service.registry import GraphRegistry, UnknownGraphError
 
@@ -356,6 +356,26 @@ class RunHandle:
             await svc.emit(
                 store.RunEvent(type="cancel_requested", run_id=self.run_id, detail=reason)
             )
+            if state.status == "queued" and not await r.hexists(store.ACTIVE, self.run_id):
+                # no driver has it: cancel it here (a driver that claims it meanwhile sees the
+                # request above, and one that takes its message later finds it ended)
+                state.status, state.reason = "cancelled", reason
+                state.decisions.append(Decision(kind="cancel", reason=reason))
+                await svc.checkpointer().save(state)
+                result = result_from_state(state)
+                await r.set(
+                    store.result_key(self.run_id),
+                    result.model_dump_json(),
+                    ex=svc.settings.result_ttl_s,
+                )
+                for ev in (
+                    store.RunEvent(
+                        type="decision", run_id=self.run_id, decision=state.decisions[-1]
+                    ),
+                    store.RunEvent(type="end", run_id=self.run_id, status="cancelled"),
+                ):
+                    await svc.emit(ev)
+                return f"run {self.run_id} cancelled before a driver took it"
             return f"cancel requested for run {self.run_id} ({state.status})"
 
 
