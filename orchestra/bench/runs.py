@@ -20,8 +20,9 @@ Figures (JSON ``--json OUT``):
 
 The summarizer agent is not hosted (its local model is out of the benchmark's scope), so
 its step routes to the extractive ``summarize_text``, as on a machine with no model server.
-The checkpoint store is PostgreSQL when one answers at ``--checkpoint`` (default: the local
-test database), else a SQLite file.
+The checkpoint store is a fresh PostgreSQL database (created next to the local ``test``
+database, dropped afterwards) when PostgreSQL answers, else a SQLite file; ``--checkpoint``
+names another.
 """
 
 from __future__ import annotations
@@ -58,14 +59,29 @@ _TICKETS = [
 ]
 
 
-def _postgres(url: str) -> bool:
+@contextlib.contextmanager
+def _private_database(url: str) -> Iterator[str | None]:
+    """A fresh PostgreSQL database next to ``url``'s (dropped afterwards); None if none answers."""
     try:
         import psycopg
 
-        psycopg.connect(url, connect_timeout=2).close()
+        admin = psycopg.connect(url, connect_timeout=2, autocommit=True)
     except Exception:
-        return False
-    return True
+        yield None
+        return
+    name = f"orchestra_bench_runs_{uuid.uuid4().hex[:8]}"
+    try:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield url.rsplit("/", 1)[0] + "/" + name
+        finally:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    finally:
+        admin.close()
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -144,7 +160,7 @@ async def _drive(
             subject, body = _TICKETS[i % len(_TICKETS)]
             data = {
                 "ticket_id": f"T-{i}",
-                "customer_id": f"C-{1000 + i % 50}",
+                "customer_id": f"C-{1001 + i % 3}",
                 "subject": subject,
                 "body": body,
             }
@@ -156,6 +172,7 @@ async def _drive(
         await asyncio.gather(*(one(i) for i in range(runs)))
         submit_s = time.monotonic() - t0
         ended: dict[str, tuple[float, str]] = {}
+        reasons: dict[str, int] = {}
         killed: str | None = None
         killed_at: float | None = None
         held_by_victim = 0
@@ -165,7 +182,11 @@ async def _drive(
             now = time.monotonic()
             for run_id, raw in zip(pending, raws, strict=True):
                 if raw:
-                    ended[run_id] = (now, json.loads(raw)["status"])
+                    res = json.loads(raw)
+                    ended[run_id] = (now, res["status"])
+                    if res["status"] != "completed":
+                        why = str(res.get("reason", ""))[:160]
+                        reasons[why] = reasons.get(why, 0) + 1
             pending = [x for x in pending if x not in ended]
             if killed is None and len(ended) >= kill_at * runs:
                 active = await svc.drivers()
@@ -197,6 +218,7 @@ async def _drive(
             "runs_held_by_killed_driver": held_by_victim,
             "submit_s": round(submit_s, 3),
             "unended": pending,
+            "not_completed_reasons": reasons,
         }
 
 
@@ -219,7 +241,9 @@ def run_runs_bench(
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="orchestra-bench-runs-")))
         base = stack.enter_context(_private_redis()).rstrip("/")
         if checkpoint is None:
-            checkpoint = POSTGRES if _postgres(POSTGRES) else f"sqlite:///{tmp}/runs.sqlite"
+            checkpoint = stack.enter_context(_private_database(POSTGRES))
+        if checkpoint is None:
+            checkpoint = f"sqlite:///{tmp}/runs.sqlite"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHESTRA_", "OTEL_"))}
         env.update(
             {
