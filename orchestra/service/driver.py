@@ -37,7 +37,14 @@ from typing import Any
 
 import structlog
 
-from orchestra.errors import ConfigError, ExecutorError, OrchestraError, RunInputError
+from orchestra.errors import (
+    ConfigError,
+    ExecutorError,
+    LeaseLost,
+    OrchestraError,
+    RunInputError,
+    RunLeaseHeld,
+)
 from orchestra.fleet.settings import FleetSettings
 from orchestra.results import Decision, RunResult, RunState, StepRecord
 from orchestra.service import store
@@ -257,16 +264,15 @@ class RunDriver:
             return
         self._event(store.RunEvent(type="started", run_id=msg.run_id, detail=self.name))
         try:
-            if state.status == "queued":
-                result = await self.runner.run(
-                    graph,
-                    state.input,
-                    run_id=state.run_id,
-                    budget_usd=state.budget_usd,
-                    origin=state.origin,
-                )
-            else:
-                result = await self.runner.resume(graph, state)
+            result = await self._run_leased(graph, state)
+        except RunLeaseHeld as exc:
+            # someone else drives it (a human's --resume, or a driver that only looked lost
+            # and still renews its lease): theirs to finish
+            log.warning("run driven elsewhere; let go", run_id=msg.run_id, holder=exc.holder)
+            return
+        except LeaseLost as exc:
+            log.warning("lease lost: another driver has the run", run_id=msg.run_id, error=str(exc))
+            return
         except asyncio.CancelledError:
             if a.cancel_reason is None:
                 raise
@@ -296,6 +302,36 @@ class RunDriver:
             return
         await self._end(result)
 
+    async def _run_leased(self, graph: Any, state: RunState) -> RunResult:
+        """Run or resume ``state``; while another driver holds its lease, wait for it to lapse.
+
+        A driver that was taken over for silence (its heartbeat expired) may still hold the
+        run's lease for up to its TTL: the lease expires unless it renews it, then this one
+        takes the run (and the old one, if alive, stops at its next renewal: LeaseLost).
+        """
+        deadline = time.monotonic() + 4 * self.runner.lease_ttl_s
+        while True:
+            try:
+                if state.status == "queued":
+                    result: RunResult = await self.runner.run(
+                        graph,
+                        state.input,
+                        run_id=state.run_id,
+                        budget_usd=state.budget_usd,
+                        origin=state.origin,
+                    )
+                else:
+                    result = await self.runner.resume(graph, state)
+                return result
+            except RunLeaseHeld as exc:
+                wait = exc.expires_at - time.time() + 0.25
+                if time.monotonic() + wait > deadline:
+                    raise
+                await asyncio.sleep(max(0.25, wait))
+                state = await self.runner.checkpointer.load(state.run_id) or state
+                if state.status in TERMINAL:
+                    return result_from_state(state)
+
     async def _fail(self, state: RunState, reason: str) -> RunResult:
         """End a run that cannot go on (bad input, unknown graph) as escalated, saying why."""
         state.status, state.reason = "escalated", reason
@@ -306,7 +342,21 @@ class RunDriver:
         return result_from_state(state)
 
     async def _cancelled(self, state: RunState, reason: str, graph: Any) -> RunResult:
-        """Record what the run's in-flight steps did, then end it ``cancelled``."""
+        """Record what the run's in-flight steps did, then end it ``cancelled``.
+
+        Holds the run's lease while it writes (the run loop released it when it stopped).
+        """
+        from orchestra.lease import LeaseKeeper, default_holder
+
+        url = getattr(self.runner.checkpointer, "url", None)
+        keeper = await LeaseKeeper.acquire(url, state.run_id, default_holder(), 60.0)
+        try:
+            state = await self.runner.checkpointer.load(state.run_id) or state
+            return await self._cancel_leased(state, reason, graph)
+        finally:
+            await keeper.release()
+
+    async def _cancel_leased(self, state: RunState, reason: str, graph: Any) -> RunResult:
         recover = getattr(self.runner.executor, "recover", None)
         if graph is not None and recover is not None and state.status == "running":
             timeout = max((k.timeout_s for k in graph.skills.values()), default=10.0)
