@@ -110,6 +110,19 @@ class TestSubmit:
             with pytest.raises(UnknownGraphError, match="registered: chain"):
                 await service.submit("graphs/refund.py", {})
 
+    async def test_with_a_registry_bad_input_is_refused_before_anything_is_queued(
+        self, svc: Fleet
+    ) -> None:
+        from orchestra.errors import RunInputError
+        from orchestra.service import GraphRegistry
+
+        registry = GraphRegistry.from_sources([ROOT / CHAIN])
+        async with RunService(svc.settings, registry=registry) as service:
+            before = len(await service.list_runs(limit=1000))
+            with pytest.raises(RunInputError, match="t2: Field required"):
+                await service.submit("chain", {"t1": "x"})
+            assert len(await service.list_runs(limit=1000)) == before
+
     def test_the_command_line_submits_and_waits(self, svc: Fleet) -> None:
         out = subprocess.run(
             [
@@ -294,6 +307,23 @@ class TestHttpApi:
                         if kinds[-1] == "end":
                             break
             assert kinds[0] == "queued" and kinds[-1] == "end" and "decision" in kinds
+            # a watcher that reconnects with Last-Event-ID gets only what came after it
+            ids: list[str] = []
+            async with client.stream("GET", f"/runs/{run_id}/events") as resp:
+                async for line in resp.aiter_lines():
+                    if line.startswith("id: "):
+                        ids.append(line.removeprefix("id: "))
+                    if line == "event: end":
+                        break
+            again: list[str] = []
+            headers = {"Last-Event-ID": ids[-2]}
+            async with client.stream("GET", f"/runs/{run_id}/events", headers=headers) as resp:
+                async for line in resp.aiter_lines():
+                    if line.startswith("id: "):
+                        again.append(line.removeprefix("id: "))
+                    if line == "event: end":
+                        break
+            assert len(ids) == len(kinds) and again == ids[-1:]
             res = await client.get(f"/runs/{run_id}/result", params={"timeout": 30})
             assert res.status_code == 200
             assert res.json()["status"] == "completed"
