@@ -14,6 +14,7 @@ unreachable_s                ORCHESTRA_UNREACHABLE_S                     10
 graphs                       ORCHESTRA_GRAPHS                            (none)
 runs_concurrency             ORCHESTRA_RUNS_CONCURRENCY                  50
 max_runs                     ORCHESTRA_MAX_RUNS                          0 (no limit)
+drain_s                      ORCHESTRA_DRAIN_S                           30
 ===========================  ==========================================  =========
 
 ``visibility_timeout_s`` is how long a task taken by a worker that then vanished (the whole
@@ -29,7 +30,8 @@ run with :class:`~orchestra.errors.ExecutorError`.
 
 Runs as a service (:mod:`orchestra.service`): ``graphs`` is a graph registry file (the names
 ``orchestra submit`` may use); ``runs_concurrency`` is how many runs one driver process drives
-at once; ``max_runs`` caps the runs driven at once across the fleet.
+at once; ``max_runs`` caps the runs driven at once across the fleet; ``drain_s`` is how long a
+driver told to stop (SIGTERM) lets its runs go on before it hands them to another driver.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class FleetSettings(Settings):
     graphs: str | None = None
     runs_concurrency: int = Field(default=50, ge=1)
     max_runs: int = Field(default=0, ge=0)
+    drain_s: float = Field(default=30.0, ge=0)
 
 
 def fleet_settings(settings: Settings | None = None) -> FleetSettings:

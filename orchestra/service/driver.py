@@ -130,10 +130,11 @@ class RunDriver:
             asyncio.ensure_future(self._flush()),
         ]
 
-    def stop(self, drain_s: float = 30.0) -> None:
+    def stop(self, drain_s: float | None = None) -> None:
         """Warm stop: wait up to ``drain_s`` for the runs; hand the rest back to the queue."""
         if not self._thread.is_alive():
             return
+        drain_s = self.settings.drain_s if drain_s is None else drain_s
         fut = asyncio.run_coroutine_threadsafe(self._stop(drain_s), self._loop)
         with contextlib.suppress(Exception):
             fut.result(timeout=drain_s + 60)
@@ -236,6 +237,13 @@ class RunDriver:
             if a.handover:
                 # the next driver resumes it from its checkpoint (or, if it has ended since,
                 # only reports how)
+                self._event(
+                    store.RunEvent(
+                        type="takeover",
+                        run_id=msg.run_id,
+                        detail=f"driver {self.name} is stopping; the run is queued again",
+                    )
+                )
                 with contextlib.suppress(Exception):
                     await self._service.enqueue(
                         store.RunMessage(run_id=msg.run_id, graph=msg.graph, takeover=True)
@@ -545,8 +553,8 @@ def serve_driver(
 ) -> None:
     """Run a driver worker (blocks): ``orchestra.runs`` on the thread pool, runs on one loop.
 
-    SIGTERM stops it warmly: it stops taking runs, lets its runs finish for up to 30 s and
-    queues the rest again for another driver.
+    SIGTERM stops it warmly: it stops taking runs, lets its runs go on for up to ``drain_s``
+    (30 s) and queues the rest again for another driver, which resumes them.
     """
     from celery import signals
 

@@ -32,7 +32,9 @@ pytestmark = [pytest.mark.fleet, pytest.mark.slow]
 CHAIN = "tests/fleet/chain_graph.py"
 
 
-def start_driver(fleet: Fleet, *args: str, name: str | None = None) -> Worker:
+def start_driver(
+    fleet: Fleet, *args: str, name: str | None = None, env: dict[str, str] | None = None
+) -> Worker:
     """Start ``orchestra worker --runs`` (``args``: its graph options); wait for its heartbeat."""
     name = name or f"d{len(fleet.workers) + 1}-{uuid.uuid4().hex[:6]}"
     log = fleet.tmp / f"{name}.log"
@@ -40,7 +42,7 @@ def start_driver(fleet: Fleet, *args: str, name: str | None = None) -> Worker:
     with log.open("w") as out:
         proc = subprocess.Popen(
             [*cmd, "--loglevel", "INFO"],
-            env=fleet.env,
+            env={**fleet.env, **(env or {})},
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -231,6 +233,27 @@ class TestTakeover:
             assert [result.outputs[f"s{i}"]["token"] for i in range(1, 5)] == [
                 f"tk{i}" for i in range(1, 5)
             ]
+
+    async def test_a_driver_told_to_stop_hands_its_run_to_another(self, tmp_path: Path) -> None:
+        with _fleet(tmp_path) as fleet:
+            fleet.start(1, concurrency=4)
+            quick = {"ORCHESTRA_DRAIN_S": "0.5"}
+            drivers = [start_driver(fleet, "--graph", CHAIN, env=quick) for _ in range(2)]
+            async with RunService(fleet.settings) as service:
+                handle = await service.submit("chain", chain_input("ho", delay=1.0))
+                await fleet.await_side("start", "slow_write", "ho2", timeout=60)
+                holder = (await service.drivers())[handle.run_id]
+                leaving = next(d for d in drivers if d.name == holder)
+                leaving.proc.send_signal(signal.SIGTERM)
+                events = [ev async for ev in handle.events()]
+                result = await handle.result(timeout=60)
+                assert leaving.proc.wait(timeout=60) == 0
+            assert result.status == "completed"
+            handed = [e for e in events if e.type == "takeover"]
+            assert len(handed) == 1 and "is stopping" in handed[0].detail
+            started = [e.detail for e in events if e.type == "started"]
+            assert started[0] == holder and len(started) == 2 and started[1] != holder
+            assert [done_count(fleet, f"ho{i}") for i in range(1, 5)] == [1, 1, 1, 1]
 
 
 class TestCapacity:
