@@ -70,6 +70,7 @@ class _Active:
     cancel_reason: str | None = None
     handover: bool = False  # stopping: queue the run again for another driver
     superseded: bool = False  # another driver took the run over: let go of it
+    inflight: dict[str, str] = field(default_factory=dict)  # step -> skill dispatched
     started: float = field(default_factory=time.monotonic)
 
 
@@ -390,6 +391,27 @@ class RunDriver:
                 )
                 state.decisions.append(d)
                 self._decided(d, state.run_id)
+            # a call still unaccounted for is named, never dropped silently
+            a = self._active.get(state.run_id)
+            for step, skill in sorted((a.inflight if a is not None else {}).items()):
+                if step in state.completed or skill not in graph.skills:
+                    continue
+                sk = graph.skills[skill]
+                why = (
+                    f"{skill} is not idempotent: whether it took effect is unknown; check "
+                    f"before running the step again"
+                    if not sk.idempotent
+                    else "its outcome is not recorded"
+                )
+                d = Decision(
+                    kind="note",
+                    reason=f"{skill} was in flight for step {step} when the run was cancelled "
+                    f"and has no recorded success; {why}",
+                    step=step,
+                    skill=skill,
+                )
+                state.decisions.append(d)
+                self._decided(d, state.run_id)
         state.status, state.reason = "cancelled", reason
         d = Decision(kind="cancel", reason=reason)
         state.decisions.append(d)
@@ -406,6 +428,12 @@ class RunDriver:
         rid = run_id or _current_run.get()
         if rid is None:
             return
+        a = self._active.get(rid)
+        if a is not None and d.step is not None:
+            if d.kind == "execute" and d.skill:
+                a.inflight[d.step] = d.skill
+            elif d.kind in ("succeed", "fail"):
+                a.inflight.pop(d.step, None)
         self._event(store.RunEvent(type="decision", run_id=rid, decision=d))
 
     def _event(self, item: store.RunEvent | tuple[str, RunResult]) -> None:

@@ -30,6 +30,7 @@ from .conftest import ROOT, Fleet, Worker, _fleet, free_port
 pytestmark = [pytest.mark.fleet, pytest.mark.slow]
 
 CHAIN = "tests/fleet/chain_graph.py"
+CHARGE = "tests/fleet/charge_graph.py"
 
 
 def start_driver(
@@ -73,7 +74,7 @@ def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """A step worker (concurrency 4) and one driver of the chain graph."""
     with _fleet(tmp_path_factory.mktemp("service")) as f:
         f.start(1, concurrency=4)
-        start_driver(f, "--graph", CHAIN, name="driver-main")
+        start_driver(f, "--graph", CHAIN, "--graph", CHARGE, name="driver-main")
         yield f
 
 
@@ -192,6 +193,18 @@ class TestCancel:
         assert result.outputs["s2"]["token"] == "cx2"
         assert done_count(svc, "cx2") == 1
         assert not any(e[2] in ("cx3", "cx4") for e in svc.side())
+
+    async def test_a_charge_cut_short_by_the_cancel_is_named_not_dropped(self, svc: Fleet) -> None:
+        async with RunService(svc.settings) as service:
+            handle = await service.submit("charge", {"token": "ch1", "delay": 10.0})
+            await svc.await_side("start", "slow_charge", "ch1", timeout=60)
+            await handle.cancel()
+            result = await handle.result(timeout=60)
+        assert result.status == "cancelled" and "charge" not in result.outputs
+        notes = [d for d in result.decisions if d.kind == "note" and d.step == "charge"]
+        assert len(notes) == 1
+        assert "slow_charge is not idempotent: whether it took effect is unknown" in notes[0].reason
+        assert svc.count("start", "slow_charge", "ch1") == 1  # and it was not run again
 
     async def test_a_queued_run_nobody_drives_is_cancelled_at_once(self, svc: Fleet) -> None:
         async with RunService(svc.settings) as service:
