@@ -100,6 +100,7 @@ class RunDriver:
         self.runner: Any = None
         self._background: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._not_service: set[str] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -210,6 +211,7 @@ class RunDriver:
             return "full"
         a = _Active(msg.run_id, msg.graph, entry)
         self._active[msg.run_id] = a
+        await self._redis.delete(_requeued_key(msg.run_id))  # a later loss is a new takeover
         a.task = asyncio.ensure_future(self._drive(msg, a))
         return "claimed"
 
@@ -478,12 +480,16 @@ class RunDriver:
     # ------------------------------------------------------------------ heartbeat, sweeping
 
     async def _heartbeat(self) -> None:
+        beats = 0
         while True:
             await asyncio.sleep(self.settings.heartbeat_s)
+            beats += 1
             try:
                 await self._beat()
                 await self._check_cancels()
                 await self._sweep()
+                if beats % 5 == 1:
+                    await self._revive()
             except Exception as exc:
                 log.warning("driver heartbeat failed", driver=self.name, error=str(exc))
 
@@ -538,17 +544,69 @@ class RunDriver:
                 continue
             if not await self._scripts["take"](keys=[store.ACTIVE], args=[run_id, entry]):
                 continue  # another driver took it first
-            graph = json.loads(entry)["graph"]
-            await r.incr(store.TAKEOVERS)
-            self._event(
-                store.RunEvent(
-                    type="takeover",
-                    run_id=run_id,
-                    detail=f"driver {driver} was lost; {self.name} queued the run again",
-                )
+            await self._requeue(
+                run_id,
+                json.loads(entry)["graph"],
+                f"driver {driver} was lost; {self.name} queued the run again",
             )
-            await self._service.enqueue(store.RunMessage(run_id=run_id, graph=graph, takeover=True))
-            log.warning("run taken over", run_id=run_id, lost_driver=driver, by=self.name)
+
+    async def _requeue(self, run_id: str, graph: str, why: str) -> None:
+        """Queue a lost run again as a takeover, once however many drivers noticed it."""
+        once = _requeued_key(run_id)
+        ttl = int(4 * self.runner.lease_ttl_s + 4 * self.settings.heartbeat_ttl_s)
+        if not await self._redis.set(once, self.name, nx=True, ex=ttl):
+            return  # queued again already; the claim of the driver that takes it clears this
+        if await self._redis.hexists(store.ACTIVE, run_id):
+            await self._redis.delete(once)  # claimed meanwhile: nothing was lost
+            return
+        await self._redis.incr(store.TAKEOVERS)
+        self._event(store.RunEvent(type="takeover", run_id=run_id, detail=why))
+        await self._service.enqueue(store.RunMessage(run_id=run_id, graph=graph, takeover=True))
+        log.warning("run taken over", run_id=run_id, why=why, by=self.name)
+
+    async def _revive(self) -> None:
+        """Queue again the service's runs whose lease lapsed while no driver claims them.
+
+        The claims in Redis are the fast path; this one reads the durable lease table, so a
+        run is not stranded when Redis lost its claims while its driver was dead too.
+        """
+        url = getattr(self.runner.checkpointer, "url", None)
+        if not url:
+            return
+        from orchestra.durable import durable_store
+        from orchestra.lease import _dead_here
+
+        grace = 2 * self.settings.heartbeat_ttl_s
+
+        def lapsed() -> list[str]:
+            with durable_store(url).transaction() as cur:
+                rows = cur.execute(
+                    "SELECT run_id, holder, expires_at FROM orchestra_run_leases "
+                    "WHERE expires_at > 0"
+                ).fetchall()
+            now = time.time()
+            return [str(r[0]) for r in rows if r[2] < now - grace or _dead_here(str(r[1]))]
+
+        ids = [i for i in await asyncio.to_thread(lapsed) if i not in self._not_service]
+        if not ids:
+            return
+        claimed = await self._redis.hmget(store.ACTIVE, ids)
+        for run_id, claim in zip(ids, claimed, strict=True):
+            if claim is not None or run_id in self._active:
+                continue
+            state = await self.runner.checkpointer.load(run_id)
+            if state is None or state.status in TERMINAL or not state.origin.get("service"):
+                self._not_service.add(run_id)  # not ours to revive (e.g. `orchestra run`)
+                continue
+            await self._requeue(
+                run_id,
+                str(state.origin.get("graph_name", state.graph)),
+                f"the run's lease lapsed and no driver claims it; {self.name} queued it again",
+            )
+
+
+def _requeued_key(run_id: str) -> str:
+    return f"orchestra:runs:requeued:{run_id}"
 
 
 _DRIVER: RunDriver | None = None

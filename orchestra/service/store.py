@@ -10,10 +10,13 @@ the service live, and all of it can be rebuilt or lost without losing a run::
     orchestra:runs:driver:<name>    str     a driver's heartbeat (expires: the driver is gone)
     orchestra:runs:graphs           set     graph names some driver has registered
     orchestra:runs:takeovers        int     runs taken over from a lost driver
+    orchestra:runs:requeued:<run>   str     a lost run was queued again (until a driver claims it)
 
 :data:`CLAIM` places a run on a driver atomically, within the fleet-wide limits;
 :data:`RELEASE` frees it; :data:`TAKE` lets exactly one surviving driver hand a lost
-driver's run back to the queue.
+driver's run back to the queue.  Should Redis lose the claims while a driver is dead too,
+drivers also read the run leases (:mod:`orchestra.lease`, in the checkpoint database): a
+service run whose lease lapsed and that no driver claims is queued again.
 """
 
 from __future__ import annotations

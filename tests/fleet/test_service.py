@@ -78,6 +78,15 @@ def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         yield f
 
 
+async def all_events(handle: Any, timeout: float = 120) -> list[Any]:
+    """Every event of the run, up to its end (a run that never ends fails the test)."""
+
+    async def collect() -> list[Any]:
+        return [ev async for ev in handle.events()]
+
+    return await asyncio.wait_for(collect(), timeout)
+
+
 def done_count(fleet: Fleet, token: str) -> int:
     return fleet.count("done", "slow_write", token)
 
@@ -234,7 +243,7 @@ class TestTakeover:
                 victim = next(d for d in drivers if d.name == holder)
                 os.killpg(victim.proc.pid, signal.SIGKILL)
                 victim.proc.wait(timeout=10)
-                events = [ev async for ev in handle.events()]
+                events = await all_events(handle)
                 result = await handle.result(timeout=60)
                 takeovers = int(await service.redis().get(keys.TAKEOVERS) or 0)
             assert result.status == "completed"
@@ -247,6 +256,27 @@ class TestTakeover:
                 f"tk{i}" for i in range(1, 5)
             ]
 
+    async def test_a_run_whose_claim_redis_lost_with_its_driver_is_revived_from_its_lease(
+        self, tmp_path: Path
+    ) -> None:
+        with _fleet(tmp_path) as fleet:
+            fleet.start(1, concurrency=4)
+            first = start_driver(fleet, "--graph", CHAIN)
+            async with RunService(fleet.settings) as service:
+                handle = await service.submit("chain", chain_input("rv", delay=1.0))
+                await fleet.await_side("start", "slow_write", "rv2", timeout=60)
+                os.killpg(first.proc.pid, signal.SIGKILL)
+                first.proc.wait(timeout=10)
+                r = service.redis()
+                assert await r.hdel(keys.ACTIVE, handle.run_id) == 1  # Redis lost the claim
+                start_driver(fleet, "--graph", CHAIN)
+                events = await all_events(handle)
+                result = await handle.result(timeout=60)
+            assert result.status == "completed"
+            revived = [e for e in events if e.type == "takeover"]
+            assert len(revived) == 1 and "lease lapsed" in revived[0].detail
+            assert [done_count(fleet, f"rv{i}") for i in range(1, 5)] == [1, 1, 1, 1]
+
     async def test_a_driver_told_to_stop_hands_its_run_to_another(self, tmp_path: Path) -> None:
         with _fleet(tmp_path) as fleet:
             fleet.start(1, concurrency=4)
@@ -258,7 +288,7 @@ class TestTakeover:
                 holder = (await service.drivers())[handle.run_id]
                 leaving = next(d for d in drivers if d.name == holder)
                 leaving.proc.send_signal(signal.SIGTERM)
-                events = [ev async for ev in handle.events()]
+                events = await all_events(handle)
                 result = await handle.result(timeout=60)
                 assert leaving.proc.wait(timeout=60) == 0
             assert result.status == "completed"
