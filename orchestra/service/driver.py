@@ -6,7 +6,8 @@ pool that consumes ``orchestra.runs``.  Its task does not run a run: it *places*
 1. waits for a free slot of this driver (``runs_concurrency``; the message stays unacked on
    the broker meanwhile, so a run that cannot be placed waits in the queue, ``queued``);
 2. claims the run in Redis within the fleet-wide limits (``max_runs``, and a graph's
-   ``max_runs`` in the registry); a run of a graph at its limit goes back to the queue;
+   ``max_runs`` in the registry); a run of a graph at its limit, or of a graph this driver
+   does not register, goes back to the queue;
 3. hands it to the driver's event loop, where one :class:`~orchestra.runtime.Runner` (steps
    on the fleet, one reply list) drives every run of the process concurrently, and returns:
    the message is acknowledged once the run is claimed.
@@ -190,7 +191,7 @@ class RunDriver:
             raise
         if verdict != "claimed":
             self._free.release()
-        if verdict == "full":
+        if verdict in ("full", "elsewhere"):
             time.sleep(0.5)  # back of the queue: another run (of another graph) may go first
             asyncio.run_coroutine_threadsafe(self._service.enqueue(msg), self._loop).result(
                 timeout=60
@@ -199,6 +200,10 @@ class RunDriver:
         return verdict
 
     async def _claim(self, msg: store.RunMessage) -> str:
+        if msg.graph not in self.registry:
+            # another driver may know this graph: back to the queue, unless the run has ended
+            state = await self.runner.checkpointer.load(msg.run_id)
+            return "done" if state is None or state.status in TERMINAL else "elsewhere"
         entry = json.dumps({"driver": self.name, "graph": msg.graph, "since": time.time()})
         limit = self.registry.limit(msg.graph) or 0
         verdict, _ = await self._scripts["claim"](
