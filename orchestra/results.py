@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 __all__ = [
     "HUMAN",
+    "Compensation",
     "Decision",
     "DecisionKind",
     "EscalationInfo",
@@ -32,6 +33,8 @@ DecisionKind = Literal[
     "complete",  # the run reached its (possibly demoted) goal
     "resume",  # the run was resumed: after its driver stopped, or with a human's answer
     "cancel",  # someone cancelled the run (``orchestra runs cancel``); it stopped there
+    "backtrack",  # no route from where the run stood: completed steps were abandoned for one
+    "compensate",  # a completed step's work was undone by its compensating skill
 ]
 RunStatus = Literal["queued", "running", "completed", "demoted", "escalated", "cancelled"]
 """``queued``: submitted, waiting for a driver (``orchestra submit``); ``cancelled``: stopped
@@ -66,6 +69,16 @@ class StepRecord(BaseModel):
     worker: str | None = None
 
 
+class Compensation(BaseModel):
+    """A completed step's work undone: ``skill`` served ``step``, ``by`` undid it."""
+
+    step: str
+    skill: str
+    by: str
+    ok: bool = True
+    reason: str = ""
+
+
 class EscalationInfo(BaseModel):
     """Why a run escalated, and what a human's answer can act on."""
 
@@ -98,6 +111,12 @@ class RunState(BaseModel):
     origin: dict[str, Any] = Field(default_factory=dict)
     escalation: EscalationInfo | None = None
     approved: list[str] = Field(default_factory=list)
+    #: Compensations run so far, in order (backtracking, demotion).
+    compensations: list[Compensation] = Field(default_factory=list)
+    #: Work beyond a demoted goal that could not be undone (see ``RunResult.extra_steps``).
+    extra: list[StepRecord] = Field(default_factory=list)
+    #: The backtracks taken, each as the sorted ``step:skill`` pairs it abandoned.
+    backtracks: list[list[str]] = Field(default_factory=list)
 
 
 class RunResult(BaseModel):
@@ -115,6 +134,11 @@ class RunResult(BaseModel):
     spent_usd: float = 0.0
     llm_calls: int = 0
     wall_ms: float = 0.0
+    #: Work done beyond the (demoted) goal that could not be compensated: it happened, so it
+    #: is listed here, apart from ``path``/``chosen``/``outputs`` (the walk to the goal).
+    extra_steps: list[StepRecord] = Field(default_factory=list)
+    #: Completed work undone, in the order it was undone (backtracking, demotion).
+    compensations: list[Compensation] = Field(default_factory=list)
 
     @property
     def ok(self) -> bool:

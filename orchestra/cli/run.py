@@ -31,6 +31,8 @@ _STYLE = {
     "complete": "green reverse",
     "resume": "blue bold",
     "cancel": "red bold",
+    "backtrack": "yellow bold",
+    "compensate": "magenta bold",
 }
 
 

@@ -46,6 +46,8 @@ _STATUS_STYLE = {
 _MARK = {
     "reroute": ("↪", "yellow"),
     "probe": ("↻", "magenta"),
+    "backtrack": ("↩", "yellow"),
+    "compensate": ("⟲", "magenta"),
     "note": ("·", "dim"),
     "demote": ("▼", "yellow reverse"),
     "escalate": ("!", "red reverse"),
