@@ -52,8 +52,7 @@ def _input(text: str | None) -> dict[str, Any]:
 
 
 def register(app: typer.Typer) -> None:
-    """Mount ``submit`` and the ``runs`` group on the top-level app."""
-    app.add_typer(runs_app, name="runs")
+    """Mount ``submit`` on the top-level app (``runs_app`` is mounted as ``runs``)."""
 
     @app.command("submit")
     def submit_cmd(
