@@ -79,3 +79,10 @@ def test_a_result_rebuilt_from_a_checkpoint_keeps_the_order_steps_finished_in() 
     res = result_from_state(state)
     assert list(res.outputs) == ["a", "b"] and res.path == ["ka", "kb"]
     assert res.status == "cancelled" and res.reason == "stop"
+
+
+def test_the_bundled_registry_names_the_bundled_graphs() -> None:
+    reg = GraphRegistry.from_sources(registry_file=ROOT / "workers" / "graphs.yaml")
+    assert reg.names() == ["refund", "support-triage"]
+    assert reg.limit("refund") == 20
+    assert reg.get("refund").name == "refund"
