@@ -16,6 +16,7 @@ __all__ = [
     "RunState",
     "RunStatus",
     "StepRecord",
+    "UnknownEffect",
 ]
 
 HUMAN = "human"
@@ -33,6 +34,7 @@ DecisionKind = Literal[
     "complete",  # the run reached its (possibly demoted) goal
     "resume",  # the run was resumed: after its driver stopped, or with a human's answer
     "cancel",  # someone cancelled the run (``orchestra runs cancel``); it stopped there
+    "overrun",  # a call cost more than it had reserved; the run spends nothing more
     "backtrack",  # no route from where the run stood: completed steps were abandoned for one
     "compensate",  # a completed step's work was undone by its compensating skill
 ]
@@ -69,6 +71,17 @@ class StepRecord(BaseModel):
     worker: str | None = None
 
 
+class UnknownEffect(BaseModel):
+    """A call of a skill that is not idempotent whose outcome nobody can tell (its worker,
+    the broker or the driver was lost while it ran): only a human can say if it took effect."""
+
+    step: str
+    skill: str
+    attempt: int
+    token: int
+    reason: str
+
+
 class Compensation(BaseModel):
     """A completed step's work undone: ``skill`` served ``step``, ``by`` undid it."""
 
@@ -80,9 +93,15 @@ class Compensation(BaseModel):
 
 
 class EscalationInfo(BaseModel):
-    """Why a run escalated, and what a human's answer can act on."""
+    """Why a run escalated, and what a human's answer can act on.
+
+    ``kind`` is ``unknown_outcome`` when a side effect may or may not have happened
+    (``unknown`` names the calls): answer ``done:{json}`` or ``not-done``.
+    """
 
     reason: str
+    kind: Literal["stuck", "unknown_outcome"] = "stuck"
+    unknown: list[UnknownEffect] = Field(default_factory=list)
     steps: dict[str, str] = Field(default_factory=dict)  # stuck step -> why it has no route
     risk_blocked: list[str] = Field(default_factory=list)  # steps a risk limit stopped
     goals: list[str] = Field(default_factory=list)  # goals declared by the graph
@@ -111,6 +130,8 @@ class RunState(BaseModel):
     origin: dict[str, Any] = Field(default_factory=dict)
     escalation: EscalationInfo | None = None
     approved: list[str] = Field(default_factory=list)
+    unknown: dict[str, UnknownEffect] = Field(default_factory=dict)  # step -> unknown call
+
     #: Compensations run so far, in order (backtracking, demotion).
     compensations: list[Compensation] = Field(default_factory=list)
     #: Work beyond a demoted goal that could not be undone (see ``RunResult.extra_steps``).
@@ -132,6 +153,7 @@ class RunResult(BaseModel):
     path: list[str] = Field(default_factory=list)
     decisions: list[Decision] = Field(default_factory=list)
     spent_usd: float = 0.0
+    budget_usd: float | None = None
     llm_calls: int = 0
     wall_ms: float = 0.0
     #: Work done beyond the (demoted) goal that could not be compensated: it happened, so it
@@ -139,6 +161,11 @@ class RunResult(BaseModel):
     extra_steps: list[StepRecord] = Field(default_factory=list)
     #: Completed work undone, in the order it was undone (backtracking, demotion).
     compensations: list[Compensation] = Field(default_factory=list)
+
+    @property
+    def left_usd(self) -> float | None:
+        """What the budget had left at the end (``None`` without a budget)."""
+        return None if self.budget_usd is None else max(0.0, self.budget_usd - self.spent_usd)
 
     @property
     def ok(self) -> bool:

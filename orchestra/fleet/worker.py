@@ -139,6 +139,23 @@ def select_skills(skills: dict[str, Skill], queues: Sequence[str]) -> dict[str, 
     return out
 
 
+def _flush_telemetry() -> None:
+    """Export the spans this process still holds and flush its log streams (warm shutdown)."""
+    import sys
+
+    try:
+        from orchestra import tracing
+
+        tracing.flush_tracing(5.0)
+    except Exception as exc:  # never let telemetry stop a shutdown
+        log.warning("could not flush spans at shutdown", error=str(exc))
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            continue
+
+
 def serve(
     skills: dict[str, Skill],
     *,
@@ -192,14 +209,23 @@ def serve(
 
     def on_shutdown(**_: Any) -> None:
         heartbeat.stop()
+        _flush_telemetry()
 
     signals.worker_ready.connect(on_ready, weak=False)
     signals.worker_shutdown.connect(on_shutdown, weak=False)
+    # A pool process exits without running atexit handlers: export its spans first.
+    signals.worker_process_shutdown.connect(lambda **_: _flush_telemetry(), weak=False)
     from orchestra import tracing
 
     setup = getattr(tracing, "setup_tracing", None)
     if setup is not None:
         setup(service_name="orchestra-worker")
+    if any("agent" in k.tags for k in hosted.values()):
+        # litellm takes seconds to import: at start, before the pool forks, not in the first
+        # model call of every child process
+        from orchestra.models.backends import import_litellm
+
+        import_litellm()
     argv = [
         "worker",
         "--hostname",
