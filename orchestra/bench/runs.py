@@ -16,7 +16,10 @@ Figures (JSON ``--json OUT``):
 * ``p50_s``, ``p99_s``: seconds from submit to the run's end (its result written), sampled
   every 0.1 s;
 * ``runs_per_min``: ended runs per minute, from the first submit to the last end;
-* ``takeovers``: runs a surviving driver took over from the killed one.
+* ``takeovers``: runs a surviving driver took over from the killed one;
+* ``duplicate_effects``: non-idempotent calls (refunds, e-mails) the effects journal shows
+  done more than once for one step (``effects_done`` in all, ``unknown_effects`` left
+  started with no outcome).
 
 The summarizer agent is not hosted (its local model is out of the benchmark's scope), so
 its step routes to the extractive ``summarize_text``, as on a machine with no model server.
@@ -222,6 +225,25 @@ async def _drive(
         }
 
 
+def _effects(url: str) -> dict[str, int]:
+    """What the effects journal says of the non-idempotent calls (refunds, e-mails)."""
+    from orchestra.durable import durable_store
+
+    with durable_store(url).transaction() as cur:
+        done = cur.execute(
+            "SELECT run_id, step_id, COUNT(*) FROM orchestra_effects WHERE state = 'done' "
+            "GROUP BY run_id, step_id"
+        ).fetchall()
+        unknown = cur.execute(
+            "SELECT COUNT(*) FROM orchestra_effects WHERE state = 'started'"
+        ).fetchone()
+    return {
+        "effects_done": sum(int(r[2]) for r in done),
+        "duplicate_effects": sum(int(r[2]) - 1 for r in done if int(r[2]) > 1),
+        "unknown_effects": int(unknown[0]) if unknown else 0,
+    }
+
+
 def run_runs_bench(
     *,
     runs: int = 100,
@@ -292,6 +314,7 @@ def run_runs_bench(
             visibility_timeout_s=30,
         )
         figures = asyncio.run(_drive(settings, runs, drivers, deadline_s, kill_at))
+        figures.update(_effects(checkpoint))
     figures.update(
         {
             "drivers": 2,
@@ -330,7 +353,8 @@ def register(app: typer.Typer) -> None:
         )
         table.add_column("measure")
         table.add_column("value", justify="right")
-        for key in ("runs", "completed", "lost", "takeovers", "p50_s", "p99_s", "runs_per_min"):
+        for key in ("runs", "completed", "lost", "takeovers", "p50_s", "p99_s", "runs_per_min",
+                    "duplicate_effects"):  # fmt: skip
             table.add_row(key, str(r[key]))
         table.add_row("ended", ", ".join(f"{k} {v}" for k, v in sorted(r["ended"].items())))
         table.add_row("killed driver held", f"{r['runs_held_by_killed_driver']} runs")

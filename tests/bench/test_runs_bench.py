@@ -35,3 +35,4 @@ def test_a_small_bench_loses_no_run_and_takes_over_every_run_of_the_killed_drive
     assert r["killed_driver"] is not None
     assert r["takeovers"] == r["runs_held_by_killed_driver"]
     assert r["p50_s"] <= r["p99_s"]
+    assert r["duplicate_effects"] == 0 and r["effects_done"] > 0
