@@ -25,6 +25,7 @@ URL                                 saver
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -76,10 +77,20 @@ class SaverCheckpointer:
         self._saver = saver
         self._stack: contextlib.AsyncExitStack | None = None
         self._last: dict[str, tuple[str, Any]] = {}  # run id -> (checkpoint id, version)
+        self._opening: asyncio.Lock | None = None
 
     async def _open(self) -> Any:
         if self._saver is not None:
             return self._saver
+        # many runs of one driver (or submits of one service) may open it at once: once
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._saver is not None:
+                return self._saver
+            return await self._open_now()
+
+    async def _open_now(self) -> Any:
         assert self.url is not None
         url = self.url
         stack = contextlib.AsyncExitStack()

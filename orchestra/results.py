@@ -33,11 +33,14 @@ DecisionKind = Literal[
     "escalate",  # nothing reachable is left; a human must decide
     "complete",  # the run reached its (possibly demoted) goal
     "resume",  # the run was resumed: after its driver stopped, or with a human's answer
+    "cancel",  # someone cancelled the run (``orchestra runs cancel``); it stopped there
     "overrun",  # a call cost more than it had reserved; the run spends nothing more
     "backtrack",  # no route from where the run stood: completed steps were abandoned for one
     "compensate",  # a completed step's work was undone by its compensating skill
 ]
-RunStatus = Literal["running", "completed", "demoted", "escalated"]
+RunStatus = Literal["queued", "running", "completed", "demoted", "escalated", "cancelled"]
+"""``queued``: submitted, waiting for a driver (``orchestra submit``); ``cancelled``: stopped
+on request.  The others are what a run ends as, or ``running`` while a driver has it."""
 
 
 class Decision(BaseModel):

@@ -78,6 +78,7 @@ app.add_typer(bench_app, name="bench")
 for _mod, _attr, _name in (
     ("orchestra.cli.skills", "skills_app", "skills"),
     ("orchestra.cli.fleet", "fleet_app", "fleet"),
+    ("orchestra.cli.runs", "runs_app", "runs"),
 ):
     try:
         _m = importlib.import_module(_mod)
@@ -94,6 +95,8 @@ for _mod in (
     "orchestra.cli.graph",
     "orchestra.cli.ui",
     "orchestra.cli.resume",
+    "orchestra.cli.runs",
+    "orchestra.cli.api",
 ):
     try:
         _m = importlib.import_module(_mod)

@@ -20,6 +20,7 @@ _BENCHMARKS = (
     "tracing",
     "chaos",
     "injection",
+    "runs",
 )
 
 for _name in _BENCHMARKS:

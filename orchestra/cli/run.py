@@ -19,7 +19,7 @@ from orchestra.results import Decision, RunResult
 
 __all__ = ["EXIT_CODES", "close_runner", "print_error", "register"]
 
-EXIT_CODES = {"completed": 0, "demoted": 3, "escalated": 4}
+EXIT_CODES = {"completed": 0, "demoted": 3, "escalated": 4, "cancelled": 6}
 EXIT_EXECUTOR = 5  # the executor (the fleet) failed; the run can be resumed
 
 _STYLE = {
@@ -33,6 +33,7 @@ _STYLE = {
     "escalate": "red reverse",
     "complete": "green reverse",
     "resume": "blue bold",
+    "cancel": "red bold",
     "overrun": "red bold",
     "backtrack": "yellow bold",
     "compensate": "magenta bold",

@@ -64,6 +64,30 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--role", help="Serve this role of --fleet-file (options add to it)"),
         ] = None,
+        runs: Annotated[
+            bool,
+            typer.Option(
+                "--runs",
+                help="Drive runs instead of serving steps: consume orchestra.runs and run the "
+                "graphs of --graph/--registry (their steps go to step workers)",
+            ),
+        ] = False,
+        registry: Annotated[
+            Path | None,
+            typer.Option(
+                "--registry",
+                help="With --runs: a graph registry file (names -> graph files, limits); "
+                "default ORCHESTRA_GRAPHS",
+            ),
+        ] = None,
+        runs_concurrency: Annotated[
+            int | None,
+            typer.Option(
+                "--runs-concurrency",
+                help="With --runs: runs driven at once by this worker (default "
+                "ORCHESTRA_RUNS_CONCURRENCY, 50)",
+            ),
+        ] = None,
         fail: Annotated[
             list[str] | None,
             typer.Option(
@@ -83,6 +107,9 @@ def register(app: typer.Typer) -> None:
         console = Console(stderr=True)
         try:
             level = configure_logging_from_env(loglevel)
+            if runs:
+                _serve_runs(console, graph, registry, runs_concurrency, loglevel, name)
+                return
             if (fleet_file is None) != (role is None):
                 raise SpecError("--fleet-file and --role go together")
             r = FleetFile.load(fleet_file).role(role) if fleet_file and role else WorkerRole()
@@ -112,3 +139,33 @@ def register(app: typer.Typer) -> None:
         except SpecError as exc:
             print_error(console, exc)
             raise typer.Exit(2) from None
+
+
+def _serve_runs(
+    console: Console,
+    graphs: list[Path],
+    registry_file: Path | None,
+    concurrency: int | None,
+    loglevel: str,
+    name: str | None,
+) -> None:
+    from orchestra.fleet import fleet_settings
+    from orchestra.fleet.worker import default_name
+    from orchestra.service.driver import serve_driver
+    from orchestra.service.registry import GraphRegistry
+
+    s = fleet_settings()
+    try:
+        reg = GraphRegistry.from_sources(graphs, registry_file or s.graphs)
+        for n in reg.names():  # compile once now: the first run does not pay for it
+            reg.get(n).compile()
+        serve_driver(
+            reg,
+            settings=s,
+            name=name or default_name().replace("orchestra-", "driver-", 1),
+            concurrency=concurrency,
+            loglevel=loglevel,
+        )
+    except SpecError as exc:
+        print_error(console, exc)
+        raise typer.Exit(2) from None
