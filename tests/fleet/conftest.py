@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from skip_policy import missing
 
 ROOT = Path(__file__).resolve().parents[2]
 SKILLS = "tests/fleet/fleet_skills.py"
@@ -39,6 +40,21 @@ FAST = {
     "ORCHESTRA_QUEUE_WAIT_S": "10",
     "ORCHESTRA_UNREACHABLE_S": "15",
 }
+
+
+# The database scripts/ensure-services.sh creates (trust auth on this machine and in CI).
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def require_postgres() -> str:
+    """The fleet's PostgreSQL URL; skips here (fails under CI=true) when it does not answer."""
+    try:
+        import psycopg
+
+        psycopg.connect(POSTGRES, connect_timeout=5).close()
+    except Exception as exc:
+        missing(f"no PostgreSQL at {POSTGRES} ({exc}); start it with scripts/ensure-services.sh")
+    return POSTGRES
 
 
 def free_port() -> int:

@@ -21,7 +21,7 @@ from orchestra.fleet import fleet_runner
 from orchestra.fleet.store import DEAD_LETTERS
 from orchestra.results import RunResult
 
-from .conftest import ROOT, Fleet, load_test_skills
+from .conftest import ROOT, Fleet, load_test_skills, require_postgres
 
 pytestmark = [pytest.mark.fleet]
 
@@ -195,7 +195,7 @@ class TestDriverKilled:
         fleet = shared_fleet
         env = dict(fleet.env)
         if on_fleet:
-            env["ORCHESTRA_CHECKPOINT_URL"] = postgres_or_sqlite(fleet)
+            env["ORCHESTRA_CHECKPOINT_URL"] = require_postgres()
         v = "f" if on_fleet else "e"
         t = {i: f"d{i}{v}" for i in range(1, 5)}
         data = {f"t{i}": t[i] for i in range(1, 5)} | {"delay": 0.6}
@@ -219,15 +219,3 @@ class TestDriverKilled:
         assert fleet.count("done", "slow_write", t[4]) == 1
         kinds = [d["kind"] for d in result["decisions"]]
         assert "resume" in kinds
-
-
-def postgres_or_sqlite(fleet: Fleet) -> str:
-    """The fleet's checkpointer: Postgres when this machine runs one, else SQLite."""
-    url = "postgresql://postgres@127.0.0.1:5432/test"
-    try:
-        import psycopg
-
-        psycopg.connect(url, connect_timeout=2).close()
-    except Exception:
-        return fleet.env["ORCHESTRA_CHECKPOINT_URL"]
-    return url
