@@ -142,17 +142,24 @@ class Fleet:
             result_backend=self.env["ORCHESTRA_RESULT_BACKEND"],
             health_url=self.env["ORCHESTRA_HEALTH_URL"],
             checkpoint_url=self.env["ORCHESTRA_CHECKPOINT_URL"],
-            **{k.removeprefix("ORCHESTRA_").lower(): v for k, v in FAST.items()},
+            **{k.removeprefix("ORCHESTRA_").lower(): self.env[k] for k in FAST},
         )
 
     def start(
-        self, n: int = 1, *, queues: str | None = None, concurrency: int = 1, wait: bool = True
+        self,
+        n: int = 1,
+        *,
+        queues: str | None = None,
+        concurrency: int = 1,
+        wait: bool = True,
+        skills: str = SKILLS,
+        args: tuple[str, ...] = (),
     ) -> list[Worker]:
         started = []
         for _ in range(n):
             name = f"w{len(self.workers) + 1}-{uuid.uuid4().hex[:6]}"
             log = self.tmp / f"{name}.log"
-            cmd = [sys.executable, "-m", "orchestra", "worker", "--skills", SKILLS]
+            cmd = [sys.executable, "-m", "orchestra", "worker", "--skills", skills, *args]
             cmd += ["--name", name, "--concurrency", str(concurrency), "--loglevel", "INFO"]
             if queues:
                 cmd += ["--queues", queues]

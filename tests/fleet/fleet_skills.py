@@ -49,22 +49,6 @@ async def slow_write(token: str, delay: float = 0.0) -> Done:
     return await _work("slow_write", token, delay)
 
 
-@skill(cost=0.001, latency_ms=1, capability="test.meet", timeout_s=90)
-async def meet(token: str, group: str, size: int) -> Done:
-    """Start, then wait until ``size`` calls of ``group`` have started (at most 60 s): it
-    completes only when that many calls run at the same time."""
-    pid = os.getpid()
-    _log(f"start meet {token} {pid} {group}")
-    path = Path(os.environ["FLEET_SIDE_LOG"])
-    for _ in range(6000):
-        lines = [ln.split() for ln in path.read_text().splitlines()]
-        if sum(1 for e in lines if e[:2] == ["start", "meet"] and e[4:] == [group]) >= size:
-            _log(f"done meet {token} {pid} {group}")
-            return Done(token=token, skill="meet", pid=pid)
-        await asyncio.sleep(0.01)
-    raise TimeoutError(f"only some of {size} calls of {group} ran at once")
-
-
 @skill(cost=0.001, latency_ms=1, capability="test.charge", timeout_s=3, idempotent=False)
 async def slow_charge(token: str, delay: float = 0.0) -> Done:
     """Like a payment: not idempotent, so never run twice."""

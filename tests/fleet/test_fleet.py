@@ -25,6 +25,7 @@ from .conftest import ROOT, Fleet, load_test_skills
 pytestmark = [pytest.mark.fleet]
 
 SK: dict[str, Any] = load_test_skills()
+MEET = "tests/fleet/meet_skills.py"
 
 
 async def run_on_fleet(fleet: Fleet, graph: Graph, data: dict[str, Any]) -> RunResult:
@@ -57,29 +58,33 @@ class TestRunsOnTheFleet:
             (line,) = [e for e in shared_fleet.side() if e[0] == "done" and e[2] == token]
             assert shared_fleet.by_pid(int(line[3])).proc.pid in worker_pids
 
-    async def test_ready_steps_on_independent_branches_run_at_once(self, shared_fleet: Fleet):
+    async def test_ready_steps_on_independent_branches_run_at_once(self, fleet: Fleet):
         """Four branches on four slots run at the same time: each one completes only once all
         four have started (a rendezvous, bounded at 60 s), so run one after another they
         would time out."""
+        from orchestra.catalog import load_catalog
+
+        fleet.env["ORCHESTRA_VISIBILITY_TIMEOUT_S"] = "300"  # longer than meet's timeout
+        fleet.start(2, concurrency=2, skills=MEET)
+        (meet,) = load_catalog(ROOT / MEET)
         t = uuid.uuid4().hex[:8]
         g = Graph("fan")
         for i in range(4):
             g.step(
                 f"b{i}",
-                [SK["meet"]],
+                [meet],
                 inputs={"token": f"$input.t{i}", "group": "$input.g", "size": "$input.n"},
             )
         data = {f"t{i}": f"{t}{i}" for i in range(4)} | {"g": t, "n": 4}
-        result = await run_on_fleet(shared_fleet, g, data)
+        result = await run_on_fleet(fleet, g, data)
         assert result.status == "completed", [str(d) for d in result.decisions]
         assert result.path == ["meet"] * 4
-        side = shared_fleet.side()
+        side = fleet.side()
         starts = [i for i, e in enumerate(side) if e[:2] == ["start", "meet"] and e[4:] == [t]]
         dones = [i for i, e in enumerate(side) if e[:2] == ["done", "meet"] and e[4:] == [t]]
         assert len(starts) == len(dones) == 4
         assert max(starts) < min(dones), "every branch started before the first one ended"
-        pids = {side[i][3] for i in starts}
-        assert len(pids) == 4, "four worker processes served the four branches"
+        assert len({side[i][3] for i in starts}) == 4, "four worker processes served them"
 
 
 class TestPayloads:

@@ -61,6 +61,14 @@ def test_all_listed_tools_fail_and_a_catalog_substitute_completes_the_run(
 
 
 def test_without_a_retriever_the_same_failure_escalates() -> None:
+    """No catalog to ask and no fallback goal: each listed tool gets its attempts (first call
+    and half-open trials, 3 by default), then the run escalates with the reason."""
     result = run_sync(_graph(None), ORDER)
-    assert result.status != "completed"
+    assert result.status == "escalated", result.reason
+    assert result.reason.startswith("no feasible route (refund: stripe_refund gave up after 3")
+    assert result.reason.endswith("no declared fallback goal is reachable")
+    fails = [d.skill for d in result.decisions if d.kind == "fail"]
+    assert sorted(fails) == ["paypal_refund"] * 3 + ["stripe_refund"] * 3
+    assert [d.kind for d in result.decisions][-1] == "escalate"
+    assert result.llm_calls == 0
     assert not [d for d in result.decisions if d.kind == "reroute" and d.skill == "adyen_refund"]
