@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -139,9 +140,12 @@ class TestPayloads:
         )
         assert good.ok and good.output == {"sum": 5}
 
-    async def test_a_pickled_task_is_refused(self, shared_fleet: Fleet):
-        """Workers accept JSON only: a pickled step never runs."""
-        app = create_app(shared_fleet.settings)
+    async def test_a_pickled_task_is_refused(self, fleet: Fleet):
+        """Workers accept JSON only: the worker that receives a pickled step refuses to decode
+        it (and says so in its log), takes it off the queue so it is never redelivered, never
+        runs it, and goes on serving JSON steps of the same skill."""
+        (w,) = fleet.start(queues="slow_write")
+        app = create_app(fleet.settings)
         token = uuid.uuid4().hex[:8]
         payload = {
             "task": {
@@ -159,9 +163,31 @@ class TestPayloads:
             serializer="pickle",
             ignore_result=True,
         )
-        time.sleep(2.0)
-        assert shared_fleet.count("start", "slow_write", token) == 0
-        assert app.conf.accept_content == ["json"]
+        refusal = "Refusing to deserialize untrusted content of type pickle"
+        deadline = time.monotonic() + 60
+        while refusal not in w.output():
+            assert w.proc.poll() is None, f"the worker died on a pickled task:\n{w.output()}"
+            assert time.monotonic() < deadline, f"no refusal in the worker's log:\n{w.output()}"
+            await asyncio.sleep(0.1)
+        broker = redis.Redis.from_url(fleet.env["ORCHESTRA_BROKER_URL"])
+        try:
+            assert broker.llen(queue_for("slow_write")) == 0
+            assert broker.hlen("unacked") == 0, "the refused message waits to be redelivered"
+        finally:
+            broker.close()
+        # the same step as JSON runs on that worker, and the pickled one never did
+        ex = CeleryExecutor(fleet.settings)
+        try:
+            good = await ex.execute(
+                StepTask(run_id="r3", step_id="s", skill="slow_write", arguments={"token": "j"}),
+                SK["slow_write"],
+            )
+        finally:
+            await ex.aclose()
+        assert good.ok, good.error
+        assert fleet.count("start", "slow_write", "j") == 1
+        assert fleet.count("start", "slow_write", token) == 0
+        assert w.proc.poll() is None
 
 
 class TestFleetStatus:
