@@ -525,10 +525,11 @@ class _Run:
                 continue
             self.s.spent_usd += outcome.cost_usd
             vetoes: list[Signal] = []
+            notes: list[Signal] = []
             if outcome.ok and self._risk_inspect is not None:
-                vetoes = [
-                    v for v in self._risk_inspect(skill, outcome.output or {}) if v.kind == "block"
-                ]
+                verdict = self._risk_inspect(skill, outcome.output or {})
+                vetoes = [v for v in verdict if v.kind == "block"]
+                notes = [v for v in verdict if v.kind == "note"]
             if outcome.ok and not vetoes:
                 self.r.health.record_success(skill, outcome.duration_ms)
                 self.s.completed[step] = StepRecord(
@@ -546,6 +547,8 @@ class _Run:
                     step=step,
                     skill=skill,
                 )
+                for note in notes:  # e.g. personal data in the output: logged, nothing else
+                    self.decide("note", note.reason, step=step, skill=skill)
             else:
                 if vetoes:
                     err, kind = vetoes[0].reason, "risk"
