@@ -6,7 +6,8 @@ failures without an LLM, demotes to a lesser goal (one LLM call) when nothing is
 escalates to a human when even that fails.
 """
 
-from orchestra.config import Settings, build_runner
+from orchestra.building import build_runner
+from orchestra.config import Settings
 from orchestra.errors import (
     BudgetExceeded,
     ConfigError,

@@ -1,4 +1,8 @@
-"""Settings (``ORCHESTRA_*`` environment variables) and building a runner from them."""
+"""Settings (``ORCHESTRA_*`` environment variables).
+
+A leaf: nothing of the runtime, the fleet or the checkpoints is imported here (building a
+runner from settings is :mod:`orchestra.building`).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,7 @@ from typing import Any
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from orchestra.runtime import DecisionHook, Runner
-
-__all__ = ["Settings", "build_runner", "get_settings"]
+__all__ = ["Settings", "get_settings"]
 
 
 class Settings(BaseSettings):
@@ -47,30 +49,3 @@ class Settings(BaseSettings):
 
 def get_settings(**overrides: Any) -> Settings:
     return Settings(**overrides)
-
-
-def build_runner(
-    settings: Settings | None = None,
-    *,
-    fleet: bool | None = None,
-    on_decision: DecisionHook | None = None,
-) -> Runner:
-    """A :class:`Runner` wired from settings: embedded by default, the Celery fleet with ``fleet``."""
-    s = settings or get_settings()
-    from orchestra.monitors import HealthBoard, default_monitors
-
-    use_fleet = s.fleet if fleet is None else fleet
-    if use_fleet:
-        from orchestra.fleet import fleet_runner  # type: ignore[import-not-found,attr-defined,unused-ignore]
-
-        runner: Runner = fleet_runner(s, on_decision=on_decision)
-        return runner
-    from orchestra.checkpoint import open_checkpointer
-
-    return Runner(
-        health=HealthBoard(cooldown_s=s.cooldown_s),
-        monitors=default_monitors(max_amount=s.max_amount),
-        max_attempts=s.max_attempts,
-        checkpointer=open_checkpointer(s.checkpoint_url),
-        on_decision=on_decision,
-    )

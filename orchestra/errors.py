@@ -15,6 +15,8 @@ The hierarchy::
     │   │   └── MalformedOutput    the skill returned output that fails its output schema
     │   ├── RunInputError          the run's input lacks or mistypes a field the graph needs
     │   ├── ExecutorError          the executor (e.g. the Celery fleet) could not run a step
+    │   ├── RunLeaseHeld           another driver holds the run's lease (a second --resume)
+    │   ├── LeaseLost              this driver's lease was taken over: it must stop at once
     │   ├── ModelError             an LLM backend failed (HTTP error, timeout, rate limit)
     │   └── BudgetExceeded         a call would cross the run's hard budget
     └── ControlSignal              not an error: a run changing course on purpose
@@ -39,11 +41,13 @@ __all__ = [
     "Escalation",
     "ExecutorError",
     "GraphSpecError",
+    "LeaseLost",
     "MalformedOutput",
     "ModelError",
     "OrchestraError",
     "RunError",
     "RunInputError",
+    "RunLeaseHeld",
     "SkillSpecError",
     "SpecError",
     "StepFailed",
@@ -159,6 +163,38 @@ class RunInputError(RunError):
 
 class ExecutorError(RunError):
     """The executor could not run a step (broker down, worker lost past its redeliveries…)."""
+
+
+class RunLeaseHeld(RunError):
+    """Another driver holds the lease of ``run_id``: this one may not drive the run."""
+
+    def __init__(self, run_id: str, holder: str, expires_at: float):
+        import time
+
+        self.run_id = run_id
+        self.holder = holder
+        self.expires_at = expires_at
+        left = max(0.0, expires_at - time.time())
+        super().__init__(
+            f"run {run_id} is being driven by {holder} (its lease runs {left:.0f}s more unless "
+            f"renewed): only one driver at a time; if that driver is dead, resume after its "
+            f"lease expires"
+        )
+
+
+class LeaseLost(RunError):
+    """This driver's lease of a run expired and another driver took it (fencing token
+    superseded): the run is someone else's now, so this driver stops without writing."""
+
+    def __init__(self, run_id: str, holder: str, token: int, detail: str = ""):
+        self.run_id = run_id
+        self.holder = holder
+        self.token = token
+        super().__init__(
+            f"driver {holder} lost the lease of run {run_id} (token {token})"
+            + (f": {detail}" if detail else "")
+            + "; it stops without writing the run's checkpoint"
+        )
 
 
 class ModelError(RunError):

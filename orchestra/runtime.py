@@ -16,6 +16,10 @@ When no route is left: first a catalog substitute whose inputs the step can fill
 runner or the graph has a retriever), then a half-open trial of a circuit that opened during
 this run, then goal demotion (one LLM call), then escalation.  Every one of these is a line
 in the decision log.
+
+Every decision (the frontier, the route, the recovery ladder) is a pure function in
+:mod:`orchestra.planner`; this module is the loop around them and owns the I/O: futures,
+executor calls, checkpoints, the demotion model, and a human's answers.
 """
 
 from __future__ import annotations
@@ -30,12 +34,13 @@ import structlog
 from opentelemetry.trace import Status, StatusCode
 from pydantic import BaseModel
 
-from orchestra import tracing
+from orchestra import planner, tracing
 from orchestra.demotion import choose_fallback
 from orchestra.errors import RunInputError
 from orchestra.executors.base import Executor, StepOutcome, StepTask
 from orchestra.executors.local import LocalExecutor
 from orchestra.graph import MAIN_GOAL, CompiledGraph, GoalSpec, Graph
+from orchestra.lease import LeaseKeeper, default_holder
 from orchestra.models.base import ChatModel
 from orchestra.monitors import (
     HealthBoard,
@@ -48,35 +53,21 @@ from orchestra.monitors import (
     default_monitors,
     run_monitors,
 )
-from orchestra.monitors.base import NodeWeight
 from orchestra.results import (
     HUMAN,
     Decision,
     DecisionKind,
-    EscalationInfo,
     RunResult,
     RunState,
     StepRecord,
 )
-from orchestra.routing import INF, Route
+from orchestra.routing import Route
 
 __all__ = ["Runner", "run", "run_sync"]
 
 log = structlog.get_logger("orchestra.runtime")
 
 DecisionHook = Callable[[Decision], None]
-
-
-class _Plan:
-    """The outcome of routing the ready steps toward one goal."""
-
-    def __init__(self) -> None:
-        self.choices: dict[str, tuple[str, Route]] = {}
-        self.stuck: dict[str, str] = {}  # step -> why no route
-
-    @property
-    def feasible(self) -> bool:
-        return not self.stuck
 
 
 class Runner:
@@ -98,6 +89,8 @@ class Runner:
         max_amount: float | None = None,
         checkpointer: Any = None,
         on_decision: DecisionHook | None = None,
+        lease_ttl_s: float = 15.0,
+        lease_holder: str | None = None,
     ):
         self.executor: Executor = executor or LocalExecutor()
         self.health = health or HealthBoard()
@@ -109,6 +102,8 @@ class Runner:
         self.max_attempts = max_attempts
         self.checkpointer = checkpointer
         self.on_decision = on_decision
+        self.lease_ttl_s = lease_ttl_s
+        self.lease_holder = lease_holder
         self._risk = next((m for m in self.monitors if isinstance(m, RiskMonitor)), None)
 
     # ------------------------------------------------------------------ public
@@ -136,7 +131,22 @@ class Runner:
             budget_usd=budget_usd,
             origin=dict(origin or {}),
         )
-        return await _Run(self, compiled, state, budget_usd).execute()
+        run = _Run(self, compiled, state, budget_usd)
+        run.lease = await self._take_lease(state.run_id)
+        return await run.execute()
+
+    def _lease_url(self) -> str:
+        return str(getattr(self.checkpointer, "url", None) or "memory://")
+
+    async def _take_lease(self, run_id: str) -> LeaseKeeper:
+        """The run's lease (:class:`~orchestra.errors.RunLeaseHeld` if another driver has it)."""
+        keeper = await LeaseKeeper.acquire(
+            self._lease_url(), run_id, self.lease_holder or default_holder(), self.lease_ttl_s
+        )
+        fence = getattr(self.executor, "fence", None)
+        if fence is not None:  # the executor tags what it sends with the fencing token
+            fence(run_id, keeper.lease.token)
+        return keeper
 
     async def resume(
         self,
@@ -163,6 +173,31 @@ class Runner:
         state = state.model_copy(deep=True)
         if state.status in ("completed", "demoted"):
             raise RunInputError(f"run {state.run_id} already {state.status}: nothing to resume")
+        # One driver at a time: take the run's lease, then read the run as it is now (a
+        # driver that held it until a moment ago may have moved it on, or finished it).
+        lease = await self._take_lease(state.run_id)
+        try:
+            return await self._resume_leased(compiled, state, lease, budget_usd, answer)
+        except BaseException:
+            await lease.release()
+            raise
+
+    async def _resume_leased(
+        self,
+        compiled: CompiledGraph,
+        state: RunState,
+        lease: LeaseKeeper,
+        budget_usd: float | None,
+        answer: str | None,
+    ) -> RunResult:
+        if self.checkpointer is not None:
+            stored: RunState | None = await self.checkpointer.load(state.run_id)
+            if stored is not None and (
+                stored.status != state.status or len(stored.decisions) > len(state.decisions)
+            ):
+                state = stored.model_copy(deep=True)
+        if state.status in ("completed", "demoted"):
+            raise RunInputError(f"run {state.run_id} already {state.status}: nothing to resume")
         if state.graph != compiled.name:
             raise RunInputError(
                 f"run {state.run_id} is a run of graph {state.graph!r}, not {compiled.name!r}"
@@ -172,6 +207,7 @@ class Runner:
         run = _Run(
             self, compiled, state, budget_usd if budget_usd is not None else state.budget_usd
         )
+        run.lease = lease
         if answer is not None:
             if was != "escalated" or state.escalation is None:
                 raise RunInputError(
@@ -227,7 +263,8 @@ def _input_dict(
 
 
 class _Run:
-    """One run in flight."""
+    """One run in flight: owns the futures, the executor calls, checkpoints and human answers;
+    asks :mod:`orchestra.planner` for every decision."""
 
     def __init__(
         self, runner: Runner, compiled: CompiledGraph, state: RunState, budget_usd: float | None
@@ -241,10 +278,13 @@ class _Run:
         self.failed_last: dict[
             str, tuple[str, str]
         ] = {}  # step -> (skill, error) of the last failure
-        self.weights: dict[tuple[str, str], NodeWeight] = {}
         self.notes_seen: set[str] = set()
         self.refused: dict[tuple[str, str], str] = {}  # (step, skill) -> why it may not run
         self.stuck: dict[str, str] = {}  # step -> why it has no route (when the run is stuck)
+        self.view = planner.RunView(
+            compiled, state, max_attempts=runner.max_attempts, refused=self.refused
+        )
+        self.lease: LeaseKeeper | None = None  # released when the run stops driving
         self.log = log.bind(run_id=state.run_id, graph=compiled.name)
 
     # ------------------------------------------------------------------ bookkeeping
@@ -271,92 +311,29 @@ class _Run:
     def goal(self) -> GoalSpec:
         return self.c.goals[self.s.goal]
 
-    def chosen(self) -> dict[str, str]:
-        """The skill each completed step used, for routing (a human's step stands in as one)."""
-        return {
-            s: rec.skill if rec.skill != HUMAN else self._stand_in(s)
-            for s, rec in self.s.completed.items()
-        }
-
-    def _stand_in(self, step: str) -> str:
-        """The candidate of ``step`` with the most allowed transitions onward."""
-        succ = [b for s2 in self.c.succs[step] for b in self.c.candidates[s2]]
-        return max(
-            self.c.candidates[step],
-            key=lambda k: sum(self.c.transition(k, b) is not None for b in succ),
-        )
-
     def attempts(self, step: str, skill: str) -> int:
         return self.s.attempts.get(f"{step}:{skill}", 0)
 
+    def running(self) -> set[str]:
+        return {s for s, _, _ in self.inflight.values()}
+
     async def checkpoint(self) -> None:
+        if self.lease is not None:
+            await self.lease.ensure()  # a driver that lost the run writes nothing
         if self.r.checkpointer is not None:
             await self.r.checkpointer.save(self.s)
 
-    # ------------------------------------------------------------------ inputs
-
-    def arguments(self, step: str, skill: str) -> dict[str, Any]:
-        """Arguments for ``skill`` at ``step``: explicit mappings, then nearest outputs, then input."""
-        sk = self.c.skill(skill)
-        st = self.c.steps[step]
-        sources: list[Mapping[str, Any]] = [
-            self.s.completed[a].output for a in self.c.ancestors[step] if a in self.s.completed
-        ]
-        sources.append(self.s.input)
-        args: dict[str, Any] = {}
-        if sk.input_model.model_config.get("extra") == "allow":
-            for src in reversed(sources):
-                args.update(src)
-        for name in sk.input_model.model_fields:
-            if name in st.inputs:
-                src_name, _, fld = st.inputs[name].partition(".")
-                src = self.s.input if src_name == "$input" else self.s.completed[src_name].output
-                if fld not in src:
-                    raise RunInputError(
-                        f"step {step!r} maps {name!r} to {st.inputs[name]!r}, which is missing"
-                        + (" from the run input" if src_name == "$input" else "")
-                    )
-                args[name] = src[fld]
-                continue
-            for src in sources:
-                if name in src:
-                    args[name] = src[name]
-                    break
-            else:
-                if sk.input_model.model_fields[name].is_required():
-                    raise RunInputError(
-                        f"step {step!r} (skill {skill!r}) needs {name!r}: no earlier step returned it "
-                        f"and the run input lacks it; pass it in the input or map it with Step.inputs"
-                    )
-        return args
-
-    def merged_arguments(self, step: str) -> dict[str, Any]:
-        merged: dict[str, Any] = {}
-        for k in self.c.candidates[step]:
-            try:
-                merged.update(self.arguments(step, k))
-            except RunInputError:
-                continue
-        return merged
-
-    # ------------------------------------------------------------------ monitor + route
-
-    def ready_steps(self, goal: GoalSpec) -> list[str]:
-        running = {s for s, _, _ in self.inflight.values()}
-        return [
-            s
-            for s in self.c.order
-            if s in goal.required
-            and s not in self.s.completed
-            and s not in running
-            and all(p in self.s.completed for p in self.c.preds[s])
-        ]
+    # ------------------------------------------------------------------ monitor
 
     async def observe_health(self, ready: Sequence[str]) -> list[Signal]:
+        """Run the monitors on the ready steps, weigh the route graph; return the halts."""
         ctx = MonitorContext(
             graph=self.c,
             health=self.r.health,
-            ready=[ReadyStep(s, self.c.candidates[s], self.merged_arguments(s)) for s in ready],
+            ready=[
+                ReadyStep(s, self.c.candidates[s], planner.merged_arguments(self.c, self.s, s))
+                for s in ready
+            ],
             outputs={s: rec.output for s, rec in self.s.completed.items()},
             spent_usd=self.s.spent_usd,
             budget_usd=self.budget,
@@ -369,84 +346,18 @@ class _Run:
                 for sig in signals
                 if not (sig.kind == "block" and sig.monitor == risk and sig.step in approved)
             ]
-        self.weights = combine(signals, self.c.nodes())
-        rg = self.c.route
-        for (step, skill), w in self.weights.items():
-            blocked = w.blocked_by is not None
-            if self.attempts(step, skill) >= self.r.max_attempts:
-                blocked = True
-            rg.set_dynamic((step, skill), extra=w.extra, factor=INF if blocked else w.factor)
+        self.view.weights = combine(signals, self.c.nodes())
+        planner.weigh(self.view, self.view.weights)
         for sig in signals:
             if sig.kind == "note" and sig.reason not in self.notes_seen:
                 self.notes_seen.add(sig.reason)
                 self.decide("note", sig.reason, skill=sig.skill, step=sig.step)
         return [s for s in signals if s.kind == "halt"]
 
-    def why_blocked(self, step: str, skill: str) -> str:
-        refused = self.refused.get((step, skill))
-        if refused is not None:
-            return refused
-        if self.attempts(step, skill) >= self.r.max_attempts:
-            return f"{skill} gave up after {self.attempts(step, skill)} attempt(s) in this run"
-        w = self.weights.get((step, skill))
-        if w is not None and w.blocked_by is not None:
-            return w.blocked_by.reason
-        return f"{skill} has no path onward to the goal"
-
-    def plan(self, goal: GoalSpec, ready: Sequence[str]) -> _Plan:
-        plan = _Plan()
-        chosen = self.chosen()
-        for s in ready:
-            sources: dict[Any, float] = {}
-            for k in self.c.candidates[s]:
-                e = self.c.entry_cost(s, k, chosen)
-                if e is not None:
-                    sources[(s, k)] = e
-            route = self.c.route.route(sources, goal.sink)
-            if route is None:
-                plan.stuck[s] = "; ".join(self.why_blocked(s, k) for k in self.c.candidates[s])
-            else:
-                first = route.first
-                assert isinstance(first, tuple)
-                plan.choices[s] = (str(first[1]), route)
-        # a later step with every candidate blocked makes the goal infeasible too
-        for s in self.c.order:
-            if (
-                s in goal.required
-                and s not in self.s.completed
-                and s not in plan.choices
-                and all(self.c.route.blocked((s, k)) for k in self.c.candidates[s])
-            ):
-                plan.stuck[s] = "; ".join(self.why_blocked(s, k) for k in self.c.candidates[s])
-        # a ready step that is stuck only because of what lies after it: name the cause instead
-        blocked_steps = {
-            s for s in plan.stuck if all(self.c.route.blocked((s, k)) for k in self.c.candidates[s])
-        }
-        if blocked_steps:
-            for s in list(plan.stuck):
-                if s not in blocked_steps:
-                    del plan.stuck[s]
-        return plan
-
-    def preferred(self, step: str, goal: GoalSpec) -> str:
-        """The skill the static weights alone would choose (to tell a reroute from a plan)."""
-        pot = self.c.route.potential(goal.sink)
-        idx = self.c.route._index
-        chosen = self.chosen()
-        best, best_k = INF, self.c.candidates[step][0]
-        for k in self.c.candidates[step]:
-            e = self.c.entry_cost(step, k, chosen)
-            if e is None:
-                continue
-            v = e + pot[idx[(step, k)]]
-            if v < best:
-                best, best_k = v, k
-        return best_k
-
     # ------------------------------------------------------------------ execute + observe
 
     def dispatch(self, step: str, skill: str, route: Route, goal: GoalSpec) -> None:
-        pref = self.preferred(step, goal)
+        pref = planner.preferred(self.view, step, goal)
         last = self.failed_last.get(step)
         names = [f"{k[1]}" for k in route.nodes if isinstance(k, tuple) and len(k) == 2]
         if last is not None and last[0] != skill:
@@ -461,7 +372,7 @@ class _Run:
         elif last is None and pref != skill and self.c.route.blocked((step, pref)):
             self.decide(
                 "reroute",
-                f"{self.why_blocked(step, pref)}; routed to {skill}",
+                f"{planner.why_blocked(self.view, step, pref)}; routed to {skill}",
                 step=step,
                 skill=skill,
                 route=names,
@@ -485,7 +396,7 @@ class _Run:
                 run_id=self.s.run_id,
                 step_id=step,
                 skill=skill,
-                arguments=self.arguments(step, skill),
+                arguments=planner.arguments(self.c, self.s, step, skill),
                 attempt=self.s.attempts[key],
                 timeout_s=sk.timeout_s,
             )
@@ -574,88 +485,42 @@ class _Run:
 
     # ------------------------------------------------------------------ when stuck
 
-    def try_probe(self, plan: _Plan) -> bool:
-        """Give one open circuit on a stuck step a half-open trial, if any is left to try."""
-        for step in plan.stuck:
-            for k in self.c.candidates[step]:
-                if self.attempts(step, k) == 0 or self.attempts(step, k) >= self.r.max_attempts:
-                    continue
-                if self.r.health.status(k) == "open" and self.r.health.force_half_open(k):
-                    self.decide(
-                        "probe",
-                        f"no healthy route left for {step}; half-open trial of {k} "
-                        f"(attempt {self.attempts(step, k) + 1}/{self.r.max_attempts})",
-                        step=step,
-                        skill=k,
-                    )
-                    return True
-        return False
-
-    def try_substitute(self, plan: _Plan) -> bool:
-        """Ask the retriever (the runner's, else the graph's) for a skill for a stuck step."""
-        retriever = self.r.retriever if self.r.retriever is not None else self.c.graph.retriever
-        if retriever is None:
-            return False
-        for step in plan.stuck:
-            st = self.c.steps[step]
-            available = set(self.s.input)
-            for a in self.c.ancestors[step]:
-                if a in self.s.completed:
-                    available |= set(self.s.completed[a].output)
-            query = st.description or step
-            subs = retriever.substitutes(query, available, set(self.c.candidates[step]), 3)
-            for sub in subs:
-                if self.r.health.status(sub.name) in ("down", "open"):
-                    continue
-                self._add_candidate(step, sub)
-                self.decide(
-                    "reroute",
-                    f"every candidate of {step} failed; substitute {sub.name} from the catalog",
-                    step=step,
-                    skill=sub.name,
+    async def recover_route(self, plan: planner.Plan, halts: Sequence[Signal]) -> bool:
+        """Walk the recovery ladder for a stuck plan; True if the run goes on."""
+        options = planner.recoveries(
+            self.view,
+            plan,
+            self.r.health,
+            retriever=self.r.retriever if self.r.retriever is not None else self.c.graph.retriever,
+            halted=bool(halts),
+            running=self.running(),
+        )
+        for option in options:
+            if option.kind == "substitute":
+                assert option.step is not None
+                planner.add_substitute(
+                    self.c, option.step, option.skill, planner.chosen(self.c, self.s)
                 )
+                self.decide("reroute", option.reason, step=option.step, skill=option.skill.name)
                 return True
+            if option.kind == "probe":
+                if self.r.health.force_half_open(option.skill):
+                    self.decide("probe", option.reason, step=option.step, skill=option.skill)
+                    return True
+                continue
+            if option.kind == "backtrack":
+                continue  # the hook proposes; nothing acts on it yet
+            self.stuck = dict(plan.stuck)
+            return await self.demote_or_escalate(planner.stuck_reason(plan, halts), option.goals)
         return False
 
-    def _add_candidate(self, step: str, sub: Any) -> None:
-        self.c.graph.skills.add(sub, replace=True)
-        self.c.candidates[step] = (*self.c.candidates[step], sub.name)
-        rg = self.c.route
-        rg.add_node((step, sub.name))
-        chosen = self.chosen()
-        for p in self.c.preds[step]:
-            for a in self.c.candidates[p]:
-                t = self.c.transition(a, sub.name)
-                if t is not None and (p not in chosen or chosen[p] == a):
-                    rg.add_edge((p, a), (step, sub.name), t + sub.cost)
-        if not self.c.preds[step]:
-            from orchestra.graph import START
-
-            rg.add_edge(START, (step, sub.name), sub.cost)
-        for s2 in self.c.succs[step]:
-            for b in self.c.candidates[s2]:
-                t = self.c.transition(sub.name, b)
-                if t is not None:
-                    rg.add_edge((step, sub.name), (s2, b), t + self.c.skill(b).cost)
-        for name, g in list(self.c.goals.items()):
-            pinned = {k for ts, k in g.targets if ts == step}
-            if pinned and pinned >= set(self.c.candidates[step][:-1]):
-                rg.add_edge((step, sub.name), g.sink, 0.0)
-                self.c.goals[name] = GoalSpec(name, g.required, (*g.targets, (step, sub.name)))
-
-    async def demote_or_escalate(self, why: str) -> bool:
+    async def demote_or_escalate(
+        self, why: str, reachable: Sequence[tuple[str, list[str]]] | None = None
+    ) -> bool:
         """Returns True if the run continues toward a lesser goal."""
+        if reachable is None:
+            reachable = planner.reachable_fallbacks(self.view, self.running())
         self.s.tried_goals.append(self.s.goal)
-        reachable: list[tuple[str, list[str]]] = []
-        for name in self.c.fallback_order:
-            if name in self.s.tried_goals:
-                continue
-            g = self.c.goals[name]
-            if all(s in self.s.completed for s in g.required) and self._goal_satisfied(g):
-                reachable.append((name, sorted(g.required, key=self.c.order.index)))
-                continue
-            if self.plan(g, self.ready_steps(g)).feasible and self._goal_consistent(g):
-                reachable.append((name, sorted(g.required, key=self.c.order.index)))
         choice = await choose_fallback(
             self.r.demotion_model,
             graph=self.c.name,
@@ -667,21 +532,11 @@ class _Run:
         if choice.goal is None:
             self.s.status = "escalated"
             self.s.reason = f"{why}; {choice.reason}"
-            risk = self.r._risk.name if self.r._risk is not None else None
-            self.s.escalation = EscalationInfo(
-                reason=self.s.reason,
-                steps=dict(self.stuck),
-                risk_blocked=[
-                    s
-                    for s in self.stuck
-                    if any(
-                        (w := self.weights.get((s, k))) is not None
-                        and w.blocked_by is not None
-                        and w.blocked_by.monitor == risk
-                        for k in self.c.candidates[s]
-                    )
-                ],
-                goals=list(self.c.goals),
+            self.s.escalation = planner.escalation_info(
+                self.view,
+                self.s.reason,
+                self.stuck,
+                self.r._risk.name if self.r._risk is not None else None,
             )
             self.decide("escalate", self.s.reason)
             return False
@@ -698,20 +553,6 @@ class _Run:
             + (f"; steps not run: {', '.join(dropped)}" if dropped else ""),
         )
         return True
-
-    def _goal_satisfied(self, g: GoalSpec) -> bool:
-        return any(
-            (rec := self.s.completed.get(s)) is not None and rec.skill in (k, HUMAN)
-            for s, k in g.targets
-        )
-
-    def _goal_consistent(self, g: GoalSpec) -> bool:
-        """A goal pinned to a skill of a step already completed with another skill is lost."""
-        for s, k in g.targets:
-            rec = self.s.completed.get(s)
-            if rec is None or rec.skill in (k, HUMAN):
-                return True
-        return False
 
     # ------------------------------------------------------------------ resuming
 
@@ -841,6 +682,28 @@ class _Run:
     # ------------------------------------------------------------------ the loop
 
     async def execute(self) -> RunResult:
+        lease = self.lease
+        try:
+            if lease is None:
+                return await self._execute()
+            main = asyncio.ensure_future(self._execute())
+
+            def stop(_exc: BaseException) -> None:
+                main.cancel()
+
+            lease.start(on_lost=stop)
+            try:
+                return await main
+            except asyncio.CancelledError:
+                if lease.lost is not None:
+                    self.log.warning("lease lost: this driver stops", reason=str(lease.lost))
+                    raise lease.lost from None
+                raise
+        finally:
+            if lease is not None:
+                await lease.release()
+
+    async def _execute(self) -> RunResult:
         if not self.s.completed and not self.s.decisions:
             await self.checkpoint()  # a run whose driver dies on its first step can resume
         with tracing.run_span(self.c.name, self.s.run_id) as span:
@@ -859,7 +722,7 @@ class _Run:
                 goal = self.goal()
                 pending = [s for s in goal.required if s not in self.s.completed]
                 if not pending and not self.inflight:
-                    if self._goal_satisfied(goal):
+                    if planner.goal_satisfied(self.s, goal):
                         self.s.status = "completed" if self.s.goal == MAIN_GOAL else "demoted"
                         self.decide(
                             "complete",
@@ -870,24 +733,14 @@ class _Run:
                     if await self.demote_or_escalate(why):
                         continue
                     break
-                ready = self.ready_steps(goal)
+                ready = planner.ready_steps(self.view, goal, self.running())
                 halts = await self.observe_health(ready)
-                plan = self.plan(goal, ready)
+                plan = planner.plan_routes(self.view, goal, ready)
                 if halts or not plan.feasible:
                     if self.inflight:
                         await self.collect()
                         continue
-                    # A healthy catalog substitute is tried before a failed tool is given
-                    # another (half-open) chance.
-                    if not halts and (self.try_substitute(plan) or self.try_probe(plan)):
-                        continue
-                    self.stuck = dict(plan.stuck)
-                    why = (
-                        halts[0].reason
-                        if halts
-                        else "; ".join(f"{s}: {w}" for s, w in plan.stuck.items())
-                    )
-                    if await self.demote_or_escalate(f"no feasible route ({why})"):
+                    if await self.recover_route(plan, halts):
                         continue
                     break
                 for step, (skill, route) in plan.choices.items():

@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from orchestra.errors import ExecutorError, RunInputError, SpecError
+from orchestra.errors import ExecutorError, LeaseLost, RunInputError, RunLeaseHeld, SpecError
 from orchestra.results import RunResult
 
 __all__ = ["register", "resume_run"]
@@ -36,9 +36,9 @@ async def resume_run(
     quiet: bool = False,
 ) -> RunResult:
     """Resume ``run_id`` from the configured checkpointer (the graph file it remembers, or ``graph``)."""
+    from orchestra.building import build_runner
     from orchestra.checkpoint import open_checkpointer
     from orchestra.cli.run import close_runner, mark_down, print_decision
-    from orchestra.config import build_runner
     from orchestra.loaders import load_any_graph
 
     store = open_checkpointer()
@@ -129,6 +129,13 @@ def register(app: typer.Typer) -> None:
                     run_id, graph=graph, fleet=fleet, answer=answer, console=console, quiet=quiet
                 )
             )
-        except (SpecError, RunInputError, ValueError, ExecutorError) as exc:
+        except (
+            SpecError,
+            RunInputError,
+            ValueError,
+            ExecutorError,
+            RunLeaseHeld,
+            LeaseLost,
+        ) as exc:
             fail_with(console, exc)
         finish(console, result, json_out)

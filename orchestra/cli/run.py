@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from orchestra.errors import ExecutorError, RunInputError, SpecError
+from orchestra.errors import ExecutorError, LeaseLost, RunInputError, RunLeaseHeld, SpecError
 from orchestra.results import Decision, RunResult
 
 __all__ = ["EXIT_CODES", "close_runner", "register"]
@@ -64,7 +64,11 @@ def print_summary(console: Console, result: RunResult) -> None:
 
 
 def fail_with(console: Console, exc: Exception) -> NoReturn:
-    """Print a user-facing error and exit: 2 for bad input or spec, 5 for the executor."""
+    """Print a user-facing error and exit: 2 for bad input or spec (or a run another driver
+    holds), 5 for the executor (or a lease lost to another driver)."""
+    if isinstance(exc, LeaseLost):
+        console.print(f"[red bold]stopped:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_EXECUTOR) from None
     if isinstance(exc, ExecutorError):
         console.print(f"[red bold]executor error:[/] {exc}", highlight=False)
         raise typer.Exit(EXIT_EXECUTOR) from None
@@ -148,7 +152,14 @@ def register(app: typer.Typer) -> None:
                 result = asyncio.run(
                     _run(graph, input, scenario, down, fail, budget, fleet, console, quiet, run_id)
                 )
-        except (SpecError, RunInputError, ValueError, ExecutorError) as exc:
+        except (
+            SpecError,
+            RunInputError,
+            ValueError,
+            ExecutorError,
+            RunLeaseHeld,
+            LeaseLost,
+        ) as exc:
             fail_with(console, exc)
         finish(console, result, json_out)
 
@@ -167,7 +178,7 @@ async def _run(
 ) -> RunResult:
     import uuid
 
-    from orchestra.config import build_runner
+    from orchestra.building import build_runner
     from orchestra.loaders import load_any_graph
 
     data: dict[str, Any] = {}

@@ -57,6 +57,14 @@ log = structlog.get_logger("orchestra.fleet.executor")
 
 _TICK_S = 0.5
 
+# KEYS: epoch; ARGV: token.  The epoch becomes max(epoch, token); returns it.
+_RAISE_EPOCH = """
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+local t = tonumber(ARGV[1])
+if t > cur then redis.call('SET', KEYS[1], t); cur = t end
+return cur
+"""
+
 
 @dataclass
 class _Pending:
@@ -169,6 +177,12 @@ class CeleryExecutor:
             self._publisher = None
         if self.view is not None:
             await self.view.aclose()
+
+    def fence(self, run_id: str, token: int) -> None:
+        """Send the steps of ``run_id`` under fencing ``token`` (the run lease's): once
+        :meth:`recover` raised the run's epoch to a newer token, a worker drops what an
+        older driver sent."""
+        self._epochs[run_id] = token
 
     # ------------------------------------------------------------------ executing
 
@@ -386,7 +400,13 @@ class CeleryExecutor:
         """
         r = await self._ensure_started()
         try:
-            epoch = int(await r.incr(store.epoch_key(run_id)))
+            token = self._epochs.get(run_id)
+            if token is None:
+                epoch = int(await r.incr(store.epoch_key(run_id)))
+            else:  # the run lease's fencing token: tasks sent under an older one are dropped
+                epoch = int(
+                    await r.eval(_RAISE_EPOCH, 1, store.epoch_key(run_id), token)  # type: ignore[misc]
+                )
             await r.expire(store.epoch_key(run_id), self.settings.result_ttl_s)
         except (redis.RedisError, OSError) as exc:
             raise ExecutorError(f"cannot reach the fleet's result store: {exc}") from exc

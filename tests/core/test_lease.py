@@ -1,0 +1,106 @@
+"""The run lease: one driver at a time per run, fencing tokens, in the checkpoint database."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from orchestra.errors import LeaseLost, RunLeaseHeld
+from orchestra.lease import acquire_lease, current_token, default_holder
+
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _postgres_up() -> bool:
+    try:
+        import psycopg
+
+        psycopg.connect(POSTGRES, connect_timeout=2).close()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(params=["sqlite", "postgres", "memory"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres" and not _postgres_up():
+        pytest.skip(f"no PostgreSQL at {POSTGRES}")
+    return {
+        "sqlite": f"sqlite:///{tmp_path}/runs.sqlite",
+        "postgres": POSTGRES,
+        "memory": "memory://",
+    }[request.param]
+
+
+def run_id() -> str:
+    return "lease-" + uuid.uuid4().hex[:10]
+
+
+class TestRunLease:
+    def test_a_held_lease_is_refused_naming_its_holder(self, url: str) -> None:
+        rid = run_id()
+        first = acquire_lease(url, rid, "driver-a", ttl_s=30)
+        with pytest.raises(RunLeaseHeld, match="driven by driver-a") as info:
+            acquire_lease(url, rid, "driver-b", ttl_s=30)
+        assert info.value.holder == "driver-a" and info.value.run_id == rid
+        first.release()
+        second = acquire_lease(url, rid, "driver-b", ttl_s=30)
+        assert second.token == first.token + 1
+        assert current_token(url, rid) == second.token
+
+    def test_an_expired_lease_is_taken_over_and_its_old_holder_is_fenced_off(
+        self, url: str
+    ) -> None:
+        rid = run_id()
+        old = acquire_lease(url, rid, "driver-a", ttl_s=0.2)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                new = acquire_lease(url, rid, "driver-b", ttl_s=30)
+                break
+            except RunLeaseHeld:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        assert new.token > old.token
+        with pytest.raises(LeaseLost, match="taken by driver-b"):
+            old.renew()
+        with pytest.raises(LeaseLost):
+            old.check()
+        old.release()  # a no-op: it must not free the new holder's lease
+        with pytest.raises(RunLeaseHeld, match="driver-b"):
+            acquire_lease(url, rid, "driver-c", ttl_s=30)
+        new.renew()
+        new.check()
+
+    def test_the_lease_of_a_killed_driver_on_this_machine_is_free_at_once(
+        self, tmp_path: Path
+    ) -> None:
+        """A driver SIGKILLed holding a long lease does not block ``--resume`` for its TTL."""
+        url = f"sqlite:///{tmp_path}/runs.sqlite"
+        rid = run_id()
+        code = (
+            "import sys, os; from orchestra.lease import acquire_lease, default_holder;"
+            f"acquire_lease({url!r}, {rid!r}, default_holder(), 3600); print('held', flush=True);"
+            "sys.stdin.read()"
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        with pytest.raises(RunLeaseHeld):
+            acquire_lease(url, rid, default_holder(), ttl_s=30)
+        proc.kill()
+        proc.wait(timeout=10)
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.stdout.close()
+        lease = acquire_lease(url, rid, default_holder(), ttl_s=30)
+        assert lease.token == 2
