@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestra import Graph, skill
-from orchestra.config import build_runner
+from orchestra import build_runner
 from orchestra.testing import misbehave
 
 from .helpers import Out
