@@ -125,6 +125,20 @@ class TestWorkerKilledMidStep:
         assert dead["deliveries"] == 4 and "dead-lettered" in dead["reason"]
         (fail,) = [d for d in result.decisions if d.kind == "fail"]
         assert fail.skill == "poison" and "dead-lettered after 3 deliveries" in fail.reason
+        # `orchestra fleet dead` lists it: when, run, step, skill, deliveries, reason
+        proc = subprocess.run(
+            [sys.executable, "-m", "orchestra", "fleet", "dead", "--limit", "50"],
+            env=fleet.env | {"COLUMNS": "250"},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        (row,) = [ln for ln in proc.stdout.splitlines() if f"│ {result.run_id} " in ln]
+        cells = [c.strip() for c in row.split("│")[1:-1]]
+        assert cells[1:5] == [result.run_id, "s", "poison", "4"]
+        assert cells[5] == dead["reason"]
 
 
 def chain() -> Graph:
