@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from skip_policy import missing
 
 from orchestra.errors import LeaseLost, RunLeaseHeld
 from orchestra.lease import acquire_lease, current_token, default_holder
@@ -29,7 +30,7 @@ def _postgres_up() -> bool:
 @pytest.fixture(params=["sqlite", "postgres", "memory"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgres" and not _postgres_up():
-        pytest.skip(f"no PostgreSQL at {POSTGRES}")
+        missing(f"no PostgreSQL at {POSTGRES}; start it with scripts/ensure-services.sh")
     return {
         "sqlite": f"sqlite:///{tmp_path}/runs.sqlite",
         "postgres": POSTGRES,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestra import Graph, skill
-from orchestra import build_runner
+from orchestra import Graph, build_runner, skill
 from orchestra.testing import misbehave
 
 from .helpers import Out

@@ -152,14 +152,16 @@ class Fleet:
         queues: str | None = None,
         concurrency: int = 1,
         wait: bool = True,
-        skills: str = SKILLS,
+        skills: str | None = SKILLS,
         args: tuple[str, ...] = (),
     ) -> list[Worker]:
         started = []
         for _ in range(n):
             name = f"w{len(self.workers) + 1}-{uuid.uuid4().hex[:6]}"
             log = self.tmp / f"{name}.log"
-            cmd = [sys.executable, "-m", "orchestra", "worker", "--skills", skills, *args]
+            cmd = [sys.executable, "-m", "orchestra", "worker", *args]
+            if skills is not None:
+                cmd += ["--skills", skills]
             cmd += ["--name", name, "--concurrency", str(concurrency), "--loglevel", "INFO"]
             if queues:
                 cmd += ["--queues", queues]

@@ -12,7 +12,7 @@ from orchestra.retrieval import Retriever
 from orchestra.retrieval.embedders import SentenceTransformerEmbedder
 from orchestra.testing import misbehave
 
-from .helpers import HAS_EMBED, ROOT
+from .helpers import ROOT, needs_embed
 
 ORDER = {"order_id": "ord_42", "amount": 19.9, "currency": "USD"}
 
@@ -33,7 +33,7 @@ def _graph(retriever: Retriever | None) -> Graph:
 @pytest.mark.parametrize(
     "embedder",
     [
-        pytest.param("minilm", marks=pytest.mark.skipif(not HAS_EMBED, reason="embed extra")),
+        pytest.param("minilm", marks=needs_embed),
         pytest.param(None, id="bm25-only"),
     ],
 )
