@@ -101,3 +101,15 @@ def _svc_a_probe() -> str | None:
 
 
 svc_a = svc_a.model_copy(update={"probe": _svc_a_probe})
+
+
+@skill(cost=0.0, latency_ms=1, capability="test.broken", timeout_s=3)
+def broken(token: str) -> Done:
+    """Raises, every time."""
+    raise ValueError(f"broken on {token}")
+
+
+@skill(cost=0.0, latency_ms=1, capability="test.malformed", timeout_s=3)
+def malformed(token: str) -> Sum:
+    """Returns what its output model rejects."""
+    return {"sum": f"not a number {token}"}  # type: ignore[return-value]
