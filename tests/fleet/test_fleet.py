@@ -206,5 +206,5 @@ class TestFleetStatus:
         names = {w["name"] for w in data["workers"] if not w["remembered"]}
         assert names == {w.name for w in shared_fleet.workers}
         assert set(data["skills"]["svc_a"]["workers"]) == names
-        assert data["skills"]["svc_a"]["state"] in ("closed", "half_open")
+        assert data["skills"]["svc_a"]["state"] == "closed"
         assert "2 live worker(s)" in proc.stdout
