@@ -23,6 +23,7 @@ demo: install
 
 services:
 	bash scripts/ensure-services.sh
+	bash scripts/ensure-system-packages.sh
 
 vllm:
 	bash scripts/setup-vllm.sh

@@ -112,6 +112,7 @@ def build_graph() -> Graph:
         input_model=Ticket,
         retriever=Retriever(catalog),
         fallback_goals=["notify", "refund"],
+        max_amount=5_000,  # refunds above this need a support lead's approval
     )
     g.step("classify", ["classify_ticket"], description="classify the ticket")
     g.step("customer", ["lookup_customer"], description="look up the customer")

@@ -19,6 +19,7 @@ The front matter of an Orchestra skill::
     reliability: 0.999
     timeout_s: 5
     idempotent: true
+    compensate: null        # the skill that undoes a call (a skill of the same catalog)
     tags: [finance, currency]
     entrypoint: convert     # default: run
     input:                  # JSON schema of the arguments
@@ -98,6 +99,7 @@ _ORCHESTRA_KEYS = {
     "reliability",
     "timeout_s",
     "idempotent",
+    "compensate",
     "milestone",
     "tags",
     "entrypoint",
@@ -332,6 +334,15 @@ def load_skill_dir(folder: Path) -> Skill:
     capability = meta.get("capability", "")
     if not isinstance(capability, str):
         raise SkillSpecError("must be a string", field="capability", source=src)
+    compensate = meta.get("compensate")
+    if compensate is not None and (
+        not isinstance(compensate, str) or not _NAME_RE.match(compensate) or compensate == name
+    ):
+        raise SkillSpecError(
+            f"must name another skill of the catalog, not {compensate!r}",
+            field="compensate",
+            source=src,
+        )
 
     if fn is not None and input_model is None:
         # No schema in the front matter: the function's signature is the input model.
@@ -345,6 +356,7 @@ def load_skill_dir(folder: Path) -> Skill:
             name=name,
             description=description,
             capability=capability,
+            compensate=compensate,
             tags=tuple(tags),
             body=body,
             source=src,
@@ -488,6 +500,13 @@ def load_catalog(paths: Path | str | Iterable[Path | str]) -> list[Skill]:
                     source=s.source,
                 )
             found[s.name] = s
+    for s in found.values():
+        if s.compensate is not None and s.compensate not in found:
+            raise SkillSpecError(
+                f"names {s.compensate!r}, which is no skill of the catalog",
+                field="compensate",
+                source=s.source,
+            )
     return [found[n] for n in sorted(found)]
 
 

@@ -12,7 +12,8 @@ The hierarchy::
     │   ├── StepFailed             one attempt of a skill failed (base of the three below)
     │   │   ├── ToolRaised         the skill raised an exception
     │   │   ├── ToolTimeout        the skill did not answer within its timeout
-    │   │   └── MalformedOutput    the skill returned output that fails its output schema
+    │   │   ├── MalformedOutput    the skill returned output that fails its output schema
+    │   │   └── MissingStepInput   an earlier step's skill did not return a field this one needs
     │   ├── RunInputError          the run's input lacks or mistypes a field the graph needs
     │   ├── ExecutorError          the executor (e.g. the Celery fleet) could not run a step
     │   ├── RunLeaseHeld           another driver holds the run's lease (a second --resume)
@@ -43,6 +44,7 @@ __all__ = [
     "GraphSpecError",
     "LeaseLost",
     "MalformedOutput",
+    "MissingStepInput",
     "ModelError",
     "OrchestraError",
     "RunError",
@@ -157,6 +159,13 @@ class MalformedOutput(StepFailed):
     kind = "malformed"
 
 
+class MissingStepInput(StepFailed):
+    """A step cannot run: the skill chosen for an earlier step (after a reroute) did not return
+    a field this step needs.  A step failure, healed like any other; not bad run input."""
+
+    kind = "input"
+
+
 class RunInputError(RunError):
     """The run's input does not satisfy what the graph needs."""
 
@@ -239,6 +248,7 @@ _BY_NAME: dict[str, type[Exception]] = {
         ToolRaised,
         ToolTimeout,
         MalformedOutput,
+        MissingStepInput,
         RunInputError,
         ExecutorError,
         ModelError,

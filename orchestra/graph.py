@@ -100,8 +100,13 @@ class Graph:
         strict_transitions: bool = False,
         retriever: Any = None,
         description: str = "",
+        max_amount: float | None = None,
     ):
         self.name = name
+        #: The largest amount (argument ``amount``, ...) a step may move without a human's
+        #: approval; over it the step is blocked and the run escalates (``answer approve``).
+        #: A runner's own ``max_amount`` applies too: the lower limit wins.
+        self.max_amount = max_amount
         self.description = description
         self.steps: list[Step] = list(steps)
         self.skills = skills if isinstance(skills, SkillRegistry) else SkillRegistry(skills)
@@ -226,6 +231,7 @@ def _err(msg: str, field: str, graph: Graph) -> GraphSpecError:
 def _resolve_candidates(graph: Graph, i: int, step: Step) -> tuple[str, ...]:
     cands = step.candidates
     if not isinstance(cands, list):
+        cands_k, query = int(getattr(cands, "k", 0)), str(getattr(cands, "query", ""))
         if not (hasattr(cands, "query") and hasattr(cands, "k")):
             raise _err(
                 "must be a list of skill names or retrieve(...)", f"steps[{i}].candidates", graph
@@ -236,15 +242,25 @@ def _resolve_candidates(graph: Graph, i: int, step: Step) -> tuple[str, ...]:
                 f"steps[{i}].candidates",
                 graph,
             )
-        hits = graph.retriever.search(cands.query, cands.k)
+        # a skill that undoes another (its ``compensate``) is no candidate for a step
+        undoers = {
+            u
+            for sk in [*getattr(graph.retriever, "skills", ()), *graph.skills.values()]
+            if (u := getattr(sk, "compensate", None))
+        }
+        hits = graph.retriever.search(cands.query, cands.k + len(undoers))
         cands = []
         for h in hits:
             sk = h.skill if hasattr(h, "skill") else h
+            if sk.name in undoers:
+                continue
+            if len(cands) >= cands_k:
+                break
             if sk.name not in graph.skills:  # a skill already registered (e.g. wrapped) wins
                 graph.skills.add(sk)
             cands.append(sk.name)
         if not cands:
-            raise _err(f"retrieve({cands!r}) found no skill", f"steps[{i}].candidates", graph)
+            raise _err(f"retrieve({query!r}) found no skill", f"steps[{i}].candidates", graph)
     if not cands:
         raise _err("a step needs at least one candidate skill", f"steps[{i}].candidates", graph)
     for j, name in enumerate(cands):
@@ -263,6 +279,15 @@ def _resolve_candidates(graph: Graph, i: int, step: Step) -> tuple[str, ...]:
             )
     if len(set(cands)) != len(cands):
         raise _err("lists a skill twice", f"steps[{i}].candidates", graph)
+    for j, name in enumerate(cands):
+        undo = graph.skills.require(name).compensate
+        if undo is not None and undo not in graph.skills:
+            raise UnknownSkillError(
+                undo,
+                field=f"steps[{i}].candidates[{j}].compensate",
+                source=f"graph {graph.name!r}",
+                known=list(graph.skills),
+            )
     return tuple(cands)
 
 
@@ -366,6 +391,12 @@ def _compile(graph: Graph) -> CompiledGraph:
     if cycle:
         path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
         raise _err(f"dependencies form a cycle: {path}; a graph must be acyclic", "steps", graph)
+    if graph.max_amount is not None and not (
+        isinstance(graph.max_amount, int | float)
+        and math.isfinite(graph.max_amount)
+        and graph.max_amount > 0
+    ):
+        raise _err(f"must be a finite number > 0, got {graph.max_amount!r}", "max_amount", graph)
     for (a, b), cost in graph.transitions.items():
         if not (isinstance(cost, int | float) and math.isfinite(cost) and cost >= 0):
             raise _err(

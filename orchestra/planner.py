@@ -31,27 +31,33 @@ A monitor's ``halt`` skips straight to the fallback.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Hashable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
-from orchestra.errors import RunInputError
+from orchestra.errors import MissingStepInput, RunInputError
 from orchestra.graph import START, CompiledGraph, GoalSpec
 from orchestra.monitors.base import NodeWeight, Signal
 from orchestra.monitors.health import HealthStatus
 from orchestra.results import HUMAN, EscalationInfo, RunState
 from orchestra.routing import INF, Route
+from orchestra.substitution import misfit
 
 __all__ = [
+    "Backtrack",
     "HealthView",
     "Plan",
     "Recovery",
     "RunView",
+    "Undo",
     "add_substitute",
     "arguments",
     "backtrack",
+    "beyond_goal",
     "chosen",
     "escalation_info",
+    "explain_escalation",
     "goal_consistent",
     "goal_satisfied",
     "merged_arguments",
@@ -63,8 +69,10 @@ __all__ = [
     "recoveries",
     "stand_in",
     "substitute",
+    "undo_of",
     "weigh",
     "why_blocked",
+    "without",
 ]
 
 
@@ -88,6 +96,10 @@ class RunView:
     max_attempts: int = 3
     weights: Mapping[tuple[str, str], NodeWeight] = field(default_factory=dict)
     refused: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    budget_usd: float | None = None
+    #: Monitors whose blocks are policy (a limit, the budget), not a broken tool: a step they
+    #: stop is not helped by a catalog substitute.
+    policy_monitors: frozenset[str] = frozenset({"budget", "risk"})
 
     def attempts(self, step: str, skill: str) -> int:
         return self.state.attempts.get(f"{step}:{skill}", 0)
@@ -181,7 +193,9 @@ def goal_consistent(state: RunState, g: GoalSpec) -> bool:
 def arguments(c: CompiledGraph, state: RunState, step: str, skill: str) -> dict[str, Any]:
     """Arguments for ``skill`` at ``step``: explicit mappings, then nearest outputs, then input.
 
-    Raises :class:`RunInputError` naming the parameter when a required one cannot be filled.
+    Raises :class:`RunInputError` naming the parameter when a required one cannot be filled
+    from the run's input, and :class:`MissingStepInput` when an earlier step's skill (after a
+    reroute) did not return a field the graph expected from that step: a step failure.
     """
     sk = c.skill(skill)
     st = c.steps[step]
@@ -198,9 +212,17 @@ def arguments(c: CompiledGraph, state: RunState, step: str, skill: str) -> dict[
             src_name, _, fld = st.inputs[name].partition(".")
             src = state.input if src_name == "$input" else state.completed[src_name].output
             if fld not in src:
+                if src_name != "$input":
+                    raise MissingStepInput(
+                        f"step {step!r} maps {name!r} to {st.inputs[name]!r}, but "
+                        f"{state.completed[src_name].skill} (which served {src_name!r}) "
+                        f"returned no {fld!r}",
+                        step=step,
+                        skill=skill,
+                    )
                 raise RunInputError(
-                    f"step {step!r} maps {name!r} to {st.inputs[name]!r}, which is missing"
-                    + (" from the run input" if src_name == "$input" else "")
+                    f"step {step!r} maps {name!r} to {st.inputs[name]!r}, which is missing "
+                    "from the run input"
                 )
             args[name] = src[fld]
             continue
@@ -210,11 +232,32 @@ def arguments(c: CompiledGraph, state: RunState, step: str, skill: str) -> dict[
                 break
         else:
             if sk.input_model.model_fields[name].is_required():
+                served = _expected_from(c, state, step, name)
+                if served is not None:
+                    raise MissingStepInput(
+                        f"step {step!r} (skill {skill!r}) needs {name!r}, which {served} "
+                        f"did not return",
+                        step=step,
+                        skill=skill,
+                    )
                 raise RunInputError(
                     f"step {step!r} (skill {skill!r}) needs {name!r}: no earlier step returned it "
                     f"and the run input lacks it; pass it in the input or map it with Step.inputs"
                 )
     return args
+
+
+def _expected_from(c: CompiledGraph, state: RunState, step: str, name: str) -> str | None:
+    """The earlier step (and the skill that served it) a candidate of which returns ``name``:
+    a field the graph expected from a step, not from the run input."""
+    for a in c.ancestors[step]:
+        rec = state.completed.get(a)
+        if rec is None:
+            continue
+        for k in c.candidates[a]:
+            if name in c.skill(k).output_model.model_fields:
+                return f"{rec.skill} (serving {a!r})"
+    return None
 
 
 def merged_arguments(c: CompiledGraph, state: RunState, step: str) -> dict[str, Any]:
@@ -223,7 +266,7 @@ def merged_arguments(c: CompiledGraph, state: RunState, step: str) -> dict[str, 
     for k in c.candidates[step]:
         try:
             merged.update(arguments(c, state, step, k))
-        except RunInputError:
+        except (RunInputError, MissingStepInput):
             continue
     return merged
 
@@ -356,25 +399,46 @@ def recoveries(
         back = backtrack(view, plan, health)
         if back is not None:
             yield back
-    yield Recovery("fallback", "no route left", goals=tuple(reachable_fallbacks(view, running)))
+    yield Recovery(
+        "fallback", "no route left", goals=tuple(reachable_fallbacks(view, running, health))
+    )
 
 
 def substitute(
     view: RunView, plan: Plan, health: HealthView, retriever: Any
 ) -> tuple[str, Any] | None:
-    """A healthy catalog skill for the first stuck step that has one: ``(step, skill)``."""
+    """A catalog skill that fits the first stuck step that has one: ``(step, skill)``.
+
+    Only for a step whose candidates failed or are down: one the budget or a risk limit
+    stops (:attr:`RunView.policy_monitors`) is not helped by another tool.  A match must be
+    healthy, affordable, and fit the step (capability, and the fields later steps take from
+    it: :func:`orchestra.substitution.misfit`), checked before it is chosen.
+    """
     if retriever is None:
         return None
     c, state = view.graph, view.state
+    outputs = {s: rec.output for s, rec in state.completed.items()}
+    left = None if view.budget_usd is None else view.budget_usd - state.spent_usd
     for step in plan.stuck:
+        if any(
+            (w := view.weights.get((step, k))) is not None
+            and w.blocked_by is not None
+            and w.blocked_by.monitor in view.policy_monitors
+            for k in c.candidates[step]
+        ):
+            continue
         st = c.steps[step]
         available = set(state.input)
         for a in c.ancestors[step]:
             if a in state.completed:
                 available |= set(state.completed[a].output)
         query = st.description or step
-        for sub in retriever.substitutes(query, available, set(c.candidates[step]), 3):
+        for sub in retriever.substitutes(query, available, set(c.candidates[step]), 10):
             if health.status(sub.name) in ("down", "open"):
+                continue
+            if left is not None and sub.cost > left + 1e-12:
+                continue
+            if misfit(c, step, sub, run_input=state.input, outputs=outputs) is not None:
                 continue
             return step, sub
     return None
@@ -392,34 +456,182 @@ def probes(view: RunView, plan: Plan, health: HealthView) -> Iterator[tuple[str,
                 yield step, k
 
 
-def backtrack(view: RunView, plan: Plan, health: HealthView) -> Recovery | None:
-    """A route that abandons completed steps, or ``None``.
+@dataclass(frozen=True)
+class Undo:
+    """A completed step a backtrack or a demotion abandons: ``skill`` served it;
+    ``compensation`` is the skill that undoes it (``None``: nothing can undo it)."""
 
-    The hook for backtracking with compensation: today no route abandons work, so the run
-    goes on to the fallback.
+    step: str
+    skill: str
+    compensation: str | None
+
+
+@dataclass(frozen=True)
+class Backtrack:
+    """A route that abandons completed steps (``abandon``, in reverse completion order),
+    with its cost: the route's from the new frontier plus the compensations'."""
+
+    abandon: tuple[Undo, ...]
+    route_cost: float
+    cost: float
+
+    @property
+    def signature(self) -> list[str]:
+        return sorted(f"{u.step}:{u.skill}" for u in self.abandon)
+
+
+def undo_of(view: RunView, step: str, health: HealthView) -> tuple[Undo | None, str]:
+    """How completed ``step`` can be abandoned: an :class:`Undo` (with the compensating
+    skill when it declares one), or ``None`` and why it cannot be (a human's work; a skill
+    that is neither idempotent nor compensable, or whose compensation is down)."""
+    c, rec = view.graph, view.state.completed[step]
+    if rec.skill == HUMAN:
+        return None, f"{step} was done by a human"
+    sk = c.skill(rec.skill)
+    if sk.milestone:
+        return Undo(step, rec.skill, None), ""
+    if sk.compensate is not None:
+        if health.status(sk.compensate) in ("down", "open"):
+            return None, f"{rec.skill} at {step} cannot be undone now ({sk.compensate} is down)"
+        return Undo(step, rec.skill, sk.compensate), ""
+    if sk.idempotent:
+        return Undo(step, rec.skill, None), ""
+    return None, f"{rec.skill} at {step} is not idempotent and declares no compensation"
+
+
+def without(view: RunView, steps: Collection[str]) -> RunView:
+    """``view`` as if the completed ``steps`` had not been done (for what-if planning)."""
+    state = view.state.model_copy(
+        update={"completed": {s: r for s, r in view.state.completed.items() if s not in steps}}
+    )
+    return replace(view, state=state)
+
+
+def backtrack(
+    view: RunView, plan: Plan, health: HealthView, goal: GoalSpec | None = None
+) -> Recovery | None:
+    """The cheapest route that abandons completed steps, when none is left from where the
+    run stands; ``None`` when there is none.
+
+    Each completed step is tried as the pivot: it and its completed descendants are
+    abandoned (in reverse completion order) if every one of them is idempotent or
+    compensable (:func:`undo_of`); the route is planned from the frontier that leaves.  Its
+    cost is the route's plus the compensations'.  A backtrack already taken in this run is
+    not taken again, and one whose route re-runs the abandoned steps with the same skills is
+    no backtrack at all.
     """
-    return None
+    c, state = view.graph, view.state
+    goal = goal or view.goal()
+    done = list(state.completed)  # completion order
+    taken = {tuple(b) for b in state.backtracks}
+    best: Backtrack | None = None
+    for pivot in done:
+        closure = {pivot} | {d for d in done if pivot in c.ancestors[d]}
+        undos: list[Undo] = []
+        for s in reversed(done):
+            if s in closure:
+                u, _why = undo_of(view, s, health)
+                if u is None:
+                    break
+                undos.append(u)
+        else:
+            trial = without(view, closure)
+            ready = ready_steps(trial, goal)
+            tplan = plan_routes(trial, goal, ready)
+            if not tplan.feasible or not tplan.choices:
+                continue
+            if all(
+                state.completed[s].skill == k
+                for s, (k, _r) in tplan.choices.items()
+                if s in closure
+            ):
+                continue
+            route_cost = sum(r.cost for _k, r in tplan.choices.values())
+            undo_cost = sum(
+                c.skill(u.compensation).cost for u in undos if u.compensation is not None
+            )
+            bt = Backtrack(tuple(undos), route_cost, route_cost + undo_cost)
+            if tuple(bt.signature) in taken:
+                continue
+            if best is None or (bt.cost, len(bt.abandon)) < (best.cost, len(best.abandon)):
+                best = bt
+    if best is None:
+        return None
+    undone = [
+        f"{u.step} ({u.skill}, undone by {u.compensation})"
+        if u.compensation
+        else f"{u.step} ({u.skill})"
+        for u in best.abandon
+    ]
+    why = "; ".join(f"{s}: {w}" for s, w in plan.stuck.items())
+    return Recovery(
+        "backtrack",
+        f"no route from where the run stands ({why}); abandon {', '.join(undone)} for a route "
+        f"of cost {best.cost:.4g} (compensations included)",
+        detail=best,
+    )
+
+
+def beyond_goal(view: RunView, g: GoalSpec, health: HealthView) -> list[tuple[Undo, bool]]:
+    """Completed work a demotion to ``g`` leaves behind, in reverse completion order: steps
+    ``g`` does not require, and a step ``g`` pins to another skill than the one that served
+    it (with their completed descendants).  Each with whether it can be compensated; what
+    cannot is listed in the result's ``extra_steps``, never left out."""
+    c, state = view.graph, view.state
+    done = list(state.completed)
+    drop = {s for s in done if s not in g.required}
+    pinned: dict[str, set[str]] = {}
+    for s, k in g.targets:
+        pinned.setdefault(s, {HUMAN}).add(k)
+    if not goal_satisfied(state, g):
+        for s, ks in pinned.items():
+            rec = state.completed.get(s)
+            if rec is not None and rec.skill not in ks:
+                drop.add(s)
+    drop |= {d for d in done for s in list(drop) if s in c.ancestors[d]}
+    out: list[tuple[Undo, bool]] = []
+    for s in reversed(done):
+        if s not in drop:
+            continue
+        u, _why = undo_of(view, s, health)
+        if u is not None and u.compensation is not None:
+            out.append((u, True))
+        else:
+            out.append((Undo(s, state.completed[s].skill, None), False))
+    return out
 
 
 def reachable_fallbacks(
-    view: RunView, running: Collection[str] = ()
+    view: RunView, running: Collection[str] = (), health: HealthView | None = None
 ) -> list[tuple[str, list[str]]]:
     """Declared fallback goals, other than the current one and those tried, that the run can
-    still reach, in declared order, each with its required steps in graph order."""
+    still reach, in declared order, each with its required steps in graph order.
+
+    A goal counts as reachable once the work beyond it (:func:`beyond_goal`) is set aside
+    (demoting compensates that work or lists it, so it does not stand in the way), and when
+    only a backtrack reaches it (the run takes that backtrack after demoting)."""
     c, state = view.graph, view.state
     out: list[tuple[str, list[str]]] = []
     for name in c.fallback_order:
         if name == state.goal or name in state.tried_goals:
             continue
         g = c.goals[name]
-        if all(s in state.completed for s in g.required) and goal_satisfied(state, g):
+        drop = [u.step for u, _ in beyond_goal(view, g, health or _AllUp())]
+        trial = without(view, drop) if drop else view
+        if all(s in trial.state.completed for s in g.required) and goal_satisfied(trial.state, g):
             out.append((name, sorted(g.required, key=c.order.index)))
             continue
-        if plan_routes(view, g, ready_steps(view, g, running)).feasible and goal_consistent(
-            state, g
-        ):
+        gplan = plan_routes(trial, g, ready_steps(trial, g, running))
+        if gplan.feasible and goal_consistent(trial.state, g):
             out.append((name, sorted(g.required, key=c.order.index)))
+        elif not running and backtrack(trial, gplan, health or _AllUp(), g) is not None:
+            out.append((name, sorted(g.required, key=c.order.index)))  # by backtracking
     return out
+
+
+class _AllUp:
+    def status(self, skill: str) -> HealthStatus:
+        return "closed"
 
 
 def escalation_info(
@@ -448,6 +660,80 @@ def stuck_reason(plan: Plan, halts: Sequence[Signal]) -> str:
     """Why the run has no feasible route, for the demotion prompt and the decision log."""
     why = halts[0].reason if halts else "; ".join(f"{s}: {w}" for s, w in plan.stuck.items())
     return f"no feasible route ({why})"
+
+
+_GAVE_UP = re.compile(r"^(\S+) gave up after (\d+) attempt\(s\) in this run$")
+_COSTS = re.compile(
+    r"^(\S+) costs (\$[\d.]+), only (\$[\d.]+) of the run's (\$[\d.]+) budget left$"
+)
+
+
+def _names(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _plain(why: str) -> str:
+    """Say a stuck step's ``; ``-joined per-candidate reasons in fewer words."""
+    parts = [p.strip() for p in why.split(";") if p.strip()]
+    gave = [m for p in parts if (m := _GAVE_UP.match(p))]
+    if gave and len(gave) == len(parts) and len({m.group(2) for m in gave}) == 1:
+        n = gave[0].group(2)
+        each = " each" if len(gave) > 1 else ""
+        return f"{_names([m.group(1) for m in gave])} failed {n} time(s){each}"
+    costs = [m for p in parts if (m := _COSTS.match(p))]
+    if costs and len(costs) == len(parts):
+        left, budget = costs[0].group(3), costs[0].group(4)
+        priced = [f"{m.group(1)} ({m.group(2)})" for m in costs]
+        verb = "costs" if len(priced) == 1 else "cost"
+        return f"{_names(priced)} {verb} more than the {left} left of the run's {budget} budget"
+    return "; ".join(dict.fromkeys(parts))
+
+
+def explain_escalation(
+    view: RunView,
+    stuck: Mapping[str, str],
+    *,
+    why: str,
+    fallback: str,
+    risk_blocked: Sequence[str] = (),
+) -> str:
+    """The reason of an escalation, for a person: what cannot be done and why, why no lesser
+    goal helps, and how to resume (``orchestra resume RUN --answer ...``)."""
+    c, state = view.graph, view.state
+    lines: list[str] = []
+    for step, reason in stuck.items():
+        desc = c.steps[step].description if step in c.steps else ""
+        lines.append(
+            f"step {step!r}{f' ({desc})' if desc else ''} cannot be done: {_plain(reason)}"
+        )
+    if not lines:
+        lines.append(why)
+    tried = [g for g in c.fallback_order if g not in (state.goal,)]
+    if tried and stuck:
+        need = [g for g in tried if any(s in c.goals[g].required for s in stuck)]
+        if need:
+            lines.append(
+                f"no lesser goal helps: {_names([repr(g) for g in need])} "
+                f"{'needs' if len(need) == 1 else 'need'} {_names(list(stuck))} too"
+            )
+        else:
+            lines.append(fallback)
+    else:
+        lines.append(fallback)
+    rid = state.run_id
+    hints: list[str] = []
+    if risk_blocked:
+        hints.append(f"--answer approve (let {_names(list(risk_blocked))} past the limit)")
+    others = [s for s in stuck if s not in risk_blocked]
+    if others and any(_COSTS.match(p.strip()) for s in others for p in stuck[s].split(";")):
+        hints.append("--budget USD --answer retry (with a larger budget)")
+    elif others:
+        hints.append(f"--answer retry (try {_names(others)} again)")
+    if stuck:
+        hints.append(f"--answer 'output:{next(iter(stuck))}={{...}}' (done by hand)")
+    hints.append("--answer goal:NAME (settle for a declared goal)")
+    lines.append(f"to resume: orchestra resume {rid} " + " | ".join(hints))
+    return ". ".join(line[:1].upper() + line[1:] for line in lines) + "."
 
 
 def add_substitute(c: CompiledGraph, step: str, sub: Any, picked: Mapping[str, str]) -> None:

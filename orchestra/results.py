@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 __all__ = [
     "HUMAN",
+    "Compensation",
     "Decision",
     "DecisionKind",
     "EscalationInfo",
@@ -31,6 +32,8 @@ DecisionKind = Literal[
     "escalate",  # nothing reachable is left; a human must decide
     "complete",  # the run reached its (possibly demoted) goal
     "resume",  # the run was resumed: after its driver stopped, or with a human's answer
+    "backtrack",  # no route from where the run stood: completed steps were abandoned for one
+    "compensate",  # a completed step's work was undone by its compensating skill
 ]
 RunStatus = Literal["running", "completed", "demoted", "escalated"]
 
@@ -61,6 +64,16 @@ class StepRecord(BaseModel):
     duration_ms: float = 0.0
     attempt: int = 1
     worker: str | None = None
+
+
+class Compensation(BaseModel):
+    """A completed step's work undone: ``skill`` served ``step``, ``by`` undid it."""
+
+    step: str
+    skill: str
+    by: str
+    ok: bool = True
+    reason: str = ""
 
 
 class EscalationInfo(BaseModel):
@@ -95,6 +108,12 @@ class RunState(BaseModel):
     origin: dict[str, Any] = Field(default_factory=dict)
     escalation: EscalationInfo | None = None
     approved: list[str] = Field(default_factory=list)
+    #: Compensations run so far, in order (backtracking, demotion).
+    compensations: list[Compensation] = Field(default_factory=list)
+    #: Work beyond a demoted goal that could not be undone (see ``RunResult.extra_steps``).
+    extra: list[StepRecord] = Field(default_factory=list)
+    #: The backtracks taken, each as the sorted ``step:skill`` pairs it abandoned.
+    backtracks: list[list[str]] = Field(default_factory=list)
 
 
 class RunResult(BaseModel):
@@ -112,6 +131,11 @@ class RunResult(BaseModel):
     spent_usd: float = 0.0
     llm_calls: int = 0
     wall_ms: float = 0.0
+    #: Work done beyond the (demoted) goal that could not be compensated: it happened, so it
+    #: is listed here, apart from ``path``/``chosen``/``outputs`` (the walk to the goal).
+    extra_steps: list[StepRecord] = Field(default_factory=list)
+    #: Completed work undone, in the order it was undone (backtracking, demotion).
+    compensations: list[Compensation] = Field(default_factory=list)
 
     @property
     def ok(self) -> bool:

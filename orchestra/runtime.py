@@ -36,7 +36,7 @@ from pydantic import BaseModel
 
 from orchestra import planner, tracing
 from orchestra.demotion import choose_fallback
-from orchestra.errors import RunInputError
+from orchestra.errors import MissingStepInput, RunInputError
 from orchestra.executors.base import Executor, StepOutcome, StepTask
 from orchestra.executors.local import LocalExecutor
 from orchestra.graph import MAIN_GOAL, CompiledGraph, GoalSpec, Graph
@@ -55,6 +55,7 @@ from orchestra.monitors import (
 )
 from orchestra.results import (
     HUMAN,
+    Compensation,
     Decision,
     DecisionKind,
     RunResult,
@@ -282,7 +283,14 @@ class _Run:
         self.refused: dict[tuple[str, str], str] = {}  # (step, skill) -> why it may not run
         self.stuck: dict[str, str] = {}  # step -> why it has no route (when the run is stuck)
         self.view = planner.RunView(
-            compiled, state, max_attempts=runner.max_attempts, refused=self.refused
+            compiled,
+            state,
+            max_attempts=runner.max_attempts,
+            refused=self.refused,
+            budget_usd=budget_usd,
+            policy_monitors=frozenset(
+                {"budget", runner._risk.name if runner._risk is not None else "risk"}
+            ),
         )
         self.lease: LeaseKeeper | None = None  # released when the run stops driving
         self.log = log.bind(run_id=state.run_id, graph=compiled.name)
@@ -379,8 +387,20 @@ class _Run:
                 cost=route.cost,
             )
         key = f"{step}:{skill}"
-        self.s.attempts[key] = self.s.attempts.get(key, 0) + 1
         sk = self.c.skill(skill)
+        arguments: dict[str, Any] = {}
+        if not sk.milestone:
+            try:
+                arguments = planner.arguments(self.c, self.s, step, skill)
+            except MissingStepInput as exc:
+                # what an earlier (rerouted) step returned does not feed this one: a step
+                # failure, healed by reroute, backtracking, demotion or escalation
+                self.refused[(step, skill)] = str(exc)
+                self.s.attempts[key] = self.r.max_attempts
+                self.failed_last[step] = (skill, "input")
+                self.decide("fail", str(exc), step=step, skill=skill, error_kind="input")
+                return
+        self.s.attempts[key] = self.s.attempts.get(key, 0) + 1
         if sk.milestone:
             task_ = asyncio.ensure_future(_milestone())
         else:
@@ -396,7 +416,7 @@ class _Run:
                 run_id=self.s.run_id,
                 step_id=step,
                 skill=skill,
-                arguments=planner.arguments(self.c, self.s, step, skill),
+                arguments=arguments,
                 attempt=self.s.attempts[key],
                 timeout_s=sk.timeout_s,
             )
@@ -509,17 +529,113 @@ class _Run:
                     return True
                 continue
             if option.kind == "backtrack":
-                continue  # the hook proposes; nothing acts on it yet
+                # False: a compensation failed and the run escalated
+                return await self.backtrack(option.detail, option.reason)
             self.stuck = dict(plan.stuck)
             return await self.demote_or_escalate(planner.stuck_reason(plan, halts), option.goals)
         return False
+
+    async def backtrack(self, bt: planner.Backtrack, reason: str) -> bool:
+        """Abandon completed steps for a route that exists: compensate each (reverse
+        completion order), then forget it.  False (the run escalated) if one cannot be undone."""
+        self.s.backtracks.append(bt.signature)
+        self.decide("backtrack", reason, cost=bt.cost)
+        for u in bt.abandon:
+            if u.compensation is not None and not await self.compensate(u):
+                self.s.status = "escalated"
+                self.s.reason = (
+                    f"backtracking: {u.compensation} could not undo {u.skill} at {u.step}; "
+                    f"a human must undo it, then answer retry"
+                )
+                self.stuck = {u.step: self.s.reason}
+                self.s.escalation = planner.escalation_info(
+                    self.view,
+                    self.s.reason,
+                    self.stuck,
+                    self.r._risk.name if self.r._risk is not None else None,
+                )
+                self.decide("escalate", self.s.reason)
+                return False
+            del self.s.completed[u.step]
+            self.failed_last.pop(u.step, None)
+        await self.checkpoint()
+        return True
+
+    async def compensate(self, u: planner.Undo) -> bool:
+        """Run ``u.compensation`` to undo what ``u.skill`` did at ``u.step`` (through the
+        executor, with the step's arguments and output); up to ``max_attempts`` calls."""
+        assert u.compensation is not None
+        rec = self.s.completed[u.step]
+        try:
+            args = planner.arguments(self.c, self.s, u.step, u.skill)
+        except (RunInputError, MissingStepInput):
+            args = {}
+        args.update(rec.output)
+        sk = self.c.skill(u.compensation)
+        error = ""
+        for attempt in range(1, self.r.max_attempts + 1):
+            task = StepTask(
+                run_id=self.s.run_id,
+                step_id=u.step,
+                skill=sk.name,
+                arguments=args,
+                attempt=attempt,
+                timeout_s=sk.timeout_s,
+            )
+            with tracing.compensation_span(
+                u.step,
+                run_id=self.s.run_id,
+                skill=sk.name,
+                undoes=u.skill,
+                attributes={"orchestra.cost": sk.cost, "orchestra.attempt": attempt},
+            ) as span:
+                task.trace_context = tracing.inject_context()
+                outcome = await self.r.executor.execute(task, sk)
+                if not outcome.ok and outcome.error is not None:
+                    tracing.mark_error(span, outcome.error.message, _kind(outcome.error.type))
+            self.s.spent_usd += outcome.cost_usd
+            if outcome.ok:
+                self.s.compensations.append(Compensation(step=u.step, skill=u.skill, by=sk.name))
+                self.decide(
+                    "compensate",
+                    f"{sk.name} undid what {u.skill} did at {u.step}",
+                    step=u.step,
+                    skill=sk.name,
+                    cost=sk.cost,
+                )
+                return True
+            assert outcome.error is not None
+            error = outcome.error.message
+            self.decide(
+                "fail", error, step=u.step, skill=sk.name, error_kind=_kind(outcome.error.type)
+            )
+        self.s.compensations.append(
+            Compensation(step=u.step, skill=u.skill, by=sk.name, ok=False, reason=error)
+        )
+        return False
+
+    async def set_aside(self, goal: GoalSpec) -> None:
+        """Work beyond a demoted ``goal``: compensated where it can be, listed where not."""
+        for u, undoable in planner.beyond_goal(self.view, goal, self.r.health):
+            rec = self.s.completed[u.step]
+            if not (undoable and await self.compensate(u)):
+                self.s.extra.append(rec)
+                self.decide(
+                    "note",
+                    f"{u.skill} at {u.step} is beyond {goal.name!r} and was not undone; "
+                    f"listed in extra_steps",
+                    step=u.step,
+                    skill=u.skill,
+                )
+            del self.s.completed[u.step]
+        await self.checkpoint()
 
     async def demote_or_escalate(
         self, why: str, reachable: Sequence[tuple[str, list[str]]] | None = None
     ) -> bool:
         """Returns True if the run continues toward a lesser goal."""
         if reachable is None:
-            reachable = planner.reachable_fallbacks(self.view, self.running())
+            reachable = planner.reachable_fallbacks(self.view, self.running(), self.r.health)
         self.s.tried_goals.append(self.s.goal)
         choice = await choose_fallback(
             self.r.demotion_model,
@@ -531,13 +647,17 @@ class _Run:
         self.s.llm_calls += choice.llm_calls
         if choice.goal is None:
             self.s.status = "escalated"
-            self.s.reason = f"{why}; {choice.reason}"
-            self.s.escalation = planner.escalation_info(
+            risk = self.r._risk.name if self.r._risk is not None else None
+            info = planner.escalation_info(self.view, why, self.stuck, risk)
+            self.s.reason = planner.explain_escalation(
                 self.view,
-                self.s.reason,
                 self.stuck,
-                self.r._risk.name if self.r._risk is not None else None,
+                why=why,
+                fallback=choice.reason,
+                risk_blocked=info.risk_blocked,
             )
+            info.reason = self.s.reason
+            self.s.escalation = info
             self.decide("escalate", self.s.reason)
             return False
         dropped = [
@@ -552,6 +672,7 @@ class _Run:
             f"{why}; demoted to {choice.goal!r}: {choice.reason}"
             + (f"; steps not run: {', '.join(dropped)}" if dropped else ""),
         )
+        await self.set_aside(self.c.goals[choice.goal])
         return True
 
     # ------------------------------------------------------------------ resuming
@@ -769,6 +890,8 @@ class _Run:
             spent_usd=self.s.spent_usd,
             llm_calls=self.s.llm_calls,
             wall_ms=(time.perf_counter() - self.t0) * 1e3,
+            extra_steps=list(self.s.extra),
+            compensations=list(self.s.compensations),
         )
 
 

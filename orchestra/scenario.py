@@ -11,6 +11,11 @@ extended with runtime faults::
 Nodes are tools; a path from ``start`` to ``goal`` is a valid execution.  ``start``, ``goal``
 and the ``fallback_goals`` are milestones (no tool is called there).  ``down`` tools are known
 unavailable before the run (a health probe says so); ``faults`` show only when called.
+
+A graph may declare side effects: ``"side_effects": {"A1": {"compensate": "UndoA1"}, "A2": {}}``.
+Listed tools are not idempotent (a second call acts twice); ``compensate`` names the tool
+that undoes a call (not a node of the graph: the benchmark provides it as a recorded
+stand-in).  Unlisted tools are idempotent.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ __all__ = [
     "ScenarioEdge",
     "ScenarioFile",
     "ScenarioGraph",
+    "SideEffect",
     "load_scenario_file",
 ]
 
@@ -51,6 +57,14 @@ class ScenarioEdge(BaseModel):
         return v
 
 
+class SideEffect(BaseModel):
+    """A tool that acts on the world (not idempotent), and the tool that undoes a call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    compensate: str | None = Field(default=None, min_length=1)
+
+
 class ScenarioGraph(BaseModel):
     """A tool graph: nodes are tools, edges are allowed moves with their cost."""
 
@@ -61,6 +75,21 @@ class ScenarioGraph(BaseModel):
     fallback_goals: list[str] = Field(default_factory=list)
     topology: str | None = None
     edges: list[ScenarioEdge] = Field(min_length=1)
+    side_effects: dict[str, SideEffect] = Field(default_factory=dict)
+
+    def idempotent(self, tool: str) -> bool:
+        """Whether ``tool`` may run twice safely (it declares no side effect)."""
+        return tool not in self.side_effects
+
+    def compensation(self, tool: str) -> str | None:
+        """The tool that undoes a call of ``tool``, if it declares one."""
+        se = self.side_effects.get(tool)
+        return se.compensate if se is not None else None
+
+    @property
+    def compensations(self) -> dict[str, str]:
+        """Compensation tool → the tool it undoes."""
+        return {se.compensate: t for t, se in self.side_effects.items() if se.compensate}
 
     @property
     def nodes(self) -> list[str]:
@@ -89,6 +118,22 @@ class ScenarioGraph(BaseModel):
         for g in self.fallback_goals:
             if g not in nodes:
                 raise ValueError(f"fallback goal {g!r} is on no edge")
+        milestones = self.milestones
+        undo: set[str] = set()
+        for t, se in self.side_effects.items():
+            if t not in nodes or t in milestones:
+                raise ValueError(f"side_effects.{t}: {t!r} is no tool of the graph")
+            if se.compensate is not None:
+                if se.compensate in nodes:
+                    raise ValueError(
+                        f"side_effects.{t}.compensate: {se.compensate!r} is a node of the graph; "
+                        "a compensation is a tool of its own"
+                    )
+                if se.compensate in undo:
+                    raise ValueError(
+                        f"side_effects.{t}.compensate: {se.compensate!r} undoes two tools"
+                    )
+                undo.add(se.compensate)
         return self
 
 

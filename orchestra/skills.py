@@ -53,6 +53,10 @@ class Skill(BaseModel):
     ``cost`` is in USD per call (or any unit, as long as one graph is consistent);
     ``latency_ms`` the expected latency; ``reliability`` the prior chance a call succeeds.
     ``idempotent`` says a call may safely run twice (redelivery after a worker crash).
+    ``compensate`` names the skill that undoes a call (``void_charge`` for ``stripe_charge``):
+    a run that abandons a completed step (backtracking, or work beyond a demoted goal) calls
+    it with the step's arguments and output.  A step whose skill is neither idempotent nor
+    compensable is never abandoned.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
@@ -65,6 +69,7 @@ class Skill(BaseModel):
     reliability: float = 1.0
     timeout_s: float = 30.0
     idempotent: bool = True
+    compensate: str | None = None
     milestone: bool = False
     tags: tuple[str, ...] = ()
     body: str = ""
@@ -72,6 +77,9 @@ class Skill(BaseModel):
     input_model: type[BaseModel] = AnyInput
     output_model: type[BaseModel] = AnyOutput
     fn: Any = Field(default=None, exclude=True, repr=False)
+    #: The compensating skill itself, when ``@skill(compensate=...)`` was given one (a graph
+    #: that registers this skill registers it too).
+    compensator: Any = Field(default=None, exclude=True, repr=False)
     #: Optional health probe: a callable (sync or async) returning ``None`` when the skill is
     #: available, or the reason it is not (see :class:`orchestra.monitors.ProbeMonitor`).
     probe: Any = Field(default=None, exclude=True, repr=False)
@@ -225,6 +233,7 @@ def skill(
     reliability: float = 1.0,
     timeout_s: float = 30.0,
     idempotent: bool = True,
+    compensate: Skill | str | None = None,
     tags: Iterable[str] = (),
 ) -> Callable[[SkillFn], Skill]: ...
 
@@ -241,13 +250,21 @@ def skill(
     reliability: float = 1.0,
     timeout_s: float = 30.0,
     idempotent: bool = True,
+    compensate: Skill | str | None = None,
     tags: Iterable[str] = (),
 ) -> Skill | Callable[[SkillFn], Skill]:
     """Turn a typed function into a :class:`Skill`.
 
     Parameters become the input model, the return annotation the output model (a pydantic
     model, or any type, wrapped as ``{"result": value}``).  The docstring is the description.
+    ``compensate`` is the skill (or its name) that undoes a call of this one.
     """
+    if compensate is not None and not isinstance(compensate, Skill | str):
+        raise SkillSpecError(
+            f"must be a Skill or a skill name, not {type(compensate).__name__}",
+            field="compensate",
+            source=name or getattr(fn, "__name__", None),
+        )
 
     def wrap(f: SkillFn) -> Skill:
         skill_name = name or f.__name__
@@ -262,6 +279,8 @@ def skill(
                 reliability=reliability,
                 timeout_s=timeout_s,
                 idempotent=idempotent,
+                compensate=compensate.name if isinstance(compensate, Skill) else compensate,
+                compensator=compensate if isinstance(compensate, Skill) else None,
                 tags=tuple(tags),
                 input_model=input_model,
                 output_model=output_model,
@@ -293,6 +312,8 @@ class SkillRegistry(Mapping[str, Skill]):
                 source=s.name,
             )
         self._skills[s.name] = s
+        if s.compensator is not None and s.compensator.name not in self._skills:
+            self.add(s.compensator)
         return s
 
     def extend(self, skills: Iterable[Skill]) -> None:

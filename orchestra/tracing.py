@@ -80,6 +80,7 @@ __all__ = [
     "TracingConfig",
     "capture_spans",
     "chat_span",
+    "compensation_span",
     "decision_event",
     "extract_context",
     "flush_tracing",
@@ -535,6 +536,31 @@ def _span(name: str, attrs: dict[str, Any], run_id: str, step_id: str | None) ->
         tracer().start_as_current_span(name, kind=SpanKind.INTERNAL, attributes=attrs) as span,
         _scoped(span, run_id, step_id),
     ):
+        yield span
+
+
+@contextmanager
+def compensation_span(
+    step_id: str,
+    *,
+    run_id: str,
+    skill: str,
+    undoes: str,
+    attributes: Mapping[str, Any] | None = None,
+) -> Iterator[Span]:
+    """The span of one compensating call: ``compensate {step_id}`` (``skill`` undoes what
+    ``undoes`` did at the step)."""
+    if _off():
+        yield trace.INVALID_SPAN
+        return
+    attrs: dict[str, Any] = {
+        "orchestra.run_id": run_id,
+        "orchestra.step_id": step_id,
+        "orchestra.skill": skill,
+        "orchestra.compensates": undoes,
+    }
+    attrs.update(attributes or {})
+    with _span(f"compensate {step_id}", attrs, run_id, step_id) as span:
         yield span
 
 

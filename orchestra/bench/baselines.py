@@ -23,9 +23,13 @@ When a hop's primary and fallback both fail on every attempt, the workflow stops
 escalates to a human; it never skips a step.  It knows no fallback goals.
 
 Both baselines call tools through :func:`call_tool`, which turns a raised exception, a
-timeout and a malformed output alike into :class:`ToolCallFailed`.  Neither consults the
-pre-run health probe: a ReAct agent learns of an outage from the error its call returns,
-and a static workflow has no health check; both find a down tool by calling it.
+timeout and a malformed output alike into :class:`ToolCallFailed`.  Every system gets the same
+pre-run health information, each the way it would use it: the ReAct agent as a note in its
+prompt (it never calls a tool reported down), the static workflow as a health check that
+skips a down tool.  Tools with side effects (the scenario's ``side_effects``) are named in
+the ReAct prompt with their undo tools; the policy undoes an abandoned call before backing
+up, never backs up past one that cannot be undone, and lists such calls left beyond a
+fallback goal in ``extra_steps``.
 
 Reroutes are counted per system as it understands them: for ReAct, a decision that right
 after a failed call picks another tool; for the static workflow, a hop served by its
@@ -48,7 +52,13 @@ from typing import Annotated, Any, Literal, TypedDict
 import networkx as nx
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
@@ -79,7 +89,8 @@ class SystemRun(BaseModel):
 
     ``path`` lists the tools whose outputs the run used, in order (milestones excluded),
     and ``tokens`` the output token of each of them; ``target`` is the milestone the run
-    claims to have reached (the goal, or a fallback goal when ``demoted``).
+    claims to have reached (the goal, or a fallback goal when ``demoted``).  ``extra_steps``
+    lists tools with side effects the run did beyond its path and could not undo.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -95,6 +106,7 @@ class SystemRun(BaseModel):
     escalations: int = 0
     wall_ms: float = 0.0
     detail: str = ""
+    extra_steps: list[str] = Field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- the tool graph
@@ -213,6 +225,10 @@ async def call_tool(tool: Skill, upstream: str | None) -> dict[str, Any]:
 # --------------------------------------------------------------------------- ReAct
 
 
+#: The line of the ReAct prompt that carries the pre-run health probe's findings.
+PROBE_NOTE = "Unavailable before the run (health probe): "
+
+
 @dataclass
 class _History:
     """What a ReAct message history says happened so far."""
@@ -222,6 +238,8 @@ class _History:
     explored: set[tuple[str | None, str]]  # (upstream token, tool) that succeeded
     current: str | None  # token of the last successful call
     decisions: int
+    down: set[str] = field(default_factory=set)  # reported down by the pre-run probe
+    undone: set[str] = field(default_factory=set)  # tokens whose call was compensated
 
 
 @dataclass(frozen=True)
@@ -236,13 +254,17 @@ class ReActPolicy:
     max_attempts: int = 3
     max_decisions: int = 200
 
-    @staticmethod
-    def read(messages: Sequence[BaseMessage]) -> _History:
-        """Rebuild the run's state from its messages."""
+    def read(self, messages: Sequence[BaseMessage]) -> _History:
+        """Rebuild the run's state from its messages (the prompt's probe note included)."""
         pending: dict[str, tuple[str, str | None]] = {}
         h = _History(fails=Counter(), parent={}, explored=set(), current=None, decisions=0)
+        undo = self.tg.graph.compensations
         for m in messages:
-            if isinstance(m, AIMessage):
+            if isinstance(m, SystemMessage):
+                for line in str(m.content).splitlines():
+                    if line.startswith(PROBE_NOTE):
+                        h.down |= {t.strip() for t in line[len(PROBE_NOTE) :].split(",")}
+            elif isinstance(m, AIMessage):
                 h.decisions += 1
                 for tc in m.tool_calls:
                     up = tc["args"].get("upstream")
@@ -251,6 +273,10 @@ class ReActPolicy:
                 tool, up = pending.pop(m.tool_call_id, ("?", None))
                 if m.status == "error":
                     h.fails[tool] += 1
+                    continue
+                if tool in undo:
+                    if up is not None:
+                        h.undone.add(up)
                     continue
                 token = str(json.loads(str(m.content))["token"])
                 h.parent[token] = (tool, up)
@@ -273,16 +299,26 @@ class ReActPolicy:
         h = self.read(messages)
         if h.decisions >= self.max_decisions:
             return self._final("escalated", None, [], "decision budget exhausted")
-        exhausted = {t for t, n in h.fails.items() if n >= self.max_attempts}
+        exhausted = {t for t, n in h.fails.items() if n >= self.max_attempts} | h.down
         chain = self.chain(h)
         g = self.tg.graph
         for target in (g.goal, *g.fallback_goals):
             for depth in range(len(chain), -1, -1):
                 pos, pos_tok = chain[depth - 1] if depth else (g.start, None)
                 hops = self.tg.hops(pos)
+                # calls with side effects this depth would leave behind
+                left = [(t, tok) for t, tok in chain[depth:] if not g.idempotent(t)]
+                undo = [(t, tok) for t, tok in left if g.compensation(t) and tok not in h.undone]
+                stuck = [t for t, _ in left if not g.compensation(t)]
                 if target in hops:
+                    if undo:  # undo the last one first (reverse order), then answer
+                        return self._call(str(g.compensation(undo[-1][0])), undo[-1][1], h)
                     status = "completed" if target == g.goal else "demoted"
-                    return self._final(status, target, chain[:depth], f"reached {target}")
+                    return self._final(
+                        status, target, chain[:depth], f"reached {target}", extra=stuck
+                    )
+                if stuck:
+                    continue  # backing up past a side effect that cannot be undone: never
                 on_chain = {t for t, _ in chain[:depth]}
                 avoid = frozenset(exhausted | on_chain | {pos})
                 options = [
@@ -294,25 +330,36 @@ class ReActPolicy:
                     and self.tg.reaches(t, target, avoid=avoid)
                 ]
                 if options:
+                    if undo:  # backing up: undo what is abandoned first
+                        return self._call(str(g.compensation(undo[-1][0])), undo[-1][1], h)
                     best = min(options, key=lambda t: (h.fails[t] > 0, hops[t], t))
-                    return AIMessage(
-                        content="",
-                        tool_calls=[
-                            {
-                                "name": best,
-                                "args": {"upstream": pos_tok},
-                                "id": f"call_{h.decisions + 1}",
-                                "type": "tool_call",
-                            }
-                        ],
-                    )
+                    return self._call(best, pos_tok, h)
         return self._final(
             "escalated", None, [], "no untried option can reach the goal or a fallback goal"
         )
 
     @staticmethod
+    def _call(tool: str, upstream: str | None, h: _History) -> AIMessage:
+        return AIMessage(
+            content="",
+            tool_calls=[
+                {
+                    "name": tool,
+                    "args": {"upstream": upstream},
+                    "id": f"call_{h.decisions + 1}",
+                    "type": "tool_call",
+                }
+            ],
+        )
+
+    @staticmethod
     def _final(
-        status: str, target: str | None, chain: Sequence[tuple[str, str]], reason: str
+        status: str,
+        target: str | None,
+        chain: Sequence[tuple[str, str]],
+        reason: str,
+        *,
+        extra: Sequence[str] = (),
     ) -> AIMessage:
         answer = {
             "status": status,
@@ -320,6 +367,7 @@ class ReActPolicy:
             "path": [t for t, _ in chain],
             "tokens": [tok for _, tok in chain],
             "reason": reason,
+            "extra_steps": list(extra),
         }
         return AIMessage(content=json.dumps(answer))
 
@@ -405,15 +453,28 @@ def langchain_tool(tool: Skill) -> StructuredTool:
     )
 
 
-def _react_prompt(graph: ScenarioGraph) -> str:
+def _react_prompt(graph: ScenarioGraph, down: Sequence[str] = ()) -> str:
     edges = "; ".join(f"{e.source}->{e.target} ({e.cost})" for e in graph.edges)
     fallbacks = ", ".join(graph.fallback_goals) or "none"
-    return (
+    effects = "; ".join(
+        f"{t} (undo a call with {se.compensate})" if se.compensate else f"{t} (cannot be undone)"
+        for t, se in graph.side_effects.items()
+    )
+    lines = [
         f"Run the workflow from {graph.start} to {graph.goal} along the graph {edges}. "
         f"Pass each tool the token of the previous tool's output as `upstream`. "
         f"If {graph.goal} cannot be reached, reach a fallback goal ({fallbacks}); "
         "if none can be reached, say that you cannot complete."
-    )
+    ]
+    if effects:
+        lines.append(
+            f"Tools with side effects: {effects}. Before abandoning one of their calls, undo it "
+            "(pass its token as `upstream`); never abandon one that cannot be undone to redo it, "
+            "and list in extra_steps those left done beyond your answer."
+        )
+    if down:
+        lines.append(PROBE_NOTE + ", ".join(down))
+    return "\n".join(lines)
 
 
 async def run_react(
@@ -422,15 +483,22 @@ async def run_react(
     *,
     max_attempts: int = 3,
     system: str = "react",
+    down: Sequence[str] = (),
+    compensations: Mapping[str, Skill] | None = None,
 ) -> SystemRun:
-    """Run the ReAct baseline on one scenario (its stand-ins in ``tools``)."""
+    """Run the ReAct baseline on one scenario (its stand-ins in ``tools``).
+
+    ``down`` is the pre-run health probe's finding, given to the agent as a note of its
+    prompt; ``compensations`` are the tools that undo calls of tools with side effects.
+    """
     from langchain.agents import create_agent
 
     t0 = time.perf_counter()
     tg = ToolGraph(graph)
     model = ScriptedReActModel(policy=ReActPolicy(tg, max_attempts=max_attempts))
+    every = [*tools.values(), *(compensations or {}).values()]
     agent = create_agent(
-        model, [langchain_tool(t) for t in tools.values()], system_prompt=_react_prompt(graph)
+        model, [langchain_tool(t) for t in every], system_prompt=_react_prompt(graph, down)
     )
     limit = 4 * model.policy.max_decisions + 10
     try:
@@ -463,6 +531,7 @@ async def run_react(
         escalations=int(status == "escalated"),
         wall_ms=wall_ms,
         detail=answer["reason"],
+        extra_steps=list(answer.get("extra_steps", [])),
     )
 
 
@@ -535,6 +604,7 @@ async def run_static(
     max_attempts: int = 3,
     retry_interval_s: float = 0.005,
     system: str = "static",
+    down: Sequence[str] = (),
 ) -> SystemRun:
     """Run the static LangGraph workflow on one scenario (its stand-ins in ``tools``).
 
@@ -542,13 +612,15 @@ async def run_static(
     actually used before it); if both fail it raises :class:`HopFailed` and the node's
     ``RetryPolicy`` runs it again, up to ``max_attempts`` times.  A hop that still fails
     ends the run as an explicit escalation with the partial path; the workflow never
-    continues past a failed hop.
+    continues past a failed hop.  A tool the pre-run health probe reports ``down`` is
+    skipped (a careful engineer's health check before a call), never called.
     """
     from langgraph.graph import END, START, StateGraph
     from langgraph.types import RetryPolicy
 
     tg = ToolGraph(graph)
     t0 = time.perf_counter()
+    skipped = set(down)
     plan = static_plan(tg)
     if plan is None:
         return SystemRun(
@@ -576,6 +648,9 @@ async def run_static(
                     continue
                 if name not in reachable:
                     errors.append(f"{name}: not reachable from {state['last']}")
+                    continue
+                if name in skipped:
+                    errors.append(f"{name}: down (health probe)")
                     continue
                 try:
                     out = await call_tool(tools[name], state["upstream"])

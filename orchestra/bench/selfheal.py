@@ -4,16 +4,20 @@ For every scenario of a scenario file (:mod:`orchestra.scenario`) the harness bu
 system, a fresh set of recording stand-in tools (:mod:`orchestra.bench.standins`), runs
 the system on them, and judges the run *from the stand-ins' call log*:
 
-* **Oracle.** The broken tools are the ``down`` ones plus those with a fault that never
-  ends (``count`` omitted); a tool whose faults all end is recoverable by retrying.  If a
-  start → goal path avoids every broken tool, the goal is reachable and the only correct
-  outcome is reaching it.  Otherwise a correct run ends demoted to a fallback goal it
-  genuinely reached, or explicitly escalated.
+* **Oracle.** The broken tools are the ``down`` ones plus those whose faults hit every one
+  of the first ``max_attempts`` calls (the attempt limit every system gets, 3), honouring
+  each fault's ``from_call`` and ``count``: a tool that fails only from its 2nd call, or
+  twice and then works, is healthy.  If a start → goal path avoids every broken tool, the
+  goal is reachable and the only correct outcome is reaching it.  Otherwise, when a
+  fallback goal is reachable, the only correct outcome is a demotion that genuinely
+  reached one; when none is, an explicit escalation.
 * **Silent failure.** A run that claims success (completed or demoted) while its path is
   not a hop-by-hop walk of the graph (a step skipped or invented), or while a step's
   output token was not produced by a successful recorded call of that tool (output of a
   failed call used, or no call made), or while a step consumed something other than the
-  previous step's output.
+  previous step's output; or while a call of a tool with side effects (not idempotent)
+  that is not on the claimed path was neither compensated (its compensation tool called
+  with its token) nor listed in the run's ``extra_steps``.
 * **Correct.** No silent failure, and: a verified completion; or, when the goal was not
   reachable, a verified demotion or an explicit escalation.  ``best_outcome`` (an extra
   count) is stricter: a correct run that also escalated only when no fallback goal was
@@ -91,16 +95,31 @@ class Oracle:
         return "demote" if self.reachable_fallbacks else "escalate"
 
 
-def oracle(graph: ScenarioGraph, scenario: Scenario) -> Oracle:
+#: Calls of one tool every system may make in one scenario (the first and two retries).
+MAX_ATTEMPTS = 3
+
+
+def broken_tools(scenario: Scenario, max_attempts: int = MAX_ATTEMPTS) -> frozenset[str]:
+    """Tools no system gets a good answer from: down, or faulty on each of the first
+    ``max_attempts`` calls (each fault's ``from_call`` and ``count`` honoured)."""
+    faulty: dict[str, list[Any]] = {}
+    for f in scenario.faults:
+        faulty.setdefault(f.tool, []).append(f)
+    return frozenset(scenario.down) | frozenset(
+        t
+        for t, fs in faulty.items()
+        if all(any(f.active(n) for f in fs) for n in range(1, max_attempts + 1))
+    )
+
+
+def oracle(graph: ScenarioGraph, scenario: Scenario, *, max_attempts: int = MAX_ATTEMPTS) -> Oracle:
     """Compute the oracle of ``scenario``: broken tools and what stays reachable."""
     import networkx as nx
 
     from orchestra.bench.baselines import ToolGraph
 
     tg = ToolGraph(graph)
-    broken = frozenset(scenario.down) | frozenset(
-        f.tool for f in scenario.faults if f.count is None
-    )
+    broken = broken_tools(scenario, max_attempts)
     healthy = tg.g.subgraph([n for n in tg.g.nodes if n not in broken])
 
     def path_to(target: str) -> list[str] | None:
@@ -143,6 +162,8 @@ class Verdict:
     wall_ms: float
     tool_calls: int
     detail: str
+    compensations: tuple[str, ...] = ()
+    extra_steps: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-able form."""
@@ -159,6 +180,8 @@ class Verdict:
             "escalations": self.escalations,
             "wall_ms": round(self.wall_ms, 3),
             "tool_calls": self.tool_calls,
+            "compensations": list(self.compensations),
+            "extra_steps": list(self.extra_steps),
             "detail": self.detail,
         }
 
@@ -197,11 +220,41 @@ def check_claim(run: SystemRun, recorder: CallRecorder, tg: ToolGraph) -> list[s
                 f"step {i} ({tool}): consumed {rec.upstream!r}, not the previous step's output {previous!r}"
             )
         previous = token
+    undo = graph.compensations
     failed = recorder.failed_tokens
     for rec in recorder.calls:
+        if rec.tool in undo:
+            continue
         if rec.upstream is not None and rec.upstream in failed:
             problems.append(
                 f"{rec.tool} call {rec.call_number} consumed the output of a failed call ({rec.upstream})"
+            )
+    problems += side_effect_problems(run, recorder, graph)
+    return problems
+
+
+def side_effect_problems(run: SystemRun, recorder: CallRecorder, graph: ScenarioGraph) -> list[str]:
+    """Side effects a claimed success leaves out: a call of a tool that is not idempotent,
+    off the claimed path, neither compensated nor listed in ``extra_steps``; or a path that
+    uses a call that was compensated."""
+    undo = graph.compensations
+    undone = {r.upstream for r in recorder.calls if r.tool in undo and r.outcome == "ok"}
+    on_path = set(run.tokens)
+    problems: list[str] = []
+    for rec in recorder.calls:
+        if rec.outcome != "ok" or rec.tool in undo:
+            continue
+        if rec.token in on_path and rec.token in undone:
+            problems.append(f"{rec.tool} call {rec.call_number} is on the path but was compensated")
+        elif (
+            not graph.idempotent(rec.tool)
+            and rec.token not in on_path
+            and rec.token not in undone
+            and rec.tool not in run.extra_steps
+        ):
+            problems.append(
+                f"{rec.tool} call {rec.call_number} acted (not idempotent), is off the path, and was "
+                "neither compensated nor listed in extra_steps"
             )
     return problems
 
@@ -214,8 +267,10 @@ def judge(run: SystemRun, recorder: CallRecorder, tg: ToolGraph, truth: Oracle) 
         correct = False
     elif run.status == "completed":
         correct = True
-    else:  # demoted (verified) or escalated: right only when the goal was out of reach
+    elif run.status == "demoted":  # verified: right only when the goal was out of reach
         correct = not truth.goal_reachable
+    else:  # escalated: right only when neither the goal nor a fallback goal was reachable
+        correct = not truth.goal_reachable and not truth.reachable_fallbacks
     best = {"completed": "complete", "demoted": "demote", "escalated": "escalate"}.get(run.status)
     return Verdict(
         system=run.system,
@@ -232,6 +287,8 @@ def judge(run: SystemRun, recorder: CallRecorder, tg: ToolGraph, truth: Oracle) 
         wall_ms=run.wall_ms,
         tool_calls=len(recorder),
         detail=run.detail,
+        compensations=tuple(r.tool for r in recorder.calls if r.tool in tg.graph.compensations),
+        extra_steps=tuple(run.extra_steps),
     )
 
 
@@ -274,7 +331,9 @@ async def run_orchestra(graph: ScenarioGraph, standins: Standins) -> SystemRun:
     model = ScriptedChatModel(_first_listed_goal, name="scripted-demotion")
     try:
         og = graph_from_scenario(graph, standins.tools, name="selfheal")
-        result = await Runner(health=board, demotion_model=model).run(og, {})
+        result = await Runner(health=board, demotion_model=model, max_attempts=MAX_ATTEMPTS).run(
+            og, {}
+        )
     except Exception as exc:
         return SystemRun(
             system="orchestra",
@@ -310,19 +369,33 @@ async def run_orchestra(graph: ScenarioGraph, standins: Standins) -> SystemRun:
         escalations=int(status == "escalated"),
         wall_ms=wall_ms,
         detail=result.reason or f"reached {target}",
+        extra_steps=[rec.skill for rec in result.extra_steps],
     )
 
 
 async def _react(graph: ScenarioGraph, standins: Standins) -> SystemRun:
     from orchestra.bench.baselines import run_react
 
-    return await run_react(graph, standins.tools, system="react")
+    return await run_react(
+        graph,
+        standins.tools,
+        system="react",
+        max_attempts=MAX_ATTEMPTS,
+        down=sorted(standins.probe.down),
+        compensations=standins.compensations,
+    )
 
 
 async def _static(graph: ScenarioGraph, standins: Standins) -> SystemRun:
     from orchestra.bench.baselines import run_static
 
-    return await run_static(graph, standins.tools, system="static")
+    return await run_static(
+        graph,
+        standins.tools,
+        system="static",
+        max_attempts=MAX_ATTEMPTS,
+        down=sorted(standins.probe.down),
+    )
 
 
 def _runners() -> dict[str, SystemFn]:
@@ -384,6 +457,7 @@ def summarize(
             "demotions": sum(r["status"] == "demoted" for r in rows),
             "failed": sum(r["status"] == "failed" for r in rows),
             "tool_calls": sum(r["tool_calls"] for r in rows),
+            "compensations": sum(len(r["compensations"]) for r in rows),
         }
     return out
 

@@ -18,6 +18,10 @@ when it is called:
 A tool listed in the scenario's ``down`` raises :class:`ToolDown` on every call, and the
 :class:`HealthProbe` of the set reports it before the run starts.
 
+A tool the graph lists under ``side_effects`` is not idempotent; when it names a
+compensation, the set holds a stand-in of that too (:func:`make_compensation`): it takes the
+token of the call it undoes and is recorded like any call.
+
 :class:`CallRecorder` logs every call (system, tool, call number, outcome, token, and the
 upstream token it was handed): the benchmark judges correctness and silent failures from
 this log, never from a system's own report.
@@ -47,6 +51,7 @@ __all__ = [
     "Standins",
     "ToolDown",
     "build_standins",
+    "make_compensation",
     "make_standin",
 ]
 
@@ -166,6 +171,8 @@ def make_standin(
     latency_s: float = 0.001,
     timeout_s: float = 0.1,
     cost: float = 0.0,
+    idempotent: bool = True,
+    compensate: Skill | None = None,
 ) -> Skill:
     """A stand-in tool named ``name`` that shows ``faults`` and logs to ``recorder``.
 
@@ -214,7 +221,35 @@ def make_standin(
         cost=cost,
         latency_ms=latency_s * 1000.0,
         timeout_s=timeout_s,
+        idempotent=idempotent,
+        compensate=compensate,
     )(standin)
+    return made
+
+
+def make_compensation(
+    name: str, undoes: str, recorder: CallRecorder, *, latency_s: float = 0.001
+) -> Skill:
+    """A stand-in that undoes one call of ``undoes``: it takes that call's token.
+
+    It always succeeds and is recorded with the undone token as its upstream, so the judge
+    can tell which call was compensated.
+    """
+
+    async def compensation(args: StandinInput) -> StandinOutput:
+        n = recorder.next_call(name)
+        token = f"{recorder.system}/{name}#{n}"
+        await asyncio.sleep(latency_s)
+        recorder.record(name, n, "ok", token=token, upstream=args.token)
+        return StandinOutput(tool=name, token=token, call=n)
+
+    compensation.__name__ = name
+    compensation.__qualname__ = f"compensation[{name}]"
+    made: Skill = skill(
+        name=name,
+        description=f"Undoes one call of {undoes} (give it that call's token).",
+        latency_ms=latency_s * 1000.0,
+    )(compensation)
     return made
 
 
@@ -236,6 +271,7 @@ class Standins:
     tools: Mapping[str, Skill]
     recorder: CallRecorder
     probe: HealthProbe
+    compensations: Mapping[str, Skill] = field(default_factory=dict)
 
 
 def build_standins(
@@ -254,18 +290,24 @@ def build_standins(
     """
     recorder = CallRecorder(system)
     down = set(scenario.down)
-    tools = {
-        t: make_standin(
+    compensations = {
+        undo: make_compensation(undo, t, recorder, latency_s=latency_s)
+        for undo, t in graph.compensations.items()
+    }
+    tools: dict[str, Skill] = {}
+    for t in graph.tools:
+        undo = graph.compensation(t)
+        tools[t] = make_standin(
             t,
             scenario.faults,
             recorder,
             down=t in down,
             latency_s=latency_s,
             timeout_s=timeout_s,
+            idempotent=graph.idempotent(t),
+            compensate=compensations[undo] if undo is not None else None,
         )
-        for t in graph.tools
-    }
     probe = HealthProbe(
         {t: "health probe: tool reports unavailable" for t in graph.tools if t in down}
     )
-    return Standins(tools=tools, recorder=recorder, probe=probe)
+    return Standins(tools=tools, recorder=recorder, probe=probe, compensations=compensations)

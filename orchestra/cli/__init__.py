@@ -35,6 +35,8 @@ for _mod in (
     "orchestra.cli.serve",
     "orchestra.cli.worker",
     "orchestra.cli.trace",
+    "orchestra.cli.graph",
+    "orchestra.cli.ui",
     "orchestra.cli.resume",
 ):
     try:

@@ -7,6 +7,7 @@
     orchestra resume 3f2a9c1b7d4e --answer retry     # it escalated: try the stuck step again
     orchestra resume 3f2a9c1b7d4e --answer approve   # let an amount over the limit through
     orchestra resume 3f2a9c1b7d4e --answer goal:refund
+    orchestra resume 3f2a9c1b7d4e --budget 0.05 --answer retry   # it ran out of budget
     orchestra resume 3f2a9c1b7d4e --answer 'output:{"refund_id": "manual-1", "amount": 5, "provider": "bank"}'
 """
 
@@ -34,6 +35,7 @@ async def resume_run(
     answer: str | None = None,
     console: Console,
     quiet: bool = False,
+    budget: float | None = None,
 ) -> RunResult:
     """Resume ``run_id`` from the configured checkpointer (the graph file it remembers, or ``graph``)."""
     from orchestra.building import build_runner
@@ -67,7 +69,7 @@ async def resume_run(
     if not quiet:
         console.print(f"[dim]resuming run {run_id} ({state.status})[/]", highlight=False)
     try:
-        return await runner.resume(loaded, state, answer=answer)
+        return await runner.resume(loaded, state, answer=answer, budget_usd=budget)
     finally:
         await close_runner(runner)
 
@@ -107,6 +109,10 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option("--json", help="Write the run result as JSON here")
         ] = None,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress")] = False,
+        budget: Annotated[
+            float | None,
+            typer.Option("--budget", help="A new hard budget in USD for the whole run"),
+        ] = None,
     ) -> None:
         """Continue a run from its last checkpoint; completed steps are not run again.
 
@@ -126,7 +132,13 @@ def register(app: typer.Typer) -> None:
         try:
             result = asyncio.run(
                 resume_run(
-                    run_id, graph=graph, fleet=fleet, answer=answer, console=console, quiet=quiet
+                    run_id,
+                    graph=graph,
+                    fleet=fleet,
+                    answer=answer,
+                    console=console,
+                    quiet=quiet,
+                    budget=budget,
                 )
             )
         except (

@@ -30,6 +30,8 @@ _STYLE = {
     "escalate": "red reverse",
     "complete": "green reverse",
     "resume": "blue bold",
+    "backtrack": "yellow bold",
+    "compensate": "magenta bold",
 }
 
 
@@ -79,6 +81,11 @@ def fail_with(console: Console, exc: Exception) -> NoReturn:
 def finish(console: Console, result: RunResult, json_out: Path | None) -> NoReturn:
     """Print the run's summary, write its JSON if asked, exit with its status's code."""
     print_summary(console, result)
+    console.print(
+        f"[dim]see it: orchestra trace {result.run_id} (tree) · orchestra trace "
+        f"{result.run_id} -o run.svg (picture) · orchestra ui → http://127.0.0.1:8765/runs/{result.run_id}[/]",
+        highlight=False,
+    )
     if json_out:
         json_out.write_text(result.model_dump_json(indent=2))
     raise typer.Exit(EXIT_CODES.get(result.status, 1))

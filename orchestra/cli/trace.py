@@ -46,6 +46,8 @@ _STATUS_STYLE = {
 _MARK = {
     "reroute": ("↪", "yellow"),
     "probe": ("↻", "magenta"),
+    "backtrack": ("↩", "yellow"),
+    "compensate": ("⟲", "magenta"),
     "note": ("·", "dim"),
     "demote": ("▼", "yellow reverse"),
     "escalate": ("!", "red reverse"),
@@ -269,6 +271,22 @@ def _recent_table(states: list[RunState]) -> Table:
     return table
 
 
+def _draw(state: RunState, fmt: str | None, output: Path | None) -> None:
+    """``orchestra trace RUN --format svg -o FILE``: the run drawn over its graph."""
+    from orchestra import viz
+    from orchestra.cli.graph import write_picture
+    from orchestra.errors import OrchestraError
+
+    err = Console(stderr=True)
+    chosen = viz.format_for(str(output) if output else None, fmt, default="svg")
+    try:
+        data = viz.render(viz.run_picture(state, viz.graph_of_run(state)), chosen)
+    except OrchestraError as exc:
+        err.print(f"[red bold]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    write_picture(data, chosen, output, err)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``orchestra trace`` to the command line."""
 
@@ -296,6 +314,18 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--json", help="Print the run state as JSON instead")
         ] = False,
         limit: Annotated[int, typer.Option(help="How many recent runs to list")] = 20,
+        format: Annotated[
+            str | None,
+            typer.Option(
+                "--format",
+                help="Draw the run instead: svg, png, dot or mermaid (path taken, failures, "
+                "reroutes, compensations, demotion or escalation, cost, workers)",
+            ),
+        ] = None,
+        output: Annotated[
+            Path | None,
+            typer.Option("--output", "-o", help="Write the drawing here (format from suffix)"),
+        ] = None,
     ) -> None:
         """Show a run as a tree: steps, attempts (skill, ok/failed and why, duration,
         worker), reroutes, demotions and escalations with their reasons, and the spend.
@@ -331,6 +361,9 @@ def register(app: typer.Typer) -> None:
             state = found
         if json_out:
             console.print_json(json.dumps(redact(state.model_dump(mode="json"))))
+            return
+        if format is not None or output is not None:
+            _draw(state, format, output)
             return
         console.print(run_tree(state, wall_ms=wall))
         service = os.environ.get("OTEL_SERVICE_NAME") or "orchestra"

@@ -30,7 +30,7 @@ class BudgetMonitor:
                         priority=Priority.HIGH,
                         skill=sk.name,
                         reason=f"{sk.name} costs ${sk.cost:.4f}, only ${max(left, 0):.4f} of "
-                        f"${ctx.budget_usd:.4f} left",
+                        f"the run's ${ctx.budget_usd:.4f} budget left",
                     )
                 )
         return signals

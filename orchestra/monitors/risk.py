@@ -3,8 +3,9 @@
 Two places look at risk:
 
 * :meth:`RiskMonitor.check` runs before routing and looks at the arguments a ready step is
-  about to be called with: an amount over ``max_amount`` blocks the step (a human must
-  approve it, so the run escalates instead of paying).
+  about to be called with: an amount over ``max_amount`` (the monitor's, or the graph's
+  ``Graph(max_amount=...)``, the lower of the two) blocks the step (a human must approve it,
+  so the run escalates instead of paying).
 * :meth:`RiskMonitor.inspect_output` runs after a skill returned: output that carries a prompt
   injection, or a payment card number, is treated as a failure of that skill (the run
   reroutes to another skill for the step and never passes that text on).  E-mail addresses
@@ -77,20 +78,26 @@ class RiskMonitor:
         self.block_card_numbers = block_card_numbers
 
     async def check(self, ctx: MonitorContext) -> list[Signal]:
-        if self.max_amount is None:
+        limits = [
+            x
+            for x in (self.max_amount, getattr(ctx.graph.graph, "max_amount", None))
+            if x is not None
+        ]
+        if not limits:
             return []
+        limit = min(limits)
         signals = []
         for r in ctx.ready:
             for f in self.amount_fields:
                 v = r.arguments.get(f)
-                if isinstance(v, int | float) and not isinstance(v, bool) and v > self.max_amount:
+                if isinstance(v, int | float) and not isinstance(v, bool) and v > limit:
                     signals.append(
                         Signal(
                             monitor=self.name,
                             kind="block",
                             priority=Priority.CRITICAL,
                             step=r.step,
-                            reason=f"{f}={v:g} exceeds the limit {self.max_amount:g}: needs human approval",
+                            reason=f"{f}={v:g} exceeds the limit {limit:g}: needs human approval",
                         )
                     )
         return signals

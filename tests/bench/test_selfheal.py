@@ -20,7 +20,7 @@ from orchestra.bench.baselines import (
     static_plan,
 )
 from orchestra.bench.scenario_gen import generate, generate_file
-from orchestra.bench.selfheal import check_claim, judge, oracle, run_bench
+from orchestra.bench.selfheal import Verdict, check_claim, judge, oracle, run_bench
 from orchestra.bench.standins import CallRecorder, StandinOutput, build_standins, make_standin
 from orchestra.scenario import Fault, Scenario, ScenarioFile, ScenarioGraph, load_scenario_file
 
@@ -151,6 +151,26 @@ class TestOracle:
         assert finite.goal_reachable and not finite.broken
         assert not forever.goal_reachable and forever.broken == {"C"}
 
+    def test_from_call_count_and_the_attempt_limit_are_honoured(self) -> None:
+        """A tool failing only from its 2nd call is healthy (its 1st call works); one failing
+        4 times in a row is broken (3 attempts); one failing twice then working is healthy."""
+        late = oracle(LINE, _sc(faults=[Fault(tool="C", kind="exception", from_call=2)]))
+        four = oracle(LINE, _sc(faults=[Fault(tool="C", kind="exception", count=4)]))
+        two = oracle(LINE, _sc(faults=[Fault(tool="C", kind="exception", count=2)]))
+        split = oracle(
+            LINE,
+            _sc(
+                faults=[
+                    Fault(tool="C", kind="exception", count=1),
+                    Fault(tool="C", kind="timeout", from_call=2),
+                ]
+            ),
+        )
+        assert late.goal_reachable and "C" not in late.broken
+        assert not four.goal_reachable and four.broken == {"C"}
+        assert two.goal_reachable and not two.broken
+        assert not split.goal_reachable and split.broken == {"C"}
+
     def test_demote_when_only_a_fallback_goal_is_reachable(self) -> None:
         truth = oracle(LINE, _sc(down=["C"]))
         assert truth.reachable_fallbacks == ("F",) and truth.expected == "demote"
@@ -236,8 +256,15 @@ class TestJudge:
         run = SystemRun(system="sys", status="escalated", claimed_success=False, escalations=1)
         assert not judge(run, CallRecorder("sys"), ToolGraph(LINE), oracle(LINE, _sc())).correct
         assert judge(
-            run, CallRecorder("sys"), ToolGraph(LINE), oracle(LINE, _sc(down=["C"]))
+            run, CallRecorder("sys"), ToolGraph(LINE), oracle(LINE, _sc(down=["A", "B"]))
         ).correct
+
+    def test_escalating_when_a_fallback_goal_was_reachable_is_wrong(self) -> None:
+        """With F reachable (C down), only a demotion is correct, not an escalation."""
+        run = SystemRun(system="sys", status="escalated", claimed_success=False, escalations=1)
+        truth = oracle(LINE, _sc(down=["C"]))
+        assert truth.reachable_fallbacks == ("F",)
+        assert not judge(run, CallRecorder("sys"), ToolGraph(LINE), truth).correct
 
 
 # --------------------------------------------------------------------------- baselines
@@ -321,12 +348,15 @@ async def test_paper19_all_three_systems(paper19: Path) -> None:
     demote to), no silent failure; baselines measured."""
     report = await run_bench(paper19)
     orch = report["systems"]["orchestra"]
-    assert orch["scenarios"] == 19 and orch["correct"] == 19
+    assert orch["scenarios"] == 19 and orch["correct"] == orch["best_outcome"] == 19
     assert orch["llm_calls"] == 0 and orch["demotions"] == 0
     assert orch["silent_failures"] == 0
     react, static = report["systems"]["react"], report["systems"]["static"]
     assert react["correct"] == 19 and react["silent_failures"] == 0
-    assert react["llm_calls"] >= 19 * 4  # one model call per decision, final answers included
+    # one model call per decision, final answers included (down tools are known up front)
+    assert react["llm_calls"] >= sum(
+        len(s["systems"]["react"]["path"]) + 1 for s in report["per_scenario"]
+    )
     assert static["silent_failures"] == 0 and static["llm_calls"] == 0
     for s in report["per_scenario"]:  # orchestra never calls a tool the probe reported down
         assert not set(s["down"]) & set(s["systems"]["orchestra"]["path"])
@@ -396,3 +426,142 @@ def test_cli_writes_the_json_report(tmp_path: Path) -> None:
             "escalations",
             "wall_ms",
         }
+
+
+# --------------------------------------------------------------------------- fairness and side effects
+
+SHIP = ScenarioGraph.model_validate(
+    {
+        "start": "S",
+        "goal": "G",
+        "fallback_goals": ["Paid"],
+        "side_effects": {"Pay": {"compensate": "Refund"}, "Ship": {}},
+        "edges": [
+            {"source": "S", "target": "Pay", "cost": 0.1},
+            {"source": "Pay", "target": "Paid", "cost": 0.0},
+            {"source": "Paid", "target": "Ship", "cost": 0.1},
+            {"source": "Ship", "target": "Mail", "cost": 0.1},
+            {"source": "Mail", "target": "G", "cost": 0.1},
+        ],
+    }
+)
+
+
+class TestSideEffects:
+    def test_a_compensation_must_not_be_a_node(self) -> None:
+        from pydantic import ValidationError
+
+        with pytest.raises(ValidationError, match="compensation is a tool of its own"):
+            ScenarioGraph.model_validate(
+                {**SHIP.model_dump(), "side_effects": {"Pay": {"compensate": "Mail"}}}
+            )
+        with pytest.raises(ValidationError, match="no tool of the graph"):
+            ScenarioGraph.model_validate({**SHIP.model_dump(), "side_effects": {"Paid": {}}})
+
+    def test_standins_declare_side_effects_and_provide_recorded_compensations(self) -> None:
+        st = build_standins(SHIP, _sc(), "sys")
+        assert not st.tools["Pay"].idempotent and st.tools["Pay"].compensate == "Refund"
+        assert not st.tools["Ship"].idempotent and st.tools["Ship"].compensate is None
+        assert st.tools["Mail"].idempotent
+        assert set(st.compensations) == {"Refund"} and "Refund" not in st.tools
+
+    async def _demoted_past(self, compensate: bool, listed: bool) -> Verdict:
+        st = build_standins(SHIP, _sc(down=["Mail"]), "sys")
+        pay = st.tools["Pay"].parse_output(await st.tools["Pay"].acall({}))
+        await st.tools["Ship"].acall({"token": pay["token"]})
+        if compensate:
+            await st.compensations["Refund"].acall({"token": pay["token"]})
+        run = SystemRun(
+            system="sys",
+            status="demoted",
+            claimed_success=True,
+            target="Paid",
+            path=["Pay"],
+            tokens=[pay["token"]],
+            extra_steps=["Ship"] if listed else [],
+        )
+        return judge(run, st.recorder, ToolGraph(SHIP), oracle(SHIP, _sc(down=["Mail"])))
+
+    async def test_work_beyond_a_demoted_goal_must_be_listed(self) -> None:
+        """Ship acted beyond Paid and cannot be undone: left out, it is a silent failure."""
+        hidden = await self._demoted_past(compensate=False, listed=False)
+        assert hidden.silent_failure and any("Ship call 1 acted" in p for p in hidden.problems)
+        listed = await self._demoted_past(compensate=False, listed=True)
+        assert listed.correct and not listed.silent_failure and listed.extra_steps == ("Ship",)
+
+    async def test_a_path_that_uses_a_compensated_call_is_a_silent_failure(self) -> None:
+        v = await self._demoted_past(compensate=True, listed=True)
+        assert v.silent_failure and v.compensations == ("Refund",)
+        assert any("on the path but was compensated" in p for p in v.problems)
+
+
+class TestSameHealthInformation:
+    async def test_react_is_told_of_down_tools_and_never_calls_them(self) -> None:
+        st = build_standins(LINE, _sc(down=["A"]), "react")
+        run = await run_react(LINE, st.tools, down=["A"])
+        assert run.status == "completed" and run.path == ["B", "C"]
+        assert [r.tool for r in st.recorder.calls] == ["B", "C"]
+
+    async def test_static_skips_a_down_fallback(self) -> None:
+        st = build_standins(LINE, _sc(down=["A"]), "static")
+        run = await run_static(LINE, st.tools, down=["A"])
+        assert run.status == "completed" and run.path == ["B", "C"]
+        assert not st.recorder.calls_of("A")
+
+    async def test_react_undoes_a_side_effect_before_backing_up(self) -> None:
+        """Pay1 acted, Ship1 is broken: the agent refunds Pay1, then goes Pay2 > Ship2."""
+        g = ScenarioGraph.model_validate(
+            {
+                "start": "S",
+                "goal": "G",
+                "side_effects": {"Pay1": {"compensate": "Void1"}},
+                "edges": [
+                    {"source": "S", "target": "Pay1", "cost": 0.1},
+                    {"source": "S", "target": "Pay2", "cost": 0.5},
+                    {"source": "Pay1", "target": "Ship1", "cost": 0.1},
+                    {"source": "Pay2", "target": "Ship2", "cost": 0.1},
+                    {"source": "Ship1", "target": "G", "cost": 0.1},
+                    {"source": "Ship2", "target": "G", "cost": 0.1},
+                ],
+            }
+        )
+        sc = _sc(faults=[Fault(tool="Ship1", kind="exception")])
+        st = build_standins(g, sc, "react")
+        run = await run_react(g, st.tools, compensations=st.compensations)
+        assert run.status == "completed" and run.path == ["Pay2", "Ship2"]
+        tools = [r.tool for r in st.recorder.calls]
+        assert tools == ["Pay1", "Ship1", "Ship1", "Ship1", "Void1", "Pay2", "Ship2"]
+        assert judge(run, st.recorder, ToolGraph(g), oracle(g, sc)).correct
+
+
+HEALING = ROOT / "tests" / "data" / "healing_scenarios.json"
+
+
+async def test_healing_file_orchestra_correct_and_best() -> None:
+    """Acceptance: backtracking, compensation declared and missing, late failures past a
+    fallback goal, from_call/count faults: orchestra all correct and best, 0 silent, at most
+    a tenth of react's LLM calls; compensations and extra steps show per system."""
+    sf = load_scenario_file(HEALING)
+    assert any(g.side_effects for g in sf.graphs.values())
+    faults = [f for s in sf.scenarios for f in s.faults]
+    assert any(f.from_call > 1 for f in faults) and any(f.count for f in faults)
+    report = await run_bench(sf, timeout_s=0.1)
+    orch, react = report["systems"]["orchestra"], report["systems"]["react"]
+    assert orch["correct"] == orch["best_outcome"] == orch["scenarios"] == len(sf.scenarios)
+    assert orch["silent_failures"] == 0 and orch["failed"] == 0
+    assert orch["llm_calls"] * 10 <= react["llm_calls"]
+    assert (
+        orch["correct"] >= react["correct"]
+        and orch["correct"] > report["systems"]["static"]["correct"]
+    )
+    by_id = {s["id"]: s["systems"]["orchestra"] for s in report["per_scenario"]}
+    assert by_id["SH-1"]["compensations"] == ["VoidA"]  # backtracked over a paid order
+    assert by_id["SH-1"]["path"] == ["CRM", "PayB", "ShipB", "Notify"]
+    assert by_id["SH-5"]["extra_steps"] == ["ShipA"]  # shipped, cannot be undone, listed
+    assert by_id["SH-5"]["path"] == ["CRM", "PayA"]  # a walk to Paid
+    assert by_id["FF-1"]["compensations"] == ["Recall"]  # beyond Charged, undone
+    assert by_id["FF-6"]["extra_steps"] == ["Label"]
+    assert by_id["BT-1"]["path"] == ["FetchMirror", "ParseSafe", "Load"]  # idempotent backtrack
+    for s in report["per_scenario"]:
+        for v in s["systems"].values():
+            assert {"compensations", "extra_steps"} <= set(v)
