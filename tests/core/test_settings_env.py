@@ -75,7 +75,7 @@ class TestMaxAttempts:
         r = await build_runner().run(g)
         assert r.status == "escalated"
         assert calls == list(range(1, attempts + 1))
-        assert f"cheap gave up after {attempts} attempt(s) in this run" in r.reason
+        assert f"Step 'pay' cannot be done: cheap failed {attempts} time(s)." in r.reason
 
     def test_a_bad_value_is_a_clear_error(self, monkeypatch: pytest.MonkeyPatch) -> None:
         from pydantic import ValidationError
