@@ -8,7 +8,8 @@ The hooks below (registered by ``tests/conftest.py``) are the backstop for every
 test gets skipped (``skipif`` marks, ``importorskip``, a plain ``pytest.skip``): under
 ``CI=true`` the session's exit status is set to "tests failed" when any skip is not matched
 by an entry of the allow-list.  Each entry is ``<node id pattern>  # <reason>`` (``fnmatch``
-patterns); an entry without a reason is itself an error.  ``.ci/run`` exports ``CI=true``,
+patterns that name a test file); an entry without a reason, or wide enough to silence more
+than one file, is itself an error.  ``.ci/run`` exports ``CI=true``,
 and ``tests/test_skip_policy.py`` checks that the hooks are active in every session and that
 they fail a session with an unlisted skip.
 """
@@ -59,7 +60,13 @@ def load_allowlist(path: Path) -> list[Entry]:
             raise ValueError(
                 f"{path}:{n}: an allow-list entry is '<node id pattern>  # <reason>', got {text!r}"
             )
-        entries.append(Entry(pattern.strip(), reason.strip()))
+        pattern = pattern.strip()
+        if not pattern.startswith("tests/") or ".py" not in pattern.split("*")[0]:
+            raise ValueError(
+                f"{path}:{n}: an allow-list entry names a test file ('tests/x/test_y.py::...'), "
+                f"not a pattern as wide as {pattern!r}"
+            )
+        entries.append(Entry(pattern, reason.strip()))
     return entries
 
 

@@ -86,6 +86,15 @@ class TestUnderCI:
         assert proc.returncode == pytest.ExitCode.TESTS_FAILED, proc.stdout
         assert "skip_allowlist.txt:1: an allow-list entry is" in proc.stdout
 
+    @pytest.mark.parametrize("pattern", ["*", "tests/*", "test_x.py::*"])
+    def test_an_allow_list_entry_wider_than_a_test_file_fails(
+        self, tmp_path: Path, pattern: str
+    ) -> None:
+        """An entry cannot silence every skip: it must name a test file."""
+        proc = _pytest(_project(tmp_path, SKIPPING, f"{pattern}  # everything\n"), "true")
+        assert proc.returncode == pytest.ExitCode.TESTS_FAILED, proc.stdout
+        assert "an allow-list entry names a test file" in proc.stdout
+
     def test_a_missing_service_is_a_failure_not_a_skip(self, tmp_path: Path) -> None:
         proc = _pytest(_project(tmp_path, MISSING), "true")
         assert proc.returncode == pytest.ExitCode.TESTS_FAILED, proc.stdout
