@@ -19,12 +19,17 @@ One decision round::
 
 The recovery ladder (:func:`recoveries`), cheapest first:
 
-1. **substitute**: a catalog skill whose inputs the step can fill, healthy;
+1. **substitute**: a catalog skill that fits the step (:func:`substitute`,
+   :func:`orchestra.substitution.misfit`): healthy, affordable, same capability, returning
+   what later steps need; none for a step a policy (budget, risk limit) stops;
 2. **probe**: a half-open trial of a circuit that opened during this run and has attempts
    left (the loop asks the health board; a board may refuse, then the next one is tried);
-3. **backtrack**: a route that abandons completed steps (:func:`backtrack`, a hook);
+3. **backtrack**: the cheapest route that abandons completed steps, each idempotent or
+   compensable (:func:`backtrack`; the loop runs the compensations, reverse completion
+   order); a side effect that cannot be undone is never abandoned;
 4. **fallback**: demotion to a reachable declared lesser goal (the loop asks the demotion
-   model), and escalation to a human when none is left.
+   model; :func:`beyond_goal` says what to compensate or list), and escalation to a human
+   when none is left (:func:`explain_escalation` words it).
 
 A monitor's ``halt`` skips straight to the fallback.
 """

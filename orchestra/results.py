@@ -16,6 +16,7 @@ __all__ = [
     "RunState",
     "RunStatus",
     "StepRecord",
+    "UnknownEffect",
 ]
 
 HUMAN = "human"
@@ -66,6 +67,17 @@ class StepRecord(BaseModel):
     worker: str | None = None
 
 
+class UnknownEffect(BaseModel):
+    """A call of a skill that is not idempotent whose outcome nobody can tell (its worker,
+    the broker or the driver was lost while it ran): only a human can say if it took effect."""
+
+    step: str
+    skill: str
+    attempt: int
+    token: int
+    reason: str
+
+
 class Compensation(BaseModel):
     """A completed step's work undone: ``skill`` served ``step``, ``by`` undid it."""
 
@@ -77,9 +89,15 @@ class Compensation(BaseModel):
 
 
 class EscalationInfo(BaseModel):
-    """Why a run escalated, and what a human's answer can act on."""
+    """Why a run escalated, and what a human's answer can act on.
+
+    ``kind`` is ``unknown_outcome`` when a side effect may or may not have happened
+    (``unknown`` names the calls): answer ``done:{json}`` or ``not-done``.
+    """
 
     reason: str
+    kind: Literal["stuck", "unknown_outcome"] = "stuck"
+    unknown: list[UnknownEffect] = Field(default_factory=list)
     steps: dict[str, str] = Field(default_factory=dict)  # stuck step -> why it has no route
     risk_blocked: list[str] = Field(default_factory=list)  # steps a risk limit stopped
     goals: list[str] = Field(default_factory=list)  # goals declared by the graph
@@ -108,6 +126,8 @@ class RunState(BaseModel):
     origin: dict[str, Any] = Field(default_factory=dict)
     escalation: EscalationInfo | None = None
     approved: list[str] = Field(default_factory=list)
+    unknown: dict[str, UnknownEffect] = Field(default_factory=dict)  # step -> unknown call
+
     #: Compensations run so far, in order (backtracking, demotion).
     compensations: list[Compensation] = Field(default_factory=list)
     #: Work beyond a demoted goal that could not be undone (see ``RunResult.extra_steps``).

@@ -11,7 +11,7 @@ bench_app = typer.Typer(
 )
 
 # One module per benchmark, each with ``register(app)``; the command name is the module's own.
-_BENCHMARKS = ("selfheal", "routing_scale", "retrieval", "router", "fleet", "tracing")
+_BENCHMARKS = ("selfheal", "routing_scale", "retrieval", "router", "fleet", "tracing", "chaos")
 
 for _name in _BENCHMARKS:
     try:

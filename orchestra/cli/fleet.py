@@ -154,7 +154,8 @@ def reset_cmd(
 def dead_cmd(
     limit: Annotated[int, typer.Option(help="How many, newest first")] = 20,
 ) -> None:
-    """Dead letters: steps given up after too many deliveries, or lost mid-call."""
+    """Dead letters: steps given up after too many deliveries, lost mid-call, or messages
+    a worker could not decode."""
     import redis
 
     from orchestra.fleet import fleet_settings
@@ -171,7 +172,7 @@ def dead_cmd(
     finally:
         client.close()
     table = Table(title=f"dead letters (newest {limit})")
-    for col in ("when", "run", "step", "skill", "deliveries", "reason"):
+    for col in ("when", "run", "step", "skill", "queue", "deliveries", "reason"):
         table.add_column(col, overflow="fold")
     for d in rows:
         table.add_row(
@@ -179,6 +180,7 @@ def dead_cmd(
             str(d.get("run_id", "-")),
             str(d.get("step_id", "-")),
             str(d.get("skill", "-")),
+            str(d.get("queue", "-")),
             str(d.get("deliveries", "-")),
             str(d.get("reason", ""))[:200],
         )

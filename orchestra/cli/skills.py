@@ -110,6 +110,7 @@ def show(
     t.add_row("description", s.description)
     for key in ("capability", "cost", "latency_ms", "reliability", "timeout_s", "idempotent"):
         t.add_row(key, str(getattr(s, key)))
+    t.add_row("compensate", s.compensate or "-")
     t.add_row("tags", ", ".join(s.tags) or "-")
     t.add_row("kind", _status(s))
     t.add_row("source", s.source or "-")

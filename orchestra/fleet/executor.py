@@ -93,6 +93,7 @@ class CeleryExecutor:
     """
 
     name = "celery"
+    journals = True  # workers journal the start and outcome of calls that are not idempotent
 
     def __init__(
         self,

@@ -24,6 +24,7 @@ to the driver if the payload says where, and dead-lettered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -83,8 +84,16 @@ class WorkerContext:
         self.loop()
         client: tuple[redis.Redis, Any, Any] | None = getattr(self._local, "redis", None)
         if client is None:
+            from redis.backoff import ExponentialBackoff
+            from redis.retry import Retry
+
+            # ride out a Redis restart mid-step: the outcome of a step that ran is still stored
             r = redis.Redis.from_url(
-                self.settings.result_backend, socket_timeout=10.0, socket_connect_timeout=2.0
+                self.settings.result_backend,
+                socket_timeout=10.0,
+                socket_connect_timeout=2.0,
+                retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 12),
+                retry_on_error=[redis.ConnectionError, redis.TimeoutError],
             )
             client = (r, r.register_script(store.BEGIN), r.register_script(store.FINISH))
             self._local.redis = client
@@ -203,6 +212,14 @@ def step(task_id: str, payload: Any) -> str:
     dead = ""
     if verdict == "cancelled":
         log.info("step dropped", task_id=task_id, step=task.step_id, reason=detail)
+        if detail.startswith("superseded"):
+            # tell the old driver at once: the run is someone else's (not a skill failure)
+            gone = _failure(detail, task)
+            assert gone.error is not None
+            gone.error.type = "Superseded"
+            with contextlib.suppress(redis.RedisError, OSError):
+                r.rpush(store.reply_key(env.reply_to), f"{task_id}\n{gone.model_dump_json()}")
+                r.expire(store.reply_key(env.reply_to), ttl)
         return "cancelled"
     if verdict == "replay":
         outcome_json = detail
@@ -210,7 +227,9 @@ def step(task_id: str, payload: Any) -> str:
         log.info("step answered from its stored result", task_id=task_id, step=task.step_id)
     else:
         if verdict == "run":
-            outcome = _run(ctx, task)
+            outcome = (
+                _run_journalled(ctx, task) if task.journal_token is not None else _run(ctx, task)
+            )
         elif verdict == "dead":
             outcome = _failure(
                 f"step {task.step_id!r} ({task.skill}) dead-lettered after {int(detail) - 1} "
@@ -291,6 +310,61 @@ def _run(ctx: WorkerContext, task: StepTask) -> StepOutcome:
             task,
         )
     return ctx.loop().run_until_complete(run_skill(skill, task))
+
+
+def _run_journalled(ctx: WorkerContext, task: StepTask) -> StepOutcome:
+    """Run a call of a skill that is not idempotent through the effects journal: the tool
+    runs only if this worker is the one that moves the call from intent to started."""
+    from orchestra import journal
+
+    url = ctx.settings.checkpoint_url
+    token = task.journal_token
+    assert token is not None
+    try:
+        verdict, effect = journal.begin(url, task, token, ctx.name)
+    except Exception as exc:
+        return _failure(
+            f"cannot reach the effects journal ({_safe(url)}): {type(exc).__name__}: {exc}; "
+            f"{task.skill} was not run for step {task.step_id!r}",
+            task,
+        )
+    if verdict == "run":
+        outcome = _run(ctx, task)
+        outcome.worker = ctx.name
+        for attempt in range(20):
+            try:
+                journal.record_outcome(url, task, token, outcome)
+                break
+            except Exception as exc:
+                log.error(
+                    "cannot journal an outcome", step=task.step_id, skill=task.skill, error=str(exc)
+                )
+                time.sleep(min(0.1 * 2**attempt, 2.0))
+        return outcome
+    if verdict == "replay":
+        assert effect is not None and effect.outcome is not None
+        return effect.outcome
+    message = {
+        "lost": f"{task.skill} was already started for step {task.step_id!r} by "
+        f"{effect.worker if effect else 'another worker'} and never finished; it is not "
+        f"idempotent, so it is not run again (the lost call may or may not have taken effect)",
+        "superseded": "superseded: the run is driven by another driver now",
+        "cancelled": f"{task.skill} for step {task.step_id!r} was withdrawn by its driver",
+        "missing": f"the effects journal at {_safe(url)} has no intent for this call of "
+        f"{task.skill}: the driver and this worker must share ORCHESTRA_CHECKPOINT_URL",
+    }[verdict]
+    out = _failure(message, task)
+    if verdict == "superseded" and out.error is not None:
+        out.error.type = "Superseded"
+    return out
+
+
+def _safe(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
+    return url
 
 
 def _step_task(self: Any, payload: Any) -> str:

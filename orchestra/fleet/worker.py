@@ -139,6 +139,23 @@ def select_skills(skills: dict[str, Skill], queues: Sequence[str]) -> dict[str, 
     return out
 
 
+def _flush_telemetry() -> None:
+    """Export the spans this process still holds and flush its log streams (warm shutdown)."""
+    import sys
+
+    try:
+        from orchestra import tracing
+
+        tracing.flush_tracing(5.0)
+    except Exception as exc:  # never let telemetry stop a shutdown
+        log.warning("could not flush spans at shutdown", error=str(exc))
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            continue
+
+
 def serve(
     skills: dict[str, Skill],
     *,
@@ -192,9 +209,12 @@ def serve(
 
     def on_shutdown(**_: Any) -> None:
         heartbeat.stop()
+        _flush_telemetry()
 
     signals.worker_ready.connect(on_ready, weak=False)
     signals.worker_shutdown.connect(on_shutdown, weak=False)
+    # A pool process exits without running atexit handlers: export its spans first.
+    signals.worker_process_shutdown.connect(lambda **_: _flush_telemetry(), weak=False)
     from orchestra import tracing
 
     setup = getattr(tracing, "setup_tracing", None)

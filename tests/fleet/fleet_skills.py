@@ -103,6 +103,38 @@ def _svc_a_probe() -> str | None:
 svc_a = svc_a.model_copy(update={"probe": _svc_a_probe})
 
 
+@skill(cost=0.0005, latency_ms=1, capability="test.void", timeout_s=3)
+async def void_charge(token: str) -> Done:
+    """Undo a charge of comp_charge (its compensation); canceling twice is harmless."""
+    return await _work("void_charge", token, 0.0)
+
+
+@skill(
+    cost=0.001,
+    latency_ms=1,
+    capability="test.charge",
+    timeout_s=3,
+    idempotent=False,
+    compensate=void_charge,
+)
+async def comp_charge(token: str) -> Done:
+    """A charge that void_charge undoes."""
+    return await _work("comp_charge", token, 0.0)
+
+
+@skill(cost=0.01, latency_ms=1, capability="test.ship", timeout_s=3)
+def ship_broken(token: str) -> Done:
+    """The only shipper after comp_charge: broken on every worker."""
+    _log(f"start ship_broken {token} {os.getpid()}")
+    raise RuntimeError("ship_broken is out of order")
+
+
+@skill(cost=0.01, latency_ms=1, capability="test.ship", timeout_s=3)
+async def ship_ok(token: str) -> Done:
+    """The shipper after alt_charge."""
+    return await _work("ship_ok", token, 0.0)
+
+
 @skill(cost=0.0, latency_ms=1, capability="test.broken", timeout_s=3)
 def broken(token: str) -> Done:
     """Raises, every time."""

@@ -85,11 +85,12 @@ class TestWorkerKilledMidStep:
         assert fleet.count("done", "slow_write", "k2") == 1
         assert fleet.by_pid(result.outputs["s"]["pid"]) is not victim
 
-    async def test_step_of_a_non_idempotent_skill_lost_mid_call_is_rerouted_not_rerun(
+    async def test_step_of_a_non_idempotent_skill_lost_mid_call_is_neither_rerun_nor_replaced(
         self, shared_fleet: Fleet
     ):
-        """A redelivered call of a skill that is not idempotent is not run again: the step
-        fails with that reason, is dead-lettered for a human, and the run reroutes."""
+        """A redelivered call of a skill that is not idempotent is not run again, and since
+        the lost call may have taken effect, neither is the step's other charge: the run
+        escalates ``unknown_outcome`` and the delivery is dead-lettered for a human."""
         fleet = shared_fleet
         runner, task = await start_run(
             fleet, one_step("slow_charge", "alt_charge"), {"token": "k3", "delay": 1.5}
@@ -97,13 +98,14 @@ class TestWorkerKilledMidStep:
         line = await fleet.await_side("start", "slow_charge", "k3")
         os.kill(int(line[3]), signal.SIGKILL)
         result = await finish(runner, task)
-        assert result.status == "completed"
-        assert result.path == ["alt_charge"]
+        assert result.status == "escalated"
+        assert result.reason.startswith("unknown_outcome") and "(slow_charge)" in result.reason
         assert fleet.count("start", "slow_charge", "k3") == 1
         assert fleet.count("done", "slow_charge", "k3") == 0
-        assert fleet.count("done", "alt_charge", "k3") == 1
+        assert fleet.count("start", "alt_charge", "k3") == 0
         (fail,) = [d for d in result.decisions if d.kind == "fail"]
         assert fail.skill == "slow_charge" and "not idempotent" in fail.reason
+        assert fail.error_kind == "unknown_outcome"
         assert [d["skill"] for d in dead_letters(fleet) if d.get("skill") == "slow_charge"] == [
             "slow_charge"
         ]
