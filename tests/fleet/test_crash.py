@@ -127,7 +127,7 @@ class TestWorkerKilledMidStep:
         assert dead["deliveries"] == 4 and "dead-lettered" in dead["reason"]
         (fail,) = [d for d in result.decisions if d.kind == "fail"]
         assert fail.skill == "poison" and "dead-lettered after 3 deliveries" in fail.reason
-        # `orchestra fleet dead` lists it: when, run, step, skill, deliveries, reason
+        # `orchestra fleet dead` lists it: run, step, skill, deliveries and the reason
         proc = subprocess.run(
             [sys.executable, "-m", "orchestra", "fleet", "dead", "--limit", "50"],
             env=fleet.env | {"COLUMNS": "250"},
@@ -137,10 +137,13 @@ class TestWorkerKilledMidStep:
             timeout=60,
         )
         assert proc.returncode == 0, proc.stderr
-        (row,) = [ln for ln in proc.stdout.splitlines() if f"│ {result.run_id} " in ln]
-        cells = [c.strip() for c in row.split("│")[1:-1]]
-        assert cells[1:5] == [result.run_id, "s", "poison", "4"]
-        assert cells[5] == dead["reason"]
+        lines = proc.stdout.splitlines()
+        (header,) = [ln for ln in lines if "┃" in ln and "deliveries" in ln]
+        names = [c.strip() for c in header.split("┃")[1:-1]]
+        (row,) = [ln for ln in lines if f"│ {result.run_id} " in ln]
+        cells = dict(zip(names, (c.strip() for c in row.split("│")[1:-1]), strict=True))
+        assert (cells["run"], cells["step"], cells["skill"]) == (result.run_id, "s", "poison")
+        assert cells["deliveries"] == "4" and cells["reason"] == dead["reason"]
 
 
 def chain() -> Graph:
