@@ -1,50 +1,33 @@
-"""Four agent steps at once, each one paid model call: the graph of the fleet budget test.
-
-Workers load it with ``--graph tests/fleet/budget_graph.py``; the model is the test's
-OpenAI-compatible HTTP server at ``$FLEET_MODEL_URL`` (``tests/models/openai_compat_server.py``),
-priced so that each call costs about a cent.
-"""
+"""Two agent steps that start together, on a paid model behind a real OpenAI-compatible server
+(``BUDGET_MODEL_URL``): the fleet budget test's graph, hosted by ``orchestra worker``."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from orchestra import Graph
-from orchestra.agents import AgentRegistry, agent_skill
+from orchestra.agents import AgentProfile, agent_skill
 from orchestra.models import Backend, ModelRouter
 
-ROOT = Path(__file__).resolve().parents[2]
-BRANCHES = 4
-PRICE_PER_TOKEN = 1e-4
+PROFILE = AgentProfile(
+    name="writer", role="a writer", instructions="Answer briefly.", max_tokens=100, prompt="{text}"
+)
+BACKEND = Backend(
+    model="openai/remote-model",
+    name="remote",
+    api_base=os.environ.get("BUDGET_MODEL_URL", "http://127.0.0.1:9/v1"),
+    api_key="k",
+    tier=1,
+    input_cost_per_token=1e-6,
+    output_cost_per_token=3e-6,
+    max_output_tokens=100,
+    timeout_s=20,
+)
+router = ModelRouter([BACKEND])  # no ledger: each call reserves from its run's, in Redis
 
-
-def router() -> ModelRouter:
-    return ModelRouter(
-        [
-            Backend(
-                model="openai/paid-model",
-                name="paid",
-                api_base=os.environ["FLEET_MODEL_URL"],
-                api_key="k",
-                tier=0,
-                input_cost_per_token=PRICE_PER_TOKEN,
-                output_cost_per_token=PRICE_PER_TOKEN,
-                timeout_s=30,
-            )
-        ],
-        quality=0.5,
+graph = Graph("fleet-budget")
+for step, field in (("one", "a"), ("two", "b")):
+    agent = agent_skill(PROFILE, router, name=f"agent.{step}").model_copy(
+        update={"timeout_s": 30.0}
     )
-
-
-def build_graph() -> Graph:
-    summarizer = AgentRegistry().load_dir(ROOT / "agents").require("summarizer")
-    model = router()
-    g = Graph("budget_fanout")
-    for i in range(BRANCHES):
-        g.step(
-            f"a{i}",
-            [agent_skill(summarizer, model, name=f"agent.sum{i}")],
-            inputs={"text": "$input.text"},
-        )
-    return g
+    graph.step(step, [agent], inputs={"text": f"$input.{field}"})

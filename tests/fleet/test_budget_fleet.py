@@ -25,7 +25,7 @@ from .conftest import ROOT, Fleet, free_port
 
 pytestmark = [pytest.mark.fleet]
 
-GRAPH = "tests/fleet/budget_graph.py"
+GRAPH = "tests/fleet/budget_fanout_graph.py"
 TEXT = "The nightly export failed twice; finance needs the report by noon tomorrow."
 
 
