@@ -621,8 +621,11 @@ class _Run:
                     ),
                     worker=outcome.worker,
                 )
+        notes: list[Signal] = []
         if outcome.ok and self._risk_inspect is not None:
-            vetoes = [v for v in self._risk_inspect(skill, output) if v.kind == "block"]
+            verdict = self._risk_inspect(skill, output)
+            vetoes = [v for v in verdict if v.kind == "block"]
+            notes = [v for v in verdict if v.kind == "note"]
         if outcome.ok and not vetoes:
             self.r.health.record_success(skill, outcome.duration_ms)
             self.s.completed[step] = StepRecord(
@@ -642,6 +645,8 @@ class _Run:
                 step=step,
                 skill=skill,
             )
+            for n in notes:  # e.g. personal data in the output: logged, nothing else
+                self.decide("note", n.reason, step=step, skill=skill)
         else:
             if vetoes:
                 err, kind = vetoes[0].reason, "risk"

@@ -9,6 +9,24 @@ from pathlib import Path
 
 import pytest
 
+# Under CI=true an unlisted skip fails the session (tests/skip_policy.py): its hooks are
+# registered here, in the conftest every test session loads.
+from skip_policy import (
+    pytest_collectreport,
+    pytest_configure,
+    pytest_runtest_logreport,
+    pytest_sessionfinish,
+    pytest_terminal_summary,
+)
+
+__all__ = [
+    "pytest_collectreport",
+    "pytest_configure",
+    "pytest_runtest_logreport",
+    "pytest_sessionfinish",
+    "pytest_terminal_summary",
+]
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 

@@ -108,7 +108,7 @@ def register(app: typer.Typer) -> None:
         try:
             level = configure_logging_from_env(loglevel)
             if runs:
-                _serve_runs(console, graph, registry, runs_concurrency, loglevel, name)
+                _serve_runs(console, graph, registry, runs_concurrency, level, name)
                 return
             if (fleet_file is None) != (role is None):
                 raise SpecError("--fleet-file and --role go together")

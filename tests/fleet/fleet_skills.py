@@ -165,3 +165,15 @@ def login(user: str, password: SecretStr, card: str) -> Session:
         raise PermissionError(f"wrong password for {user}: {password.get_secret_value()}")
     _log(f"done login {user} {os.getpid()}")
     return Session(user=user, session="s-ok", api_token="tok-" + got[:20], card_last4=card[-4:])
+
+
+@skill(cost=0.0, latency_ms=1, capability="test.broken", timeout_s=3)
+def broken(token: str) -> Done:
+    """Raises, every time."""
+    raise ValueError(f"broken on {token}")
+
+
+@skill(cost=0.0, latency_ms=1, capability="test.malformed", timeout_s=3)
+def malformed(token: str) -> Sum:
+    """Returns what its output model rejects."""
+    return {"sum": f"not a number {token}"}  # type: ignore[return-value]

@@ -6,7 +6,6 @@ import asyncio
 import json
 from pathlib import Path
 
-import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -84,7 +83,8 @@ async def test_cli_reads_an_orchestra_run_json_file(tmp_path: Path) -> None:
 def test_cli_reads_the_checkpoint_store(tmp_path: Path) -> None:
     """``orchestra trace RUN_ID`` loads the run from the checkpoint store; without a run id it
     lists recent runs; an unknown id is bad input (exit 2); ``--json`` prints the (scrubbed) state."""
-    checkpoint = pytest.importorskip("orchestra.checkpoint")
+    from orchestra import checkpoint
+
     url = f"sqlite:///{tmp_path}/runs.sqlite"
 
     async def run() -> RunResult:
