@@ -39,6 +39,7 @@ if _typing.TYPE_CHECKING:
     from orchestra.monitors import HealthBoard, Monitor, MonitorContext, Signal
     from orchestra.results import Decision, RunResult, RunState
     from orchestra.runtime import Runner, run, run_sync
+    from orchestra.service.client import RunHandle, submit
     from orchestra.skills import Skill, SkillRegistry, skill
 
 
@@ -64,6 +65,7 @@ __all__ = [
     "MonitorContext",
     "OrchestraError",
     "RunError",
+    "RunHandle",
     "RunInputError",
     "RunResult",
     "RunState",
@@ -88,6 +90,7 @@ __all__ = [
     "run",
     "run_sync",
     "skill",
+    "submit",
 ]
 
 # ``import orchestra`` stays light: each public name is imported from its module on first use.
@@ -113,6 +116,7 @@ _EXPORTS: dict[str, str] = {
     "MonitorContext": "orchestra.monitors",
     "OrchestraError": "orchestra.errors",
     "RunError": "orchestra.errors",
+    "RunHandle": "orchestra.service.client",
     "RunInputError": "orchestra.errors",
     "RunResult": "orchestra.results",
     "RunState": "orchestra.results",
@@ -137,6 +141,7 @@ _EXPORTS: dict[str, str] = {
     "run": "orchestra.runtime",
     "run_sync": "orchestra.runtime",
     "skill": "orchestra.skills",
+    "submit": "orchestra.service.client",
 }
 
 

@@ -12,8 +12,9 @@ on the run's latest checkpoint, so a run of N steps stores O(N) bytes, not O(N²
 deltas on a checkpoint add up to the size of the state, the next save writes the whole state
 as a new checkpoint (its parent the previous one) and deltas start again from it: the total
 stays within a small multiple of the final state.  :meth:`~SaverCheckpointer.load` reads the
-latest checkpoint and applies its deltas in order.  :func:`open_checkpointer` picks the saver
-from a URL:
+latest checkpoint and applies its deltas in order.  With ``ORCHESTRA_SECRET_KEY`` set, each
+state and each delta is sealed (Fernet, see :mod:`orchestra.secrets`) before the saver sees
+it.  :func:`open_checkpointer` picks the saver from a URL:
 
 ==================================  =================================================
 URL                                 saver
@@ -32,6 +33,7 @@ for finished runs, by the ``retention`` setting (``ORCHESTRA_RETENTION``, e.g. `
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -42,6 +44,7 @@ from typing import Any, Protocol, runtime_checkable
 from orchestra.errors import ConfigError
 from orchestra.logs import get_logger
 from orchestra.results import Decision, RunState, StepRecord
+from orchestra.secrets import open_record, seal_record
 
 __all__ = ["Checkpointer", "SaverCheckpointer", "open_checkpointer"]
 
@@ -100,10 +103,20 @@ class SaverCheckpointer:
         self._stack: contextlib.AsyncExitStack | None = None
         self._last: dict[str, _Saved] = {}  # run id -> what was last saved of it
         self._retained = False
+        self._opening: asyncio.Lock | None = None
 
     async def _open(self) -> Any:
         if self._saver is not None:
             return self._saver
+        # many runs of one driver (or submits of one service) may open it at once: once
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._saver is not None:
+                return self._saver
+            return await self._open_now()
+
+    async def _open_now(self) -> Any:
         assert self.url is not None
         url = self.url
         stack = contextlib.AsyncExitStack()
@@ -122,9 +135,11 @@ class SaverCheckpointer:
                 try:
                     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
                 except ImportError as exc:
+                    from orchestra.errors import install_hint
+
                     raise ConfigError(
-                        "a postgresql:// checkpoint URL needs the fleet extra: "
-                        "pip install 'orchestra[fleet]'",
+                        f"a postgresql:// checkpoint URL needs the fleet extra: "
+                        f"{install_hint('fleet')}",
                         field="checkpoint_url",
                     ) from exc
                 saver = await stack.enter_async_context(AsyncPostgresSaver.from_conn_string(url))
@@ -183,7 +198,7 @@ class SaverCheckpointer:
         last.seq += 1
         await saver.aput_writes(
             self._config(state.run_id, last.checkpoint_id),
-            [(_DELTA, text)],
+            [(_DELTA, seal_record(text))],
             task_id=f"{last.seq:010d}",
         )
         last.delta_bytes += len(text)
@@ -202,7 +217,7 @@ class SaverCheckpointer:
         version = saver.get_next_version(prev_version, None)
         raw = state.model_dump_json()
         cp = empty_checkpoint()
-        cp["channel_values"] = {_CHANNEL: raw}
+        cp["channel_values"] = {_CHANNEL: seal_record(raw)}
         cp["channel_versions"] = {_CHANNEL: version}
         metadata: dict[str, Any] = {
             "source": "orchestra",
@@ -368,10 +383,11 @@ def _read(tup: Any) -> tuple[RunState, int, int, float] | None:
     raw = tup.checkpoint["channel_values"].get(_CHANNEL)
     if raw is None:
         return None
-    state = RunState.model_validate_json(raw)
+    state = RunState.model_validate_json(open_record(raw))
     deltas = sorted((task, v) for task, ch, v in (tup.pending_writes or ()) if ch == _DELTA)
     size, at = 0, 0.0
-    for _, text in deltas:
+    for _, sealed in deltas:
+        text = open_record(sealed)
         size += len(text)
         d = json.loads(text)
         at = float(d.pop("saved_at", at))

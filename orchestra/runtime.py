@@ -31,18 +31,20 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
 from pydantic import BaseModel
 
 from orchestra import planner, tracing
 from orchestra.demotion import choose_fallback
-from orchestra.errors import ErrorPayload, MissingStepInput, RunInputError
+from orchestra.errors import ErrorPayload, MissingStepInput, RunInputError, error_kind
 from orchestra.executors.base import Executor, StepOutcome, StepTask
 from orchestra.executors.local import LocalExecutor
 from orchestra.graph import MAIN_GOAL, CompiledGraph, GoalSpec, Graph
 from orchestra.lease import LeaseKeeper, default_holder
 from orchestra.logs import get_logger
 from orchestra.models.base import ChatModel
+from orchestra.models.budget import metering, use_ledger
 from orchestra.monitors import (
     HealthBoard,
     Monitor,
@@ -66,6 +68,7 @@ from orchestra.results import (
     UnknownEffect,
 )
 from orchestra.routing import Route
+from orchestra.run_ledger import LedgerFactory, RunLedger, in_memory_ledger
 
 __all__ = ["Runner", "run", "run_sync"]
 
@@ -78,9 +81,11 @@ class Runner:
     """Runs graphs. Holds what outlives one run: executor, health board, monitors, models.
 
     ``max_attempts`` bounds how often one skill is tried for one step in one run (the first
-    call, then half-open trials).  ``incremental=False`` runs every monitor on every skill
-    and re-weighs every node before each decision (the same decisions, at a cost that grows
-    with the run: for comparison and debugging).
+    call, then half-open trials).  ``ledger_factory`` makes each run's ledger (in process by
+    default; the fleet's keeps it in Redis for its workers): see :mod:`orchestra.run_ledger`.
+    ``incremental=False`` runs every monitor on every skill and re-weighs every node before
+    each decision (the same decisions, at a cost that grows with the run: for comparison and
+    debugging).
     """
 
     def __init__(
@@ -98,8 +103,10 @@ class Runner:
         lease_ttl_s: float = 15.0,
         lease_holder: str | None = None,
         incremental: bool = True,
+        ledger_factory: LedgerFactory | None = None,
     ):
         self.executor: Executor = executor or LocalExecutor()
+        self.ledger_factory: LedgerFactory = ledger_factory or in_memory_ledger
         self.health = health or HealthBoard()
         self.monitors: list[Monitor] = (
             list(monitors) if monitors is not None else default_monitors(max_amount=max_amount)
@@ -130,18 +137,25 @@ class Runner:
         ``origin`` (JSON) is saved with the run's checkpoints: how it was started, so that a
         command line can resume it by id.
         """
-        compiled = graph if isinstance(graph, CompiledGraph) else graph.compile()
-        data = _input_dict(compiled, input)
-        state = RunState(
-            run_id=run_id or uuid.uuid4().hex[:12],
-            graph=compiled.name,
-            input=data,
-            budget_usd=budget_usd,
-            origin=dict(origin or {}),
-        )
-        run = _Run(self, compiled, state, budget_usd)
-        run.lease = await self._take_lease(state.run_id)
-        return await run.execute()
+        rid = run_id or uuid.uuid4().hex[:12]
+        # the run's span opens first: compiling, checking the input and the first checkpoint
+        # are part of the run
+        with tracing.run_span(graph.name, rid) as span:
+            compiled = graph if isinstance(graph, CompiledGraph) else graph.compile()
+            data = _input_dict(compiled, input)
+            state = RunState(
+                run_id=rid,
+                graph=compiled.name,
+                input=data,
+                budget_usd=budget_usd,
+                origin=dict(origin or {}),
+                started_at=time.time(),
+            )
+            _remember_trace(state, span)
+            run = _Run(self, compiled, state, budget_usd)
+            run.span = span
+            run.lease = await self._take_lease(state.run_id)
+            return await run.execute()
 
     def _lease_url(self) -> str:
         return str(getattr(self.checkpointer, "url", None) or "memory://")
@@ -176,19 +190,23 @@ class Runner:
         * ``goal:NAME``: settle for the declared goal ``NAME``;
         * ``output:{json}`` (or ``output:STEP={json}``): a human did the stuck step; the JSON
           object is recorded as its output, with skill ``human``.
+
+        Traced, the resumed part joins the first part's trace (see
+        :func:`orchestra.tracing.run_span`) and the answer is an event ``orchestra.answer``.
         """
-        compiled = graph if isinstance(graph, CompiledGraph) else graph.compile()
-        state = state.model_copy(deep=True)
-        if state.status in ("completed", "demoted"):
-            raise RunInputError(f"run {state.run_id} already {state.status}: nothing to resume")
-        # One driver at a time: take the run's lease, then read the run as it is now (a
-        # driver that held it until a moment ago may have moved it on, or finished it).
-        lease = await self._take_lease(state.run_id)
-        try:
-            return await self._resume_leased(compiled, state, lease, budget_usd, answer)
-        except BaseException:
-            await lease.release()
-            raise
+        with tracing.run_span(graph.name, state.run_id, resumes=state.trace):
+            compiled = graph if isinstance(graph, CompiledGraph) else graph.compile()
+            state = state.model_copy(deep=True)
+            if state.status in ("completed", "demoted"):
+                raise RunInputError(f"run {state.run_id} already {state.status}: nothing to resume")
+            # One driver at a time: take the run's lease, then read the run as it is now (a
+            # driver that held it until a moment ago may have moved it on, or finished it).
+            lease = await self._take_lease(state.run_id)
+            try:
+                return await self._resume_leased(compiled, state, lease, budget_usd, answer)
+            except BaseException:
+                await lease.release()
+                raise
 
     async def _resume_leased(
         self,
@@ -212,15 +230,19 @@ class Runner:
             )
         was = state.status
         state.status = "running"
+        span = trace.get_current_span()  # the resumed part's invoke_agent (see resume)
+        _remember_trace(state, span)
         run = _Run(
             self, compiled, state, budget_usd if budget_usd is not None else state.budget_usd
         )
         run.lease = lease
+        run.span = span
         if answer is not None:
             if was != "escalated" or state.escalation is None:
                 raise RunInputError(
                     f"run {state.run_id} did not escalate ({was}): it is not waiting for an answer"
                 )
+            tracing.answer_event(answer)
             run.apply_answer(answer)
         else:
             if was == "running":
@@ -251,24 +273,41 @@ class Runner:
         return state
 
 
+def _remember_trace(state: RunState, span: Span) -> None:
+    """Store the run's first traced span with it, so a resumed part joins that trace and
+    ``orchestra trace`` can point at it."""
+    if state.trace or not span.get_span_context().is_valid:
+        return
+    state.trace = tracing.span_carrier(span)
+    state.trace_id = f"{span.get_span_context().trace_id:032x}"
+    state.trace_service = tracing.span_service(span)
+
+
 def _input_dict(
     compiled: CompiledGraph, input: Mapping[str, Any] | BaseModel | None
 ) -> dict[str, Any]:
+    # Secrets are sealed here, at the run's entry, and opened only at the call (see
+    # orchestra.secrets): the run's state never holds them in plaintext.
+    from orchestra import secrets
+
     model = compiled.graph.input_model
     if isinstance(input, BaseModel):
-        return input.model_dump(mode="json")
+        return secrets.dump_sealed(input)
     data = dict(input or {})
     if model is not None:
         from pydantic import ValidationError
 
         try:
-            return model.model_validate(data).model_dump(mode="json")
+            parsed = model.model_validate(data)
         except ValidationError as exc:
             e = exc.errors()[0]
             raise RunInputError(
                 f"run input of graph {compiled.name!r}: {'.'.join(map(str, e['loc']))}: {e['msg']}"
             ) from exc
-    return data
+        data = secrets.dump_sealed(parsed)
+    # the fields some skill declares secret are sealed too, whatever the input model says
+    names = secrets.secret_field_names(s.input_model for s in compiled.graph.skills.values())
+    return secrets.seal_named(data, names) if names else data
 
 
 class _Run:
@@ -282,7 +321,15 @@ class _Run:
         self.c = compiled
         self.s = state
         self.budget = budget_usd
-        self.t0 = time.perf_counter()
+        self.span: Span = trace.INVALID_SPAN  # the run's invoke_agent span (set by Runner)
+        # decision times count from the run's start, across resumes (an older checkpoint
+        # without a start time goes on from its last decision)
+        if state.started_at:
+            elapsed = max(0.0, time.time() - state.started_at)
+        else:
+            elapsed = max((d.at_ms for d in state.decisions), default=0.0) / 1e3
+            state.started_at = time.time() - elapsed
+        self.t0 = time.perf_counter() - elapsed
         self.inflight: dict[asyncio.Task[StepOutcome], tuple[str, str, float]] = {}
         self.failed_last: dict[
             str, tuple[str, str]
@@ -313,6 +360,7 @@ class _Run:
         ] = (-1, {}, {})
         self.lease: LeaseKeeper | None = None  # released when the run stops driving
         self.log = log.bind(run_id=state.run_id, graph=compiled.name)
+        self.spend: RunLedger | None = None  # the run's one ledger (made when it starts)
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -384,7 +432,7 @@ class _Run:
                 ReadyStep(s, c.candidates[s], planner.merged_arguments(c, self.s, s)) for s in ready
             ],
             outputs=_Outputs(self.s.completed),
-            spent_usd=self.s.spent_usd,
+            spent_usd=await self._committed_usd(),
             budget_usd=self.budget,
             skills=None if changed is None else [c.skill(k) for k in checked],
         )
@@ -505,6 +553,41 @@ class _Run:
             self.node_index = (self.c.version, by_step, by_skill)
         return self.node_index[1], self.node_index[2]
 
+    # ------------------------------------------------------------------ the run's ledger
+
+    async def _committed_usd(self) -> float:
+        """Spent plus held by steps in flight: what the budget no longer has."""
+        if self.spend is None:
+            return self.s.spent_usd
+        snap = await self.spend.snapshot()
+        return snap.spent_usd + snap.reserved_usd
+
+    async def reserve(self, step: str, skill: str) -> bool:
+        """Reserve the declared cost of ``skill`` at ``step`` before dispatch; a refusal is a
+        budget failure of that skill (never retried; the step routes around it)."""
+        sk = self.c.skill(skill)
+        if sk.milestone or self.spend is None:
+            return True
+        refusal = await self.spend.reserve_step(step, skill, sk.cost)
+        if refusal is None:
+            return True
+        self.refused[(step, skill)] = refusal
+        self.s.attempts[f"{step}:{skill}"] = self.r.max_attempts
+        self.failed_last[step] = (skill, "budget")
+        self.decide("fail", refusal, step=step, skill=skill, error_kind="budget")
+        return False
+
+    async def book(self, step: str, skill: str, outcome: StepOutcome) -> None:
+        """Settle what a call cost on the run's ledger; count its model calls; log overruns."""
+        self.s.llm_calls += outcome.llm_calls
+        if self.spend is None:
+            self.s.spent_usd += outcome.cost_usd
+            return
+        notes = await self.spend.settle_step(step, skill, self.c.skill(skill).cost, outcome)
+        self.s.spent_usd = (await self.spend.snapshot()).spent_usd
+        for note in notes:
+            self.decide("overrun", note, step=step, skill=skill)
+
     # ------------------------------------------------------------------ execute + observe
 
     def dispatch(self, step: str, skill: str, route: Route, goal: GoalSpec) -> None:
@@ -563,6 +646,7 @@ class _Run:
                 arguments=arguments,
                 attempt=self.s.attempts[key],
                 timeout_s=sk.timeout_s,
+                ledger="redis" if self.spend is not None and self.spend.shared else None,
             )
             task_ = asyncio.ensure_future(self._call(task, sk, route))
         self.inflight[task_] = (step, skill, time.perf_counter())
@@ -580,15 +664,12 @@ class _Run:
             task.step_id, run_id=task.run_id, skill=sk.name, attributes=attrs
         ) as span:
             task.trace_context = tracing.inject_context()
-            if sk.idempotent or self.lease is None:
-                outcome = await self.r.executor.execute(task, sk)
-            else:
-                outcome = await self._journalled(task, sk)
+            outcome = await self._send(task, sk)
             span.set_attribute("orchestra.duration_ms", outcome.duration_ms)
             if outcome.worker:
                 span.set_attribute("orchestra.worker", outcome.worker)
             if not outcome.ok and outcome.error is not None:
-                tracing.mark_error(span, outcome.error.message, _kind(outcome.error.type))
+                tracing.mark_error(span, outcome.error.message, outcome.error.type)
             return outcome
 
     async def _journalled(self, task: StepTask, sk: Any) -> StepOutcome:
@@ -651,7 +732,7 @@ class _Run:
             return
         if self.lease is not None and self.lease.lost is not None:
             raise self.lease.lost
-        self.s.spent_usd += outcome.cost_usd
+        await self.book(step, skill, outcome)
         if not outcome.ok and outcome.error is not None and outcome.error.type == "UnknownOutcome":
             self.s.unknown[step] = UnknownEffect(
                 step=step,
@@ -681,8 +762,11 @@ class _Run:
                     ),
                     worker=outcome.worker,
                 )
+        notes: list[Signal] = []
         if outcome.ok and self._risk_inspect is not None:
-            vetoes = [v for v in self._risk_inspect(skill, output) if v.kind == "block"]
+            verdict = self._risk_inspect(skill, output)
+            vetoes = [v for v in verdict if v.kind == "block"]
+            notes = [v for v in verdict if v.kind == "note"]
         if outcome.ok and not vetoes:
             self.r.health.record_success(skill, outcome.duration_ms)
             self.record(
@@ -698,16 +782,20 @@ class _Run:
             self.failed_last.pop(step, None)
             self.decide(
                 "succeed",
-                note or f"{skill} answered in {outcome.duration_ms:.1f} ms",
+                note
+                or f"{skill} answered in {outcome.duration_ms:.1f} ms"
+                + "".join(f"; {r}" for r in outcome.routes),
                 step=step,
                 skill=skill,
             )
+            for n in notes:  # e.g. personal data in the output: logged, nothing else
+                self.decide("note", n.reason, step=step, skill=skill)
         else:
             if vetoes:
                 err, kind = vetoes[0].reason, "risk"
             else:
                 assert outcome.error is not None
-                err, kind = outcome.error.message, _kind(outcome.error.type)
+                err, kind = outcome.error.message, error_kind(outcome.error.type)
             if kind == "budget":
                 # the skill is fine; the run cannot afford it: no retry, and say why
                 self.refused[(step, skill)] = err
@@ -816,8 +904,8 @@ class _Run:
                 task.trace_context = tracing.inject_context()
                 outcome = await self._send(task, sk)
                 if not outcome.ok and outcome.error is not None:
-                    tracing.mark_error(span, outcome.error.message, _kind(outcome.error.type))
-            self.s.spent_usd += outcome.cost_usd
+                    tracing.mark_error(span, outcome.error.message, outcome.error.type)
+            await self.book(u.step, sk.name, outcome)  # an undo is never refused for budget
             if outcome.ok:
                 self.s.compensations.append(Compensation(step=u.step, skill=u.skill, by=sk.name))
                 self.decide(
@@ -831,17 +919,21 @@ class _Run:
             assert outcome.error is not None
             error = outcome.error.message
             self.decide(
-                "fail", error, step=u.step, skill=sk.name, error_kind=_kind(outcome.error.type)
+                "fail", error, step=u.step, skill=sk.name, error_kind=error_kind(outcome.error.type)
             )
+            if outcome.error.type == "UnknownOutcome":
+                break  # it may have taken effect: never sent again; a human reconciles it
         self.s.compensations.append(
             Compensation(step=u.step, skill=u.skill, by=sk.name, ok=False, reason=error)
         )
         return False
 
     async def _send(self, task: StepTask, sk: Any) -> StepOutcome:
-        """Send a compensating call to the executor: the path a step's call takes (a skill
-        that is not idempotent belongs in the effects journal here too)."""
-        return await self.r.executor.execute(task, sk)
+        """Send a call (a step's, or a compensation's) to the executor; a skill that is not
+        idempotent goes through the effects journal."""
+        if sk.idempotent or self.lease is None:
+            return await self.r.executor.execute(task, sk)
+        return await self._journalled(task, sk)
 
     async def set_aside(self, goal: GoalSpec) -> None:
         """Work beyond a demoted ``goal``: compensated where it can be, listed where not."""
@@ -867,14 +959,17 @@ class _Run:
         if reachable is None:
             reachable = planner.reachable_fallbacks(self.view, self.running(), self.r.health)
         self.s.tried_goals.append(self.s.goal)
-        choice = await choose_fallback(
-            self.r.demotion_model,
-            graph=self.c.name,
-            why=why,
-            completed=list(self.s.completed),
-            reachable=reachable,
-        )
-        self.s.llm_calls += choice.llm_calls
+        with metering() as meter:
+            choice = await choose_fallback(
+                self.r.demotion_model,
+                graph=self.c.name,
+                why=why,
+                completed=list(self.s.completed),
+                reachable=reachable,
+            )
+        self.s.llm_calls += max(meter.llm_calls, choice.llm_calls)
+        if self.spend is not None:
+            self.s.spent_usd = (await self.spend.snapshot()).spent_usd
         if choice.goal is None:
             self.s.status = "escalated"
             risk = self.r._risk.name if self.r._risk is not None else None
@@ -1216,8 +1311,25 @@ class _Run:
     async def _execute(self) -> RunResult:
         if not self.s.completed and not self.s.decisions:
             await self.checkpoint()  # a run whose driver dies on its first step can resume
-        with tracing.run_span(self.c.name, self.s.run_id) as span:
-            result = await self._loop()
+        if self.r.demotion_model is not None or any(
+            "agent" in self.c.skill(k).tags for ks in self.c.candidates.values() for k in ks
+        ):
+            from orchestra.models.backends import preload_litellm
+
+            preload_litellm()  # off the hot path: done before the first model call
+        self.spend = RunLedger(
+            await self.r.ledger_factory(self.s.run_id, self.budget, self.s.spent_usd),
+            self.budget,
+            remake=lambda: self.r.ledger_factory(self.s.run_id, self.budget, self.s.spent_usd),
+        )
+        # inside the run's invoke_agent span, opened by Runner.run / Runner.resume
+        span = self.span
+        with use_ledger(self.spend.ledger):
+            try:
+                result = await self._loop()
+            finally:
+                await self.spend.release_all()
+                await self.spend.aclose()
             span.set_attribute("orchestra.status", result.status)
             span.set_attribute("orchestra.goal", result.goal)
             span.set_attribute("orchestra.cost", result.spent_usd)
@@ -1261,7 +1373,8 @@ class _Run:
                         continue
                     break
                 for step, (skill, route) in plan.choices.items():
-                    self.dispatch(step, skill, route, goal)
+                    if await self.reserve(step, skill):  # together: never over the budget
+                        self.dispatch(step, skill, route, goal)
                 if self.inflight:
                     await self.collect()
         finally:
@@ -1284,10 +1397,12 @@ class _Run:
             path=[r.skill for r in recs if r.skill == HUMAN or not self.c.skill(r.skill).milestone],
             decisions=list(self.s.decisions),
             spent_usd=self.s.spent_usd,
+            budget_usd=self.budget,
             llm_calls=self.s.llm_calls,
             wall_ms=(time.perf_counter() - self.t0) * 1e3,
             extra_steps=list(self.s.extra),
             compensations=list(self.s.compensations),
+            trace_id=self.s.trace_id,
         )
 
 
@@ -1344,14 +1459,6 @@ def _unknown(task: StepTask, why: str) -> StepOutcome:
 
 async def _milestone() -> StepOutcome:
     return StepOutcome(ok=True, output={})
-
-
-def _kind(error_type: str) -> str:
-    return {
-        "ToolTimeout": "timeout",
-        "MalformedOutput": "malformed",
-        "BudgetExceeded": "budget",
-    }.get(error_type, "exception")
 
 
 async def run(

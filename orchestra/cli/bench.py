@@ -22,6 +22,8 @@ _BENCHMARKS = {
     "fleet": "fleet",
     "tracing": "tracing",
     "chaos": "chaos",
+    "injection": "injection",
+    "runs": "runs",
     "overhead": "overhead",
 }
 
