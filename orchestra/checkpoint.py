@@ -41,7 +41,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from orchestra.errors import ConfigError
+from orchestra.errors import ConfigError, OrchestraError
 from orchestra.logs import get_logger
 from orchestra.results import Decision, RunState, StepRecord
 from orchestra.secrets import open_record, seal_record
@@ -103,6 +103,7 @@ class SaverCheckpointer:
         self._stack: contextlib.AsyncExitStack | None = None
         self._last: dict[str, _Saved] = {}  # run id -> what was last saved of it
         self._retained = False
+        self._retention: asyncio.Future[None] | None = None
         self._opening: asyncio.Lock | None = None
 
     async def _open(self) -> Any:
@@ -180,8 +181,18 @@ class SaverCheckpointer:
         saver = await self._open()
         if self.retention_s is not None and not self._retained:
             self._retained = True
-            await self.prune(older_than_s=self.retention_s, statuses=("completed", "demoted"))
+            # in the background: a run never waits for (nor fails with) the clean-up
+            self._retention = asyncio.ensure_future(self._retain(self.retention_s))
         return saver
+
+    async def _retain(self, older_than_s: float) -> None:
+        try:
+            gone = await self.prune(older_than_s=older_than_s, statuses=("completed", "demoted"))
+        except Exception as exc:
+            log.warning("checkpoint.retention_failed", error=str(exc)[:300])
+        else:
+            if gone:
+                log.info("checkpoint.retention", removed=len(gone))
 
     async def save(self, state: RunState) -> None:
         saver = await self._store()
@@ -274,7 +285,7 @@ class SaverCheckpointer:
                 seen.add(run_id)
                 try:
                     found = _read(tup)
-                except ValueError as exc:  # pydantic's ValidationError is one
+                except (ValueError, OrchestraError) as exc:  # not JSON, sealed with another key
                     log.warning("checkpoint.unreadable", run_id=run_id, error=str(exc)[:200])
                     continue
                 if found is not None:
@@ -312,6 +323,9 @@ class SaverCheckpointer:
         return gone
 
     async def aclose(self) -> None:
+        if self._retention is not None:
+            await self._retention  # never raises (see _retain)
+            self._retention = None
         if self._stack is not None:
             await self._stack.aclose()
             self._stack = None

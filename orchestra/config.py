@@ -28,9 +28,9 @@ class Settings(BaseSettings):
     max_amount                   ORCHESTRA_MAX_AMOUNT                        (none)
     checkpoint_url               ORCHESTRA_CHECKPOINT_URL                    sqlite:///.orchestra/runs.sqlite
                                                                              (``none``: no checkpoints)
-    retention                    ORCHESTRA_RETENTION                         30d (finished runs idle
-                                                                             longer are pruned; ``none``
-                                                                             keeps every run)
+    retention                    ORCHESTRA_RETENTION                         none (e.g. ``30d``: finished
+                                                                             runs idle longer are pruned
+                                                                             when a store opens)
     log_level                    ORCHESTRA_LOG_LEVEL                         WARNING
     log_json                     ORCHESTRA_LOG_JSON                          (auto: JSON unless a TTY)
     ===========================  ==========================================  ==========================
@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     max_attempts: int = 3
     max_amount: float | None = None
     checkpoint_url: str = "sqlite:///.orchestra/runs.sqlite"
-    retention: str = "30d"
+    retention: str = "none"
     log_level: str = "WARNING"
     log_json: bool | None = None
 

@@ -173,15 +173,17 @@ class TestPruning:
         url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
         ids = self.three_runs(url)
 
-        async def listed() -> list[str]:
-            store = open_checkpointer(url, retention="0s")
+        async def listed(retention: str | None) -> list[str]:
+            store = open_checkpointer(url, retention=retention)
             assert store is not None
             try:
                 return [s.run_id for s in await store.list_runs(10)]
             finally:
-                await store.aclose()
+                await store.aclose()  # waits for the clean-up the opening started
 
-        assert asyncio.run(listed()) == [ids["stuck"]], "an escalated run waits for a human"
+        assert len(asyncio.run(listed(None))) == 3
+        asyncio.run(listed("0s"))
+        assert asyncio.run(listed(None)) == [ids["stuck"]], "an escalated run waits for a human"
 
     def test_the_command_prunes_and_rejects_bad_input(self, tmp_path: Path) -> None:
         url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
