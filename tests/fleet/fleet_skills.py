@@ -149,9 +149,9 @@ class Session(BaseModel):
     card_last4: str
 
 
-@skill(cost=0.001, latency_ms=1, capability="test.login", timeout_s=3, idempotent=False)
+@skill(cost=0.001, latency_ms=1, capability="test.login", timeout_s=3)
 def login_crash(user: str, password: SecretStr) -> Session:
-    """Logs in like `login`, but its process dies mid-call (not idempotent: dead-lettered)."""
+    """Logs in like `login`, but its process dies mid-call, every time: dead-lettered."""
     _log(f"start login_crash {user} {os.getpid()}")
     os.kill(os.getpid(), signal.SIGKILL)
     raise AssertionError("unreachable")
