@@ -653,13 +653,15 @@ class _Run:
         args.update(rec.output)
         sk = self.c.skill(u.compensation)
         error = ""
+        # attempts stay unique per (step, compensation) in the effects journal
+        base = sum(1 for c in self.s.compensations if c.step == u.step) * self.r.max_attempts
         for attempt in range(1, self.r.max_attempts + 1):
             task = StepTask(
                 run_id=self.s.run_id,
                 step_id=u.step,
                 skill=sk.name,
                 arguments=args,
-                attempt=attempt,
+                attempt=base + attempt,
                 timeout_s=sk.timeout_s,
             )
             with tracing.compensation_span(
@@ -686,6 +688,9 @@ class _Run:
                 return True
             assert outcome.error is not None
             error = outcome.error.message
+            if outcome.error.type == "UnknownOutcome":  # never retried: a human must look
+                self.decide("fail", error, step=u.step, skill=sk.name, error_kind="unknown_outcome")
+                break
             self.decide(
                 "fail", error, step=u.step, skill=sk.name, error_kind=_kind(outcome.error.type)
             )
@@ -697,7 +702,9 @@ class _Run:
     async def _send(self, task: StepTask, sk: Any) -> StepOutcome:
         """Send a compensating call to the executor: the path a step's call takes (a skill
         that is not idempotent belongs in the effects journal here too)."""
-        return await self.r.executor.execute(task, sk)
+        if sk.idempotent or self.lease is None:
+            return await self.r.executor.execute(task, sk)
+        return await self._journalled(task, sk)
 
     async def set_aside(self, goal: GoalSpec) -> None:
         """Work beyond a demoted ``goal``: compensated where it can be, listed where not."""
