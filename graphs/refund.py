@@ -1,6 +1,6 @@
 """A refund: look up the customer, pay back through one of two providers, notify them.
 
-    orchestra run graphs/refund.py -i '{"customer_id": "c-42", "amount": 30}' --fail stripe_refund
+orchestra run graphs/refund.py -i '{"customer_id": "c-42", "amount": 30}' --fail stripe_refund
 """
 
 import asyncio

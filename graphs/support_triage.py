@@ -11,7 +11,11 @@
 * ``notify`` e-mails or texts the customer;
 * ``summarize`` writes the case note with the ``summarizer`` agent (``agents/summarizer.yaml``)
   through the budget-aware model router, on the local vLLM server when one answers
-  (``orchestra serve-model``; ``ORCHESTRA_LOCAL_MODEL_URL``), or extractively when none does.
+  (``orchestra serve-model``; ``ORCHESTRA_LOCAL_MODEL_URL``), on a paid remote tier when one
+  is configured (``ORCHESTRA_REMOTE_MODEL``, optional ``_URL`` and ``ORCHESTRA_REMOTE_API_KEY``)
+  and the run's ``--budget`` allows it, or extractively when none does.  The agent's output
+  check (invented numbers, addresses, links; length) rejects a weak tier's drift: the call
+  cascades to the next tier, then to the extractive summary.
 
 Every tool is a local stand-in with realistic latency and failure modes; make any of them
 misbehave from the command line::
@@ -36,7 +40,6 @@ from orchestra import Graph
 from orchestra.agents import AgentRegistry, agent_skill
 from orchestra.catalog import load_catalog
 from orchestra.models import Backend, ModelRouter
-from orchestra.monitors.probe import tcp_probe
 from orchestra.retrieval import Retriever, retrieve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,6 +86,7 @@ def model_router() -> ModelRouter:
                 ),
             )
         )
+    # No ledger here: each call books on the ledger of the run that makes it (--budget).
     return ModelRouter(backends, quality=0.5)
 
 
@@ -92,10 +96,11 @@ def build_graph() -> Graph:
     summarizer = agent_skill(
         AgentRegistry().load_dir(ROOT / "agents").require("summarizer"), router
     )
-    # probed before routing: with no model server answering, the route avoids the agent
+    # probed before routing: with no backend that may answer (no model server accepting
+    # connections, no provider API that is not cooling down), the route avoids the agent
     summarizer = summarizer.model_copy(
         update={
-            "probe": tcp_probe(*(b.api_base for b in router.backends if b.api_base)),
+            "probe": router.probe(),
             "timeout_s": 120.0,  # a summary on a CPU model server; below the fleet's visibility timeout
         }
     )

@@ -10,6 +10,7 @@ agent may use, and its model-tier policy)::
     tiers: {min_tier: 0, max_tier: 1, quality: 0.5}
     max_tokens: 200
     prompt: "Summarize this:\\n{text}"
+    check: {min_chars: 20, max_chars: 600, validator: grounded}
 
 :func:`agent_skill` turns a profile and a :class:`~orchestra.models.base.ChatModel` (normally
 the :class:`~orchestra.models.router.ModelRouter`) into a :class:`~orchestra.skills.Skill`: a
@@ -17,33 +18,54 @@ step's candidate like any tool.  Its function renders the prompt from the step's
 fields, calls the model (the router picks the backend within the profile's tiers and the
 run's budget) and returns ``{"text", "model", "cost_usd"}``.
 
+A profile's ``check`` (:class:`OutputCheck`: a JSON schema, length bounds, required mentions,
+a named validator) is the step's quality gate: an answer that fails it is a failure of the
+backend that gave it, and the router cascades to the next tier within the budget; when no
+tier gives an acceptable answer the step fails and the run reroutes to its other candidates.
+
 Profiles are registered explicitly in an :class:`AgentRegistry` (no code loaded by import
 path from a spec); :func:`bundled_agents` reads the project's ``agents/`` folder.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import string
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
-from orchestra.errors import SpecError, UnknownSkillError
-from orchestra.models.base import ChatMessage, ChatModel
+from orchestra.errors import ModelError, SpecError, UnknownSkillError
+from orchestra.models.base import ChatMessage, ChatModel, ChatResponse
+from orchestra.models.budget import book_unreserved, meter_model_call
 from orchestra.skills import Skill
 
 __all__ = [
+    "VALIDATORS",
     "AgentInput",
     "AgentOutput",
     "AgentProfile",
     "AgentRegistry",
     "AgentSpecError",
+    "AnswerRejected",
+    "OutputCheck",
     "TierPolicy",
+    "Validator",
     "agent_skill",
     "bundled_agents",
+    "grounded",
 ]
 
 
@@ -71,6 +93,104 @@ class TierPolicy(BaseModel):
         return self
 
 
+Validator = Callable[[str, Mapping[str, Any]], str | None]
+"""A validator function: ``(answer, step inputs) -> why it is not acceptable, or None``."""
+
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_URL = re.compile(r"https?://\S+")
+
+
+def grounded(answer: str, inputs: Mapping[str, Any]) -> str | None:
+    """The answer invents nothing checkable: every number, e-mail address and URL in it
+    appears in the inputs, and when the inputs hold numbers it keeps at least one.
+
+    Rejects a small model's drift (dates, addresses and codes that were never given)."""
+    source = "\n".join(str(v) for v in inputs.values())
+    src_numbers = {n.replace(",", "") for n in _NUMBER.findall(source)}
+    numbers = {n.replace(",", "") for n in _NUMBER.findall(answer)}
+    invented = sorted(n for n in numbers if n not in src_numbers)
+    if invented:
+        return f"numbers not in the input: {', '.join(invented[:5])}"
+    for pattern, what in ((_EMAIL, "e-mail addresses"), (_URL, "links")):
+        extra = sorted({m for m in pattern.findall(answer) if m not in source})
+        if extra:
+            return f"{what} not in the input: {', '.join(extra[:3])}"
+    if src_numbers and not numbers:
+        return "keeps none of the input's numbers"
+    return None
+
+
+VALIDATORS: dict[str, Validator] = {"grounded": grounded}
+"""The validators a profile's ``check.validator`` may name (register yours here)."""
+
+
+class AnswerRejected(ModelError):
+    """A model's answer failed the step's output check (and no other tier did better)."""
+
+
+class OutputCheck(BaseModel):
+    """An agent step's quality gate: what an acceptable answer looks like.
+
+    ``json_schema``: the answer is JSON valid against it; ``min_chars``/``max_chars``: length
+    bounds (of the stripped answer); ``must_mention``: strings the answer contains (case does
+    not matter), each a ``str.format`` template over the step's inputs (``"{customer}"``);
+    ``validator``: the name of a function in :data:`VALIDATORS` (``grounded``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    json_schema: dict[str, Any] | None = None
+    min_chars: int | None = Field(default=None, ge=0)
+    max_chars: int | None = Field(default=None, ge=1)
+    must_mention: tuple[str, ...] = ()
+    validator: str | None = None
+
+    @field_validator("validator")
+    @classmethod
+    def _known(cls, v: str | None) -> str | None:
+        if v is not None and v not in VALIDATORS:
+            raise ValueError(f"unknown validator {v!r}; known: {sorted(VALIDATORS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _bounds(self) -> OutputCheck:
+        if (
+            self.min_chars is not None
+            and self.max_chars is not None
+            and self.min_chars > self.max_chars
+        ):
+            raise ValueError("min_chars must be <= max_chars")
+        return self
+
+    def problem(self, answer: str, inputs: Mapping[str, Any]) -> str | None:
+        """Why ``answer`` is not acceptable for a step given ``inputs``; ``None`` if it is."""
+        text = answer.strip()
+        if self.min_chars is not None and len(text) < self.min_chars:
+            return f"{len(text)} characters, fewer than {self.min_chars}"
+        if self.max_chars is not None and len(text) > self.max_chars:
+            return f"{len(text)} characters, more than {self.max_chars}"
+        if self.json_schema is not None:
+            import jsonschema  # type: ignore[import-untyped,unused-ignore]
+
+            try:
+                jsonschema.validate(json.loads(text), self.json_schema)
+            except json.JSONDecodeError as exc:
+                return f"not JSON: {exc.msg}"
+            except jsonschema.ValidationError as exc:
+                return f"JSON not valid against the schema: {exc.message}"
+        for template in self.must_mention:
+            try:
+                needle = template.format_map(dict(inputs))
+            except (KeyError, IndexError, ValueError):
+                needle = template
+            if needle.strip() and needle.strip().lower() not in text.lower():
+                return f"does not mention {needle.strip()!r}"
+        if self.validator is not None:
+            return VALIDATORS[self.validator](text, inputs)
+        return None
+
+
 class AgentProfile(BaseModel):
     """An LLM agent: who it is, what it is told, which skills and model tiers it may use.
 
@@ -87,6 +207,7 @@ class AgentProfile(BaseModel):
     tiers: TierPolicy = Field(default_factory=TierPolicy)
     max_tokens: int = Field(default=256, ge=1)
     prompt: str | None = None
+    check: OutputCheck | None = None
     source: str | None = Field(default=None, exclude=True)
 
     @classmethod
@@ -162,11 +283,20 @@ class AgentOutput(BaseModel):
     cost_usd: float = 0.0
 
 
-def agent_skill(profile: AgentProfile, model: ChatModel, *, name: str | None = None) -> Skill:
+def agent_skill(
+    profile: AgentProfile,
+    model: ChatModel,
+    *,
+    name: str | None = None,
+    validator: Validator | None = None,
+) -> Skill:
     """A :class:`Skill` that answers with ``model`` as ``profile`` (a graph step's candidate).
 
     The call's metadata carries the profile's tier policy and name, so a router keeps the
-    agent within its tiers and learns per agent.
+    agent within its tiers and learns per agent.  The profile's ``check`` and ``validator``
+    (a function, checked after it) gate the answer: a router cascades past a rejected
+    answer; with any other model a rejected answer fails the step (:class:`AnswerRejected`).
+    Model costs are booked on the run's ledger (a router books what it routes).
     """
     metadata: dict[str, Any] = {"agent": profile.name, "role": profile.role}
     for key in ("min_tier", "max_tier", "quality"):
@@ -185,11 +315,44 @@ def agent_skill(profile: AgentProfile, model: ChatModel, *, name: str | None = N
             **{f: (Any, ...) for f in dict.fromkeys(fields_needed)},
         )
 
+    def checker(fields: Mapping[str, Any]) -> Callable[[str], str | None] | None:
+        if profile.check is None and validator is None:
+            return None
+
+        def check(answer: str) -> str | None:
+            problem = profile.check.problem(answer, fields) if profile.check else None
+            if problem is None and validator is not None:
+                problem = validator(answer.strip(), fields)
+            return problem
+
+        return check
+
     async def run(**fields: Any) -> AgentOutput:
+        from orchestra.models.router import ModelRouter
+
         md = dict(metadata)
-        resp = await model.chat(
-            profile.messages(fields), max_tokens=profile.max_tokens, metadata=md
-        )
+        messages = profile.messages(fields)
+        check = checker(fields)
+        resp: ChatResponse
+        if isinstance(model, ModelRouter):
+            resp = await model.chat(
+                messages, max_tokens=profile.max_tokens, metadata=md, check=check
+            )
+        else:
+            resp = await model.chat(messages, max_tokens=profile.max_tokens, metadata=md)
+        if not resp.booked:
+            tokens = resp.usage.input_tokens + resp.usage.output_tokens
+            await book_unreserved(resp.cost_usd, tokens, label=f"agent {profile.name}")
+            # a router counted its calls already; any other model made one
+            routed = isinstance(model, ModelRouter)
+            meter_model_call(
+                calls=0 if routed else 1,
+                booked_usd=resp.cost_usd,
+                route=None if routed else f"model {resp.model}",
+            )
+        problem = check(resp.text) if check is not None else None
+        if problem is not None:
+            raise AnswerRejected(f"{resp.model}'s answer failed the output check: {problem}")
         return AgentOutput(text=resp.text, model=resp.model, cost_usd=resp.cost_usd)
 
     return Skill(

@@ -33,6 +33,7 @@ DecisionKind = Literal[
     "escalate",  # nothing reachable is left; a human must decide
     "complete",  # the run reached its (possibly demoted) goal
     "resume",  # the run was resumed: after its driver stopped, or with a human's answer
+    "overrun",  # a call cost more than it had reserved; the run spends nothing more
     "backtrack",  # no route from where the run stood: completed steps were abandoned for one
     "compensate",  # a completed step's work was undone by its compensating skill
 ]
@@ -149,6 +150,7 @@ class RunResult(BaseModel):
     path: list[str] = Field(default_factory=list)
     decisions: list[Decision] = Field(default_factory=list)
     spent_usd: float = 0.0
+    budget_usd: float | None = None
     llm_calls: int = 0
     wall_ms: float = 0.0
     #: Work done beyond the (demoted) goal that could not be compensated: it happened, so it
@@ -156,6 +158,11 @@ class RunResult(BaseModel):
     extra_steps: list[StepRecord] = Field(default_factory=list)
     #: Completed work undone, in the order it was undone (backtracking, demotion).
     compensations: list[Compensation] = Field(default_factory=list)
+
+    @property
+    def left_usd(self) -> float | None:
+        """What the budget had left at the end (``None`` without a budget)."""
+        return None if self.budget_usd is None else max(0.0, self.budget_usd - self.spent_usd)
 
     @property
     def ok(self) -> bool:

@@ -43,6 +43,7 @@ from orchestra.executors.local import LocalExecutor
 from orchestra.graph import MAIN_GOAL, CompiledGraph, GoalSpec, Graph
 from orchestra.lease import LeaseKeeper, default_holder
 from orchestra.models.base import ChatModel
+from orchestra.models.budget import metering, use_ledger
 from orchestra.monitors import (
     HealthBoard,
     Monitor,
@@ -66,6 +67,7 @@ from orchestra.results import (
     UnknownEffect,
 )
 from orchestra.routing import Route
+from orchestra.run_ledger import LedgerFactory, RunLedger, in_memory_ledger
 
 __all__ = ["Runner", "run", "run_sync"]
 
@@ -78,7 +80,8 @@ class Runner:
     """Runs graphs. Holds what outlives one run: executor, health board, monitors, models.
 
     ``max_attempts`` bounds how often one skill is tried for one step in one run (the first
-    call, then half-open trials).
+    call, then half-open trials).  ``ledger_factory`` makes each run's ledger (in process by
+    default; the fleet's keeps it in Redis for its workers): see :mod:`orchestra.run_ledger`.
     """
 
     def __init__(
@@ -95,8 +98,10 @@ class Runner:
         on_decision: DecisionHook | None = None,
         lease_ttl_s: float = 15.0,
         lease_holder: str | None = None,
+        ledger_factory: LedgerFactory | None = None,
     ):
         self.executor: Executor = executor or LocalExecutor()
+        self.ledger_factory: LedgerFactory = ledger_factory or in_memory_ledger
         self.health = health or HealthBoard()
         self.monitors: list[Monitor] = (
             list(monitors) if monitors is not None else default_monitors(max_amount=max_amount)
@@ -298,6 +303,7 @@ class _Run:
         )
         self.lease: LeaseKeeper | None = None  # released when the run stops driving
         self.log = log.bind(run_id=state.run_id, graph=compiled.name)
+        self.spend: RunLedger | None = None  # the run's one ledger (made when it starts)
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -347,7 +353,7 @@ class _Run:
                 for s in ready
             ],
             outputs={s: rec.output for s, rec in self.s.completed.items()},
-            spent_usd=self.s.spent_usd,
+            spent_usd=await self._committed_usd(),
             budget_usd=self.budget,
         )
         signals = await run_monitors(self.r.monitors, ctx)
@@ -365,6 +371,41 @@ class _Run:
                 self.notes_seen.add(sig.reason)
                 self.decide("note", sig.reason, skill=sig.skill, step=sig.step)
         return [s for s in signals if s.kind == "halt"]
+
+    # ------------------------------------------------------------------ the run's ledger
+
+    async def _committed_usd(self) -> float:
+        """Spent plus held by steps in flight: what the budget no longer has."""
+        if self.spend is None:
+            return self.s.spent_usd
+        snap = await self.spend.snapshot()
+        return snap.spent_usd + snap.reserved_usd
+
+    async def reserve(self, step: str, skill: str) -> bool:
+        """Reserve the declared cost of ``skill`` at ``step`` before dispatch; a refusal is a
+        budget failure of that skill (never retried; the step routes around it)."""
+        sk = self.c.skill(skill)
+        if sk.milestone or self.spend is None:
+            return True
+        refusal = await self.spend.reserve_step(step, skill, sk.cost)
+        if refusal is None:
+            return True
+        self.refused[(step, skill)] = refusal
+        self.s.attempts[f"{step}:{skill}"] = self.r.max_attempts
+        self.failed_last[step] = (skill, "budget")
+        self.decide("fail", refusal, step=step, skill=skill, error_kind="budget")
+        return False
+
+    async def book(self, step: str, skill: str, outcome: StepOutcome) -> None:
+        """Settle what a call cost on the run's ledger; count its model calls; log overruns."""
+        self.s.llm_calls += outcome.llm_calls
+        if self.spend is None:
+            self.s.spent_usd += outcome.cost_usd
+            return
+        notes = await self.spend.settle_step(step, skill, self.c.skill(skill).cost, outcome)
+        self.s.spent_usd = (await self.spend.snapshot()).spent_usd
+        for note in notes:
+            self.decide("overrun", note, step=step, skill=skill)
 
     # ------------------------------------------------------------------ execute + observe
 
@@ -423,6 +464,7 @@ class _Run:
                 arguments=arguments,
                 attempt=self.s.attempts[key],
                 timeout_s=sk.timeout_s,
+                ledger="redis" if self.spend is not None and self.spend.shared else None,
             )
             task_ = asyncio.ensure_future(self._call(task, sk, route))
         self.inflight[task_] = (step, skill, time.perf_counter())
@@ -511,7 +553,7 @@ class _Run:
             return
         if self.lease is not None and self.lease.lost is not None:
             raise self.lease.lost
-        self.s.spent_usd += outcome.cost_usd
+        await self.book(step, skill, outcome)
         if not outcome.ok and outcome.error is not None and outcome.error.type == "UnknownOutcome":
             self.s.unknown[step] = UnknownEffect(
                 step=step,
@@ -556,7 +598,9 @@ class _Run:
             self.failed_last.pop(step, None)
             self.decide(
                 "succeed",
-                note or f"{skill} answered in {outcome.duration_ms:.1f} ms",
+                note
+                or f"{skill} answered in {outcome.duration_ms:.1f} ms"
+                + "".join(f"; {r}" for r in outcome.routes),
                 step=step,
                 skill=skill,
             )
@@ -675,7 +719,7 @@ class _Run:
                 outcome = await self._send(task, sk)
                 if not outcome.ok and outcome.error is not None:
                     tracing.mark_error(span, outcome.error.message, _kind(outcome.error.type))
-            self.s.spent_usd += outcome.cost_usd
+            await self.book(u.step, sk.name, outcome)  # an undo is never refused for budget
             if outcome.ok:
                 self.s.compensations.append(Compensation(step=u.step, skill=u.skill, by=sk.name))
                 self.decide(
@@ -729,14 +773,17 @@ class _Run:
         if reachable is None:
             reachable = planner.reachable_fallbacks(self.view, self.running(), self.r.health)
         self.s.tried_goals.append(self.s.goal)
-        choice = await choose_fallback(
-            self.r.demotion_model,
-            graph=self.c.name,
-            why=why,
-            completed=list(self.s.completed),
-            reachable=reachable,
-        )
-        self.s.llm_calls += choice.llm_calls
+        with metering() as meter:
+            choice = await choose_fallback(
+                self.r.demotion_model,
+                graph=self.c.name,
+                why=why,
+                completed=list(self.s.completed),
+                reachable=reachable,
+            )
+        self.s.llm_calls += max(meter.llm_calls, choice.llm_calls)
+        if self.spend is not None:
+            self.s.spent_usd = (await self.spend.snapshot()).spent_usd
         if choice.goal is None:
             self.s.status = "escalated"
             risk = self.r._risk.name if self.r._risk is not None else None
@@ -1078,8 +1125,24 @@ class _Run:
     async def _execute(self) -> RunResult:
         if not self.s.completed and not self.s.decisions:
             await self.checkpoint()  # a run whose driver dies on its first step can resume
-        with tracing.run_span(self.c.name, self.s.run_id) as span:
-            result = await self._loop()
+        if self.r.demotion_model is not None or any(
+            "agent" in self.c.skill(k).tags for ks in self.c.candidates.values() for k in ks
+        ):
+            from orchestra.models.backends import preload_litellm
+
+            preload_litellm()  # off the hot path: done before the first model call
+        self.spend = RunLedger(
+            await self.r.ledger_factory(self.s.run_id, self.budget, self.s.spent_usd), self.budget
+        )
+        with (
+            tracing.run_span(self.c.name, self.s.run_id) as span,
+            use_ledger(self.spend.ledger),
+        ):
+            try:
+                result = await self._loop()
+            finally:
+                await self.spend.release_all()
+                await self.spend.aclose()
             span.set_attribute("orchestra.status", result.status)
             span.set_attribute("orchestra.goal", result.goal)
             span.set_attribute("orchestra.cost", result.spent_usd)
@@ -1124,7 +1187,8 @@ class _Run:
                         continue
                     break
                 for step, (skill, route) in plan.choices.items():
-                    self.dispatch(step, skill, route, goal)
+                    if await self.reserve(step, skill):  # together: never over the budget
+                        self.dispatch(step, skill, route, goal)
                 if self.inflight:
                     await self.collect()
         finally:
@@ -1147,6 +1211,7 @@ class _Run:
             path=[r.skill for r in recs if r.skill == HUMAN or not self.c.skill(r.skill).milestone],
             decisions=list(self.s.decisions),
             spent_usd=self.s.spent_usd,
+            budget_usd=self.budget,
             llm_calls=self.s.llm_calls,
             wall_ms=(time.perf_counter() - self.t0) * 1e3,
             extra_steps=list(self.s.extra),

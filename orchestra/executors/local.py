@@ -18,6 +18,7 @@ from orchestra.errors import (
     to_payload,
 )
 from orchestra.executors.base import StepOutcome, StepTask
+from orchestra.models.budget import metering
 from orchestra.skills import Skill
 
 __all__ = ["LocalExecutor", "run_skill"]
@@ -41,10 +42,15 @@ async def run_skill(skill: Skill, task: StepTask) -> StepOutcome:
     with (
         tracing.extract_context(task.trace_context),
         tracing.tool_span(skill.name, run_id=task.run_id, step_id=task.step_id) as span,
+        metering() as meter,
     ):
         outcome = await _run_skill(skill, task)
         if not outcome.ok and outcome.error is not None:
             tracing.mark_error(span, outcome.error.message, outcome.error.type)
+        # the model calls the step made (an agent's), for the run's decision log and ledger
+        outcome.llm_calls = meter.llm_calls
+        outcome.booked_usd = meter.booked_usd
+        outcome.routes = list(meter.routes)
         return outcome
 
 

@@ -54,13 +54,16 @@ def fleet_runner(
 ) -> Runner:
     """A :class:`~orchestra.runtime.Runner` whose steps run on the fleet.
 
-    Health lives in Redis (shared by every driver and worker), the tool-health monitor also
+    Health lives in Redis (shared by every driver and worker), so does each run's budget
+    (a :class:`~orchestra.models.budget.RedisLedger` the workers' model calls reserve from),
+    the tool-health monitor also
     blocks skills that no live worker serves or that fail on every worker, and run state is
     checkpointed to ``checkpoint_url`` (use ``postgresql://...`` when drivers run on several
     machines).
     """
     from orchestra.checkpoint import open_checkpointer
     from orchestra.monitors import BudgetMonitor, LatencyMonitor, RiskMonitor
+    from orchestra.run_ledger import redis_ledger_factory
     from orchestra.runtime import Runner
 
     s = fleet_settings(settings)
@@ -77,4 +80,6 @@ def fleet_runner(
         max_attempts=s.max_attempts,
         checkpointer=open_checkpointer(s.checkpoint_url),
         on_decision=on_decision,
+        # one budget per run in the result store: every worker's model calls reserve from it
+        ledger_factory=redis_ledger_factory(s.result_backend),
     )

@@ -37,7 +37,7 @@ import redis
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from orchestra.errors import ErrorPayload, ExecutorError
+from orchestra.errors import ConfigError, ErrorPayload, ExecutorError
 from orchestra.executors.base import StepOutcome, StepTask
 from orchestra.executors.local import run_skill
 from orchestra.fleet import store
@@ -79,6 +79,20 @@ class WorkerContext:
             self._local.pid = os.getpid()
             self._local.redis = None
         return loop
+
+    def async_redis(self) -> Any:
+        """An asyncio Redis client on the result store, for this process's event loop."""
+        self.loop()
+        client = getattr(self._local, "aredis", None)
+        if client is None or getattr(self._local, "aredis_pid", None) != os.getpid():
+            import redis.asyncio as aredis
+
+            client = aredis.Redis.from_url(
+                self.settings.result_backend, socket_timeout=10.0, socket_connect_timeout=2.0
+            )
+            self._local.aredis = client
+            self._local.aredis_pid = os.getpid()
+        return client
 
     def redis(self) -> tuple[redis.Redis, Any, Any]:
         self.loop()
@@ -309,7 +323,23 @@ def _run(ctx: WorkerContext, task: StepTask) -> StepOutcome:
             f"(it hosts: {', '.join(sorted(ctx.skills)) or 'nothing'})",
             task,
         )
-    return ctx.loop().run_until_complete(run_skill(skill, task))
+    return ctx.loop().run_until_complete(_run_in_budget(ctx, skill, task))
+
+
+async def _run_in_budget(ctx: WorkerContext, skill: Skill, task: StepTask) -> StepOutcome:
+    """Run the step with the run's ledger installed: its model calls reserve from the
+    budget the driver created in the result store (shared by every worker of the run)."""
+    if task.ledger != "redis":
+        return await run_skill(skill, task)
+    from orchestra.models.budget import RedisLedger, use_ledger
+
+    client = ctx.async_redis()
+    try:
+        ledger = await RedisLedger.attach(client, task.run_id)
+    except ConfigError as exc:
+        return _failure(f"step {task.step_id!r}: the run's budget is gone: {exc}", task)
+    with use_ledger(ledger):
+        return await run_skill(skill, task)
 
 
 def _run_journalled(ctx: WorkerContext, task: StepTask) -> StepOutcome:

@@ -220,6 +220,12 @@ def serve(
     setup = getattr(tracing, "setup_tracing", None)
     if setup is not None:
         setup(service_name="orchestra-worker")
+    if any("agent" in k.tags for k in hosted.values()):
+        # litellm takes seconds to import: at start, before the pool forks, not in the first
+        # model call of every child process
+        from orchestra.models.backends import import_litellm
+
+        import_litellm()
     argv = [
         "worker",
         "--hostname",

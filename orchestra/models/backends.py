@@ -13,11 +13,13 @@ translated here into :class:`BackendError` (a :class:`~orchestra.errors.ModelErr
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import importlib
 import math
 import os
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from functools import cached_property
@@ -36,6 +38,8 @@ __all__ = [
     "ErrorKind",
     "LiteLLMChatModel",
     "Prices",
+    "import_litellm",
+    "preload_litellm",
 ]
 
 ErrorKind = Literal[
@@ -202,6 +206,53 @@ def _litellm() -> Any:
     return litellm
 
 
+_preload: threading.Thread | None = None
+_preload_lock = threading.Lock()
+
+
+def preload_litellm() -> None:
+    """Start importing litellm on a background thread, once per process.
+
+    litellm takes seconds to import.  A run whose graph has agent steps (and a worker that
+    hosts them) calls this at its start, so the import is done, off the hot path, before
+    the first model call starts its clock; ``import orchestra`` never imports litellm.
+    """
+    global _preload
+    with _preload_lock:
+        if _preload is None and _litellm.cache_info().currsize == 0:
+            _preload = threading.Thread(
+                target=_preload_target, name="orchestra-litellm-import", daemon=True
+            )
+            _preload.start()
+
+
+def _preload_target() -> None:
+    try:
+        _litellm()
+    except BaseException:  # the first model call imports it again, and says why
+        return
+
+
+def import_litellm() -> None:
+    """Import litellm now (a worker at start, before its pool forks)."""
+    _litellm_loaded()
+
+
+def _litellm_loaded() -> Any:
+    with _preload_lock:
+        t = _preload
+    if t is not None:
+        t.join()
+    return _litellm()
+
+
+async def litellm_ready() -> Any:
+    """litellm, imported off the event loop (waits for a preload in progress)."""
+    if _litellm.cache_info().currsize:
+        return _litellm()
+    return await asyncio.to_thread(_litellm_loaded)
+
+
 class LiteLLMChatModel:
     """A :class:`~orchestra.models.base.ChatModel` for one :class:`Backend`, through litellm.
 
@@ -230,21 +281,30 @@ class LiteLLMChatModel:
     ) -> ChatResponse:
         """Send one chat completion; raise :class:`BackendError` on any failure.
 
-        The call is a ``chat {model}`` span (GenAI attributes, usage, cost) and the request
-        carries the W3C trace headers, so the server joins the run's trace.
+        The call is a ``chat {model}`` span (GenAI attributes, usage, cost, the model the
+        server says answered, and ``orchestra.route_reason`` when the router says why it chose
+        this backend) and the request carries the W3C trace headers, so the server joins the
+        run's trace.  litellm's import is awaited before the span starts: never in its time.
         """
+        await litellm_ready()
         provider, model = tracing.provider_name(self.backend.model)
+        attributes: dict[str, Any] = {
+            "orchestra.backend": self.backend.label,
+            "orchestra.tier": self.backend.tier,
+        }
+        route_reason = (metadata or {}).get("route_reason")
+        if isinstance(route_reason, str) and route_reason:
+            attributes["orchestra.route_reason"] = route_reason
         with tracing.chat_span(
             model,
             provider=provider,
             max_tokens=self.backend.output_token_bound(max_tokens),
-            attributes={
-                "orchestra.backend": self.backend.label,
-                "orchestra.tier": self.backend.tier,
-            },
+            attributes=attributes,
         ) as span:
             response = await self._chat(messages, max_tokens, tracing.inject_context())
             tracing.record_chat_response(span, response)
+            if response.response_model and span.is_recording():
+                span.set_attribute("gen_ai.response.model", response.response_model)
             return response
 
     async def _chat(
@@ -282,6 +342,7 @@ class LiteLLMChatModel:
             usage = getattr(resp, "usage", None)
             tin = int(getattr(usage, "prompt_tokens", 0) or 0)
             tout = int(getattr(usage, "completion_tokens", 0) or 0)
+            answered_by = str(getattr(resp, "model", "") or "")
         except (AttributeError, IndexError, TypeError, ValueError) as exc:
             raise BackendError(f"malformed response: {exc}", backend=b.label, kind="other") from exc
         if usage is None or tin + tout == 0:
@@ -295,6 +356,7 @@ class LiteLLMChatModel:
             model=b.label,
             usage=Usage(input_tokens=tin, output_tokens=tout),
             cost_usd=cost,
+            response_model=answered_by,
         )
 
 

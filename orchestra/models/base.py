@@ -30,12 +30,19 @@ class Usage(BaseModel):
 
 
 class ChatResponse(BaseModel):
-    """What a chat call returned, with what it cost."""
+    """What a chat call returned, with what it cost.
+
+    ``model`` names the backend that answered (its label); ``response_model`` the model the
+    server says answered (``gen_ai.response.model``), when it says.  ``booked`` is true when
+    the cost is already on the run's ledger (the router books what it routes).
+    """
 
     text: str
     model: str
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0
+    response_model: str = ""
+    booked: bool = False
 
 
 @runtime_checkable

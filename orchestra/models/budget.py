@@ -7,7 +7,14 @@ Every LLM call goes through two moves on a :class:`Ledger`:
    ``spent + reserved + this`` would cross the limit, so calls in flight on parallel steps
    or on other workers can never add up past it;
 2. **settle** the reservation with the cost the response reported (or **release** it when
-   the call failed before spending).
+   the call failed before spending).  A cost above its reservation is an **overrun** (a tool
+   that misreported its cost): ``settle`` books it, returns it, and the ledger refuses every
+   later reservation that would spend anything.
+
+One run has one ledger, for tools and models alike.  The run loop installs it with
+:func:`use_ledger` for the code its steps run (the embedded executor, or the worker that
+attaches to the run's :class:`RedisLedger`), so a model router built without a ledger books
+on the run's: :func:`current_ledger`.  :func:`metering` counts the model calls a step makes.
 
 Money is kept as integer nano-dollars (1e-9 USD), reservations rounded up and spend
 rounded to nearest, so sums are exact and no float drift accumulates.
@@ -19,9 +26,13 @@ server) so that one budget holds across a fleet of workers.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,12 +42,18 @@ from orchestra.errors import BudgetExceeded, ConfigError
 __all__ = [
     "BudgetRefusal",
     "BudgetSnapshot",
+    "CallMeter",
     "InMemoryLedger",
     "Ledger",
     "RedisLedger",
     "Reservation",
+    "book_unreserved",
+    "current_ledger",
     "from_nano",
+    "meter_model_call",
+    "metering",
     "to_nano",
+    "use_ledger",
 ]
 
 NANO = 1_000_000_000
@@ -66,6 +83,7 @@ class BudgetSnapshot(BaseModel):
     reserved_usd: float = 0.0
     reserved_tokens: int = 0
     calls: int = 0
+    overrun_usd: float = 0.0
 
     @property
     def remaining_usd(self) -> float:
@@ -131,6 +149,12 @@ class BudgetRefusal(BudgetExceeded):
                 f"token limit {s.limit_tokens}, spent {s.spent_tokens}, "
                 f"in flight {s.reserved_tokens}, left {s.remaining_tokens:.0f}"
             )
+        if s.overrun_usd > 0:
+            parts[0] = f"run {run_id!r}: reserving ${needed_usd:.6g}{what} refused"
+            parts.append(
+                f"spending is blocked after an overrun of ${s.overrun_usd:.6g} "
+                "(a call cost more than it had reserved)"
+            )
         super().__init__("; ".join(parts))
 
 
@@ -147,8 +171,12 @@ class Ledger(Protocol):
         """Hold ``usd``/``tokens`` for a call; raise :class:`BudgetRefusal` if it could cross the limit."""
         ...
 
-    async def settle(self, reservation: Reservation, *, usd: float, tokens: int) -> None:
-        """Book what the call really cost and free the rest of its reservation (idempotent)."""
+    async def settle(self, reservation: Reservation, *, usd: float, tokens: int) -> float:
+        """Book what the call really cost and free the rest of its reservation (idempotent).
+
+        Returns the overrun in USD: what it cost above its reservation (0.0 within it, or
+        when it had been settled already).  After an overrun nothing more may be spent.
+        """
         ...
 
     async def release(self, reservation: Reservation) -> None:
@@ -176,12 +204,14 @@ class InMemoryLedger:
         limit_tokens: int | None = None,
         *,
         run_id: str | None = None,
+        spent_usd: float = 0.0,
     ):
         _check_limits(limit_usd, limit_tokens)
         self._run_id = run_id or uuid.uuid4().hex
         self._limit_nano = None if limit_usd is None else to_nano(limit_usd)
         self._limit_tokens = limit_tokens
-        self._spent_nano = 0
+        self._spent_nano = to_nano(spent_usd)  # what a resumed run had spent already
+        self._overrun_nano = 0
         self._spent_tokens = 0
         self._reserved_nano = 0
         self._reserved_tokens = 0
@@ -204,6 +234,7 @@ class InMemoryLedger:
             reserved_usd=from_nano(self._reserved_nano),
             reserved_tokens=self._reserved_tokens,
             calls=self._calls,
+            overrun_usd=from_nano(self._overrun_nano),
         )
 
     async def reserve(self, usd: float, tokens: int, *, label: str = "") -> Reservation:
@@ -218,7 +249,8 @@ class InMemoryLedger:
                 self._limit_tokens is not None
                 and self._spent_tokens + self._reserved_tokens + tokens > self._limit_tokens
             )
-            if over_usd or over_tok:
+            blocked = self._overrun_nano > 0 and nano > 0
+            if over_usd or over_tok or blocked:
                 raise BudgetRefusal(
                     run_id=self._run_id,
                     label=label,
@@ -234,17 +266,23 @@ class InMemoryLedger:
             self._open[res.id] = res
             return res
 
-    async def settle(self, reservation: Reservation, *, usd: float, tokens: int) -> None:
-        """Book the real cost of the call and free its reservation (idempotent)."""
+    async def settle(self, reservation: Reservation, *, usd: float, tokens: int) -> float:
+        """Book the real cost of the call and free its reservation (idempotent).
+
+        Returns the overrun (USD above the reservation); after one, spending is blocked.
+        """
         nano = to_nano(usd)
         with self._lock:
             if self._open.pop(reservation.id, None) is None:
-                return
+                return 0.0
             self._reserved_nano -= reservation.nano
             self._reserved_tokens -= reservation.tokens
             self._spent_nano += nano
             self._spent_tokens += tokens
             self._calls += 1
+            over = max(0, nano - reservation.nano)
+            self._overrun_nano += over
+            return from_nano(over)
 
     async def release(self, reservation: Reservation) -> None:
         """Free a reservation whose call spent nothing (idempotent)."""
@@ -262,19 +300,19 @@ class InMemoryLedger:
 
 # KEYS[1] = budget hash, KEYS[2] = open reservations hash.
 # ARGV = reservation id, nano, tokens, ttl seconds.
-# Returns {ok, spent_nano, reserved_nano, limit_nano, spent_tokens, reserved_tokens, limit_tokens, calls}
-# with ok = 1 (reserved), 0 (refused) or -1 (no such budget).
+# Returns {ok, spent_nano, reserved_nano, limit_nano, spent_tokens, reserved_tokens, limit_tokens,
+# calls, overrun_nano} with ok = 1 (reserved), 0 (refused) or -1 (no such budget).
 _RESERVE_LUA = """
 local b = redis.call('HMGET', KEYS[1], 'limit_nano', 'limit_tokens', 'spent_nano',
-                     'spent_tokens', 'reserved_nano', 'reserved_tokens', 'calls')
-if not b[1] then return {-1, 0, 0, 0, 0, 0, 0, 0} end
+                     'spent_tokens', 'reserved_nano', 'reserved_tokens', 'calls', 'overrun_nano')
+if not b[1] then return {-1, 0, 0, 0, 0, 0, 0, 0, 0} end
 local ln, lt = tonumber(b[1]), tonumber(b[2])
 local sn, st = tonumber(b[3] or '0'), tonumber(b[4] or '0')
 local rn, rt = tonumber(b[5] or '0'), tonumber(b[6] or '0')
-local calls = tonumber(b[7] or '0')
+local calls, ov = tonumber(b[7] or '0'), tonumber(b[8] or '0')
 local n, t = tonumber(ARGV[2]), tonumber(ARGV[3])
-if (ln >= 0 and sn + rn + n > ln) or (lt >= 0 and st + rt + t > lt) then
-  return {0, sn, rn, ln, st, rt, lt, calls}
+if (ln >= 0 and sn + rn + n > ln) or (lt >= 0 and st + rt + t > lt) or (ov > 0 and n > 0) then
+  return {0, sn, rn, ln, st, rt, lt, calls, ov}
 end
 -- Pass the integers on as the strings they came in: Lua numbers would be sent as %.17g.
 redis.call('HINCRBY', KEYS[1], 'reserved_nano', ARGV[2])
@@ -285,14 +323,15 @@ if ttl > 0 then
   redis.call('EXPIRE', KEYS[1], ttl)
   redis.call('EXPIRE', KEYS[2], ttl)
 end
-return {1, sn, rn + n, ln, st, rt + t, lt, calls}
+return {1, sn, rn + n, ln, st, rt + t, lt, calls, ov}
 """
 
 # KEYS as above; ARGV = reservation id, actual nano, actual tokens, count (1 = a call, 0 = release).
-# Returns 1 when settled now, 0 when it had been settled already.
+# Returns the overrun in nano-dollars (actual above reserved; 0 within it), -1 when the
+# reservation had been settled already.
 _SETTLE_LUA = """
 local r = redis.call('HGET', KEYS[2], ARGV[1])
-if not r then return 0 end
+if not r then return -1 end
 local sp = string.find(r, ' ')
 local n, t = string.sub(r, 1, sp - 1), string.sub(r, sp + 1)
 redis.call('HDEL', KEYS[2], ARGV[1])
@@ -301,7 +340,12 @@ redis.call('HINCRBY', KEYS[1], 'reserved_tokens', string.format('%d', -tonumber(
 redis.call('HINCRBY', KEYS[1], 'spent_nano', ARGV[2])
 redis.call('HINCRBY', KEYS[1], 'spent_tokens', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'calls', ARGV[4])
-return 1
+local over = tonumber(ARGV[2]) - tonumber(n)
+if over > 0 then
+  redis.call('HINCRBY', KEYS[1], 'overrun_nano', string.format('%d', over))
+  return over
+end
+return 0
 """
 
 
@@ -324,6 +368,8 @@ class RedisLedger:
         self._ttl_s = ttl_s
         self._reserve = client.register_script(_RESERVE_LUA)
         self._settle = client.register_script(_SETTLE_LUA)
+        #: close the client with :meth:`aclose` (set when the ledger made its own client)
+        self.owns_client = False
 
     @classmethod
     async def create(
@@ -335,8 +381,12 @@ class RedisLedger:
         limit_tokens: int | None = None,
         prefix: str = "orchestra:budget",
         ttl_s: int = 7 * 86400,
+        spent_usd: float = 0.0,
     ) -> RedisLedger:
-        """Create the run's budget if it does not exist yet, and attach to it."""
+        """Create the run's budget if it does not exist yet, and attach to it.
+
+        ``spent_usd`` is what the run had spent before (a resumed run whose budget expired).
+        """
         _check_limits(limit_usd, limit_tokens)
         ledger = cls(client, run_id, prefix=prefix, ttl_s=ttl_s)
         ln = -1 if limit_usd is None else to_nano(limit_usd)
@@ -344,14 +394,15 @@ class RedisLedger:
         async with client.pipeline(transaction=True) as pipe:
             pipe.hsetnx(ledger._key, "limit_nano", ln)
             pipe.hsetnx(ledger._key, "limit_tokens", lt)
-            for field in (
-                "spent_nano",
+            pipe.hsetnx(ledger._key, "spent_nano", to_nano(spent_usd))
+            for name in (
                 "spent_tokens",
                 "reserved_nano",
                 "reserved_tokens",
                 "calls",
+                "overrun_nano",
             ):
-                pipe.hsetnx(ledger._key, field, 0)
+                pipe.hsetnx(ledger._key, name, 0)
             if ttl_s > 0:
                 pipe.expire(ledger._key, ttl_s)
             await pipe.execute()
@@ -373,6 +424,11 @@ class RedisLedger:
     def run_id(self) -> str:
         """The run this ledger books for."""
         return self._run_id
+
+    async def aclose(self) -> None:
+        """Close the Redis client if this ledger owns it (the budget itself stays)."""
+        if self.owns_client:
+            await self._client.aclose()
 
     async def reserve(self, usd: float, tokens: int, *, label: str = "") -> Reservation:
         """Hold ``usd``/``tokens``; raise :class:`BudgetRefusal` if it could cross the limit."""
@@ -397,11 +453,15 @@ class RedisLedger:
             )
         return Reservation(id=rid, run_id=self._run_id, nano=nano, tokens=int(tokens), label=label)
 
-    async def settle(self, reservation: Reservation, *, usd: float, tokens: int) -> None:
-        """Book the real cost of the call and free its reservation (idempotent)."""
-        await self._settle(
+    async def settle(self, reservation: Reservation, *, usd: float, tokens: int) -> float:
+        """Book the real cost of the call and free its reservation (idempotent).
+
+        Returns the overrun (USD above the reservation); after one, spending is blocked.
+        """
+        over = await self._settle(
             keys=[self._key, self._res_key], args=[reservation.id, to_nano(usd), int(tokens), 1]
         )
+        return from_nano(max(0, int(over)))
 
     async def release(self, reservation: Reservation) -> None:
         """Free a reservation whose call spent nothing (idempotent)."""
@@ -419,6 +479,7 @@ class RedisLedger:
                 "reserved_tokens",
                 "limit_tokens",
                 "calls",
+                "overrun_nano",
             ],
         )
         if vals[2] is None:
@@ -426,7 +487,7 @@ class RedisLedger:
         return self._snapshot_from([int(v or 0) for v in vals])
 
     def _snapshot_from(self, v: list[int]) -> BudgetSnapshot:
-        sn, rn, ln, st, rt, lt, calls = v
+        sn, rn, ln, st, rt, lt, calls, ov = v
         return BudgetSnapshot(
             run_id=self._run_id,
             limit_usd=None if ln < 0 else from_nano(ln),
@@ -436,4 +497,82 @@ class RedisLedger:
             reserved_usd=from_nano(rn),
             reserved_tokens=rt,
             calls=calls,
+            overrun_usd=from_nano(ov),
         )
+
+
+# --------------------------------------------------------------------------- the run's ledger
+
+_RUN_LEDGER: contextvars.ContextVar[Ledger | None] = contextvars.ContextVar(
+    "orchestra_run_ledger", default=None
+)
+_METER: contextvars.ContextVar[CallMeter | None] = contextvars.ContextVar(
+    "orchestra_call_meter", default=None
+)
+
+
+@contextmanager
+def use_ledger(ledger: Ledger | None) -> Iterator[Ledger | None]:
+    """Make ``ledger`` the run's ledger for the code run inside (and the tasks it starts)."""
+    token = _RUN_LEDGER.set(ledger)
+    try:
+        yield ledger
+    finally:
+        _RUN_LEDGER.reset(token)
+
+
+def current_ledger() -> Ledger | None:
+    """The ledger of the run this code works for, if a run installed one."""
+    return _RUN_LEDGER.get()
+
+
+@dataclass
+class CallMeter:
+    """The model calls one step attempt (or one demotion) made, as the decision log tells them.
+
+    ``llm_calls`` counts every call sent to a backend, answered or not; ``booked_usd`` is what
+    those calls booked on the run's ledger themselves (so the run does not book it twice);
+    ``routes`` says, per answered call, which backend and model answered and why.
+    """
+
+    llm_calls: int = 0
+    booked_usd: float = 0.0
+    routes: list[str] = field(default_factory=list)
+
+
+@contextmanager
+def metering() -> Iterator[CallMeter]:
+    """Count the model calls made inside the block (see :class:`CallMeter`)."""
+    meter = CallMeter()
+    token = _METER.set(meter)
+    try:
+        yield meter
+    finally:
+        _METER.reset(token)
+
+
+def meter_model_call(*, calls: int = 1, booked_usd: float = 0.0, route: str | None = None) -> None:
+    """Record a model call on the current :class:`CallMeter` (a no-op outside one)."""
+    meter = _METER.get()
+    if meter is None:
+        return
+    meter.llm_calls += calls
+    meter.booked_usd += booked_usd
+    if route:
+        meter.routes.append(route)
+
+
+async def book_unreserved(usd: float, tokens: int = 0, *, label: str = "") -> float:
+    """Book a cost that nobody reserved (a model that is not a router) on the run's ledger.
+
+    It is reserved and settled at once; when the reservation is refused the cost has been
+    spent all the same, so it is booked as an overrun.  Returns the overrun in USD.
+    """
+    ledger = current_ledger()
+    if ledger is None or (usd <= 0 and tokens <= 0):
+        return 0.0
+    try:
+        res = await ledger.reserve(usd, tokens, label=label)
+    except BudgetRefusal:
+        res = await ledger.reserve(0.0, 0, label=label)
+    return await ledger.settle(res, usd=usd, tokens=tokens)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,13 +33,21 @@ from pydantic import BaseModel, Field
 
 from orchestra import tracing
 from orchestra.errors import BudgetExceeded, ConfigError, ModelError
-from orchestra.models.backends import Backend, BackendError, LiteLLMChatModel
+from orchestra.models.backends import Backend, BackendError, LiteLLMChatModel, litellm_ready
 from orchestra.models.base import ChatMessage, ChatModel, ChatResponse
-from orchestra.models.budget import BudgetRefusal, InMemoryLedger, Ledger
+from orchestra.models.budget import (
+    BudgetRefusal,
+    InMemoryLedger,
+    Ledger,
+    Reservation,
+    current_ledger,
+    meter_model_call,
+)
 from orchestra.models.policy import RoutingPolicy, SuccessPredictor
 
 __all__ = [
     "AllBackendsFailed",
+    "AnswerCheck",
     "BackendHealth",
     "ModelRouter",
     "RouteDecision",
@@ -49,8 +57,15 @@ __all__ = [
 log = structlog.get_logger("orchestra.models.router")
 
 
+_BLOCKED = "spending is blocked after an overrun"
+
+AnswerCheck = Callable[[str], str | None]
+"""An output check: why an answer is not acceptable, or ``None`` when it is."""
+
+
 class AllBackendsFailed(ModelError):
-    """Every backend the call could use failed (or was cooling down)."""
+    """Every backend the call could use failed, gave an answer its check rejected, or was
+    cooling down."""
 
 
 class RouteDecision(BaseModel):
@@ -154,6 +169,7 @@ class ModelRouter:
             quality=quality,
             cost_scale_usd=cost_scale_usd or self._default_cost_scale(),
         )
+        self._own_ledger = ledger is not None
         self.ledger: Ledger = ledger if ledger is not None else InMemoryLedger()
         self.default_max_tokens = default_max_tokens
         self.min_tier = min_tier
@@ -179,11 +195,42 @@ class ModelRouter:
         """The health record of one backend."""
         return self._shared.health[label]
 
+    def probe(self, *, timeout_s: float = 0.5) -> Callable[[], Awaitable[str | None]]:
+        """A skill probe for an agent on this router: available while any backend may answer.
+
+        A backend with a URL (a server we run) is checked by a TCP connection; one without
+        (a provider's API, e.g. ``openai/gpt-4o-mini``) by its calls' outcomes: available
+        unless the router is cooling it down after failures.
+        """
+        from orchestra.monitors.probe import tcp_probe
+
+        urls = [b.api_base for b in self._backends.values() if b.api_base]
+        tcp = tcp_probe(*urls, timeout_s=timeout_s) if urls else None
+        hosted = [b.label for b in self._backends.values() if not b.api_base]
+
+        async def probe() -> str | None:
+            now = self._clock()
+            cooling = [k for k in hosted if self._shared.health[k].cooling(now)]
+            if len(cooling) < len(hosted):
+                return None
+            reasons = [
+                f"{k} cooling down after: {self._shared.health[k].last_error}" for k in cooling
+            ]
+            if tcp is not None:
+                down = await tcp()
+                if down is None:
+                    return None
+                reasons.append(down)
+            return "; ".join(reasons)
+
+        return probe
+
     def for_run(self, ledger: Ledger) -> ModelRouter:
         """A router for another run: same backends, health and policy, its own ledger."""
         clone = object.__new__(ModelRouter)
         clone.__dict__.update(self.__dict__)
         clone.ledger = ledger
+        clone._own_ledger = True
         return clone
 
     def _default_cost_scale(self) -> float:
@@ -241,10 +288,17 @@ class ModelRouter:
         *,
         max_tokens: int | None = None,
         metadata: Mapping[str, Any] | None = None,
+        check: AnswerCheck | None = None,
     ) -> RoutedResponse:
-        """Answer on the best backend that fits the budget; see the module docstring."""
+        """Answer on the best backend that fits the budget; see the module docstring.
+
+        ``check`` is the step's output check: it returns why an answer is not acceptable (or
+        ``None``).  An answer that fails it is a failure of that backend for this call (not a
+        reason to cool it down): the call cascades to the next tier within the budget.
+        """
         md = dict(metadata or {})
         max_tokens = max_tokens or self.default_max_tokens
+        ledger = self.ledger_for_call()
         now = self._clock()
         eligible = self._eligible(md)
         skipped: dict[str, str] = {}
@@ -282,40 +336,44 @@ class ModelRouter:
             if live
             else []
         )
+        if any(isinstance(self._clients[r[0]], LiteLLMChatModel) for r in ranking):
+            await litellm_ready()  # imported before any call's clock starts
         budget_refused = False
-        for label, p_success, _utility in ranking:
+        # Candidates the budget refused at the full max_tokens are tried again, after every
+        # other candidate, with max_tokens cut to what the budget allows.
+        queue = list(ranking)
+        capping: set[str] = set()
+        i = 0
+        while i < len(queue):
+            label, p_success, _utility = queue[i]
+            i += 1
             b = self._backends[label]
-            bound_usd, bound_tokens = b.cost_bound(messages, max_tokens)
-            try:
-                res = await self.ledger.reserve(
-                    bound_usd, bound_tokens, label=f"{label} (tier {b.tier})"
-                )
-            except BudgetRefusal as exc:
+            cap = label in capping
+            res, out_tokens, refusal = await self._reserve(ledger, b, messages, max_tokens, cap)
+            if res is None:
                 budget_refused = True
-                left = exc.snapshot.remaining_usd
-                skipped[label] = (
-                    f"could cost up to ${bound_usd:.6g} / {bound_tokens} tokens, budget left ${left:.6g}"
-                )
-                tracing.decision_event(
-                    "budget", f"{label} skipped: {skipped[label]}", {"orchestra.backend": label}
-                )
-                log.info(
-                    "model.route.skip",
-                    backend=label,
-                    reason="budget",
-                    bound_usd=bound_usd,
-                    left_usd=left,
-                )
+                if not cap and refusal != _BLOCKED:
+                    capping.add(label)
+                    queue.append((label, p_success, _utility))
+                if label not in skipped:
+                    skipped[label] = refusal
+                    tracing.decision_event(
+                        "budget", f"{label} skipped: {refusal}", {"orchestra.backend": label}
+                    )
+                    log.info("model.route.skip", backend=label, reason="budget", detail=refusal)
                 continue
+            skipped.pop(label, None)
+            left_usd = await _left(ledger)
+            why = _why(b, p_success, expected[label], left_usd, out_tokens, max_tokens)
+            fallback = _fallbacks(skipped, failed)
+            md["route_reason"] = f"{label}: {why}" + (f"; {fallback}" if fallback else "")
             try:
                 resp = await asyncio.wait_for(
-                    self._clients[label].chat(
-                        messages, max_tokens=b.output_token_bound(max_tokens), metadata=md
-                    ),
+                    self._clients[label].chat(messages, max_tokens=out_tokens, metadata=md),
                     timeout=b.timeout_s + self.timeout_grace_s,
                 )
             except (BackendError, ModelError, TimeoutError) as exc:
-                await self.ledger.release(res)
+                await ledger.release(res)
                 err = (
                     exc
                     if isinstance(exc, BackendError)
@@ -325,7 +383,10 @@ class ModelRouter:
                         kind="timeout" if isinstance(exc, TimeoutError) else "other",
                     )
                 )
-                failed[label] = str(err)
+                failed[label] = (
+                    f"{err.kind}: {_short(str(err).removeprefix(f'{label}: {err.kind}: '))}"
+                )
+                meter_model_call()
                 self._record_failure(b, err)
                 tracing.decision_event(
                     "reroute",
@@ -334,12 +395,41 @@ class ModelRouter:
                 )
                 continue
             except BaseException:
-                await self.ledger.release(res)
+                await ledger.release(res)
                 raise
-            await self.ledger.settle(
-                res, usd=resp.cost_usd, tokens=resp.usage.input_tokens + resp.usage.output_tokens
-            )
+            tokens = resp.usage.input_tokens + resp.usage.output_tokens
+            over = await ledger.settle(res, usd=resp.cost_usd, tokens=tokens)
+            booked = ledger is current_ledger()
+            if over > 0:
+                tracing.decision_event(
+                    "overrun",
+                    f"{label} cost ${resp.cost_usd:.6g}, ${over:.6g} more than it reserved",
+                    {"orchestra.backend": label},
+                )
+                log.warning("model.overrun", backend=label, cost_usd=resp.cost_usd, over_usd=over)
+            problem = check(resp.text) if check is not None else None
+            if problem is not None:
+                # A failure of this backend for this call, not an outage: no cooldown; the
+                # call cascades to the stronger tiers first, then to the rest.
+                failed[label] = f"answer rejected: {problem}"
+                meter_model_call(booked_usd=resp.cost_usd if booked else 0.0)
+                self.feedback(messages, label, False, md)
+                tracing.decision_event(
+                    "reroute",
+                    f"model backend {label}'s answer failed the output check ({problem}); "
+                    "trying the next tier",
+                    {"orchestra.backend": label},
+                )
+                log.info("model.route.rejected", backend=label, tier=b.tier, problem=problem)
+                rest = queue[i:]
+                queue[i:] = sorted(
+                    (r for r in rest if self._backends[r[0]].tier > b.tier),
+                    key=lambda r: self._backends[r[0]].tier,
+                ) + [r for r in rest if self._backends[r[0]].tier <= b.tier]
+                continue
             self._record_success(b, resp)
+            answered = resp.response_model or b.model
+            reason = f"{label}: {why}" + (f"; {fallback}" if fallback else "")
             decision = RouteDecision(
                 chosen=label,
                 tier=b.tier,
@@ -349,27 +439,91 @@ class ModelRouter:
                 ranking=[r[0] for r in ranking],
                 skipped=skipped,
                 failed=failed,
-                reason=_reason(label, ranking, skipped, failed),
+                reason=reason,
             )
+            route = f"model {label} ({b.model}, answered as {answered}), {why}" + (
+                f"; {fallback}" if fallback else ""
+            )
+            meter_model_call(booked_usd=resp.cost_usd if booked else 0.0, route=route)
             log.info(
                 "model.route",
                 backend=label,
+                model=answered,
                 tier=b.tier,
                 cost_usd=resp.cost_usd,
                 predicted_success=round(p_success, 3),
-                reason=decision.reason,
-                run_id=self.ledger.run_id,
+                reason=reason,
+                run_id=ledger.run_id,
             )
-            return RoutedResponse(**resp.model_dump(), decision=decision)
+            return RoutedResponse(
+                **{**resp.model_dump(), "booked": booked},
+                decision=decision,
+            )
         detail = "; ".join(f"{k}: {v}" for k, v in {**skipped, **failed}.items())
-        if budget_refused:
-            snap = await self.ledger.snapshot()
+        if budget_refused and not failed:
+            snap = await ledger.snapshot()
+            limit = snap.limit_usd if snap.limit_usd is not None else math.inf
             raise BudgetExceeded(
                 f"run {snap.run_id!r}: no model fits the remaining hard budget "
-                f"(${snap.remaining_usd:.6g} of ${snap.limit_usd if snap.limit_usd is not None else math.inf:.6g} left); "
+                f"(${snap.remaining_usd:.6g} of ${limit:.6g} left); "
                 f"{detail}. Demote the goal, escalate, or raise the run's budget"
             )
-        raise AllBackendsFailed(f"every backend failed or is cooling down: {detail}")
+        raise AllBackendsFailed(f"every backend failed, was refused or is cooling down: {detail}")
+
+    def ledger_for_call(self) -> Ledger:
+        """The ledger a call books on: the router's own if it was given one, else the ledger
+        of the run that calls (:func:`~orchestra.models.budget.current_ledger`), else an
+        unlimited one of this router."""
+        if self._own_ledger:
+            return self.ledger
+        return current_ledger() or self.ledger
+
+    async def _reserve(
+        self,
+        ledger: Ledger,
+        b: Backend,
+        messages: Sequence[ChatMessage],
+        max_tokens: int | None,
+        cap: bool,
+    ) -> tuple[Reservation | None, int, str]:
+        """Reserve the call's worst case.  With ``cap``, cut ``max_tokens`` to what the budget
+        allows (never below a quarter of the request, nor 16 tokens).  Returns the
+        reservation (``None`` if refused), the ``max_tokens`` to send, and why it was refused
+        (:data:`_BLOCKED` when spending is blocked after an overrun)."""
+        want = b.output_token_bound(max_tokens)
+        label = f"{b.label} (tier {b.tier})"
+        fits = want
+        if cap:
+            snap = await ledger.snapshot()
+            if snap.overrun_usd > 0:
+                return None, want, _BLOCKED
+            tin = b.input_token_bound(messages)
+            price_out = b.prices.output_per_token
+            if math.isfinite(snap.remaining_usd) and price_out > 0:
+                spare = snap.remaining_usd - b.prices.input_per_token * tin
+                fits = min(fits, math.floor(spare / price_out * (1 - 1e-9)))
+            if math.isfinite(snap.remaining_tokens):
+                fits = min(fits, int(snap.remaining_tokens) - tin)
+            if fits < min(want, max(16, want // 4)):
+                return (
+                    None,
+                    want,
+                    f"even a {min(want, max(16, want // 4))}-token answer "
+                    + (f"could cross the budget (left ${snap.remaining_usd:.6g})"),
+                )
+        usd, tokens = b.cost_bound(messages, fits)
+        try:
+            return await ledger.reserve(usd, tokens, label=label), fits, ""
+        except BudgetRefusal as exc:
+            snap = exc.snapshot
+            if snap.overrun_usd > 0:
+                return None, want, _BLOCKED
+            return (
+                None,
+                want,
+                f"could cost up to ${usd:.6g} / {tokens} tokens, "
+                f"budget left ${snap.remaining_usd:.6g}",
+            )
 
     def _record_failure(self, b: Backend, err: BackendError) -> None:
         h = self._shared.health[b.label]
@@ -401,16 +555,38 @@ def _prompt_text(messages: Sequence[ChatMessage]) -> str:
     return "\n".join(m.content for m in messages)
 
 
-def _reason(
-    label: str,
-    ranking: Sequence[tuple[str, float, float]],
-    skipped: Mapping[str, str],
-    failed: Mapping[str, str],
+async def _left(ledger: Ledger) -> float:
+    return (await ledger.snapshot()).remaining_usd
+
+
+def _short(text: str, n: int = 90) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _why(
+    b: Backend,
+    p_success: float,
+    expected_usd: float,
+    left_usd: float,
+    out_tokens: int,
+    max_tokens: int | None,
 ) -> str:
-    first = ranking[0][0] if ranking else label
-    if label == first:
-        return f"{label}: best predicted success per cost"
-    why = [f"{k} failed" for k in failed] + [
+    """Why this backend: its tier, predicted difficulty and cost, and the budget left."""
+    left = "unlimited" if math.isinf(left_usd) else f"${left_usd:.6f}"
+    why = (
+        f"tier {b.tier}, predicted success {p_success:.2f} (difficulty {1 - p_success:.2f}), "
+        f"expected ${expected_usd:.6f}, budget left {left} after reserving"
+    )
+    want = b.output_token_bound(max_tokens)
+    if out_tokens < want:
+        why += f", max_tokens capped from {want} to {out_tokens} by the budget"
+    return why
+
+
+def _fallbacks(skipped: Mapping[str, str], failed: Mapping[str, str]) -> str:
+    """Every backend tried or passed over before this one, and why."""
+    parts = [f"{k} failed ({v})" for k, v in failed.items()] + [
         f"{k} skipped ({v})" for k, v in skipped.items() if k not in failed
     ]
-    return f"{label}: fallback after " + ", ".join(why)
+    return "fallback after " + ", ".join(parts) if parts else ""

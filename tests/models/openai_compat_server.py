@@ -8,7 +8,9 @@ test steer it per model name prefix:
 * ``fail-...``   answers HTTP 500;
 * ``limit-...``  answers HTTP 429 (rate limited);
 * ``slow-...``   sleeps 5 s before answering (for timeouts);
-* ``bad-...``    answers HTTP 400.
+* ``bad-...``    answers HTTP 400;
+* ``echo-...``   answers with the last user message itself (a faithful "summary");
+* ``garbage-...`` answers with a small model's drift (invented date, address and codes).
 
 ``GET /stats`` returns how many completions each model served.
 """
@@ -23,6 +25,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 _served: dict[str, int] = {}
+
+# What SmolLM2-135M wrote as a case note on the CPU vLLM server (issue 13).
+GARBAGE = (
+    "Last updated: March 21, 2024: babyyourguy@gmail.com ... B.G.H.A.D. BOUNDER dbnBkbf "
+    "kkBGHAD 7719 refund"
+)
 _lock = threading.Lock()
 
 
@@ -80,7 +88,12 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(5)
         messages = req.get("messages", [])
         last = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
-        text = f"{model} says: " + " ".join(str(last).split()[:8])
+        if model.startswith("echo-"):
+            text = " ".join(str(last).split())
+        elif model.startswith("garbage-"):
+            text = GARBAGE
+        else:
+            text = f"{model} says: " + " ".join(str(last).split()[:8])
         max_tokens = int(req.get("max_tokens") or 10_000)
         words = text.split()
         while _tokens(" ".join(words)) > max_tokens and len(words) > 1:

@@ -93,11 +93,11 @@ class TestProfiles:
 class TestAgentSkill:
     async def test_skill_calls_the_model_with_the_tier_policy(self) -> None:
         """The skill renders the prompt, passes tiers and agent name, returns text/model/cost."""
-        model = FakeModel("m", ["a summary"], cost=0.002)
+        model = FakeModel("m", ["The meeting is now on Tuesday."], cost=0.002)
         sk = agent_skill(bundled_agents()["summarizer"], model)
         assert sk.name == "agent.summarizer" and set(sk.input_model.model_fields) == {"text"}
         out = sk.parse_output(await sk.acall({"text": "The meeting moved to Tuesday.", "noise": 1}))
-        assert out == {"text": "a summary", "model": "m", "cost_usd": 0.002}
+        assert out == {"text": "The meeting is now on Tuesday.", "model": "m", "cost_usd": 0.002}
         messages, max_tokens, metadata = model.calls[0]
         assert "The meeting moved to Tuesday." in messages[1].content and max_tokens == 160
         assert metadata == {
@@ -115,10 +115,14 @@ def _router(
     answers = answers or {}
     fakes = {
         "local": FakeModel(
-            "local", answers.get("local", ["local answer"]), cost=LOCAL.prices.cost(10, 5)
+            "local",
+            answers.get("local", ["local answer: the invoice is wrong"]),
+            cost=LOCAL.prices.cost(10, 5),
         ),
         "remote": FakeModel(
-            "remote", answers.get("remote", ["remote answer"]), cost=REMOTE.prices.cost(10, 5)
+            "remote",
+            answers.get("remote", ["remote answer: the invoice is wrong"]),
+            cost=REMOTE.prices.cost(10, 5),
         ),
     }
     return ModelRouter([(LOCAL, fakes["local"]), (REMOTE, fakes["remote"])], ledger=ledger), fakes

@@ -234,3 +234,39 @@ class TestRedisLedger:
         assert spent <= 0.2 + 1e-12
         assert spent == pytest.approx(granted * 0.007)
         assert granted >= 20
+
+
+class TestOverrun:
+    """A cost over its reservation is an overrun: reported by ``settle``, and it blocks spending."""
+
+    async def _check(self, ledger, spent_before: float = 0.0) -> None:  # type: ignore[no-untyped-def]
+        res = await ledger.reserve(0.2, 0, label="tool")
+        over = await ledger.settle(res, usd=0.5, tokens=0)  # the tool misreported its cost
+        assert over == pytest.approx(0.3)
+        snap = await ledger.snapshot()
+        assert snap.spent_usd == pytest.approx(spent_before + 0.5)
+        assert snap.overrun_usd == pytest.approx(0.3)
+        with pytest.raises(BudgetRefusal, match="overrun"):
+            await ledger.reserve(0.01, 0, label="next")
+        await ledger.reserve(0.0, 0, label="free")  # nothing spent: still allowed
+
+    async def test_in_memory(self) -> None:
+        """In process: the overrun is returned, kept and refuses every later reservation."""
+        ledger = InMemoryLedger(limit_usd=1.0)
+        within = await ledger.settle(await ledger.reserve(0.1, 0), usd=0.1, tokens=0)
+        assert within == 0.0
+        await self._check(ledger, spent_before=0.1)
+
+    async def test_redis(self) -> None:
+        """On Redis, the same, atomically for every worker of the run."""
+        _redis_or_skip()
+        import redis.asyncio as aredis
+
+        client = aredis.Redis.from_url(REDIS_URL)
+        try:
+            ledger = await RedisLedger.create(
+                client, f"t-{uuid.uuid4().hex}", limit_usd=1.0, ttl_s=60
+            )
+            await self._check(ledger)
+        finally:
+            await client.aclose()
