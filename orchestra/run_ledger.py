@@ -22,6 +22,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from orchestra.errors import ConfigError
 from orchestra.executors.base import StepOutcome
 from orchestra.models.budget import (
     BudgetRefusal,
@@ -49,8 +50,19 @@ def redis_ledger_factory(url: str) -> LedgerFactory:
 
     async def make(run_id: str, budget_usd: float | None, spent_usd: float) -> Ledger:
         import redis.asyncio as aredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
 
-        client = aredis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=2.0)
+        # a Redis restart mid-run: reconnect (the budget itself is restored by RunLedger)
+        client = aredis.Redis.from_url(
+            url,
+            socket_timeout=5.0,
+            socket_connect_timeout=2.0,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 12),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
         ledger = await RedisLedger.create(client, run_id, limit_usd=budget_usd, spent_usd=spent_usd)
         ledger.owns_client = True
         return ledger
@@ -66,18 +78,38 @@ class RunLedger:
         self.budget_usd = budget_usd
         self._held: dict[tuple[str, str], Reservation] = {}
         self._overrun_seen = 0.0
+        self._spent_seen = 0.0  # what the ledger said was spent, last time it was asked
 
     @property
     def shared(self) -> bool:
         """True when workers can attach to this ledger (it lives in Redis)."""
         return isinstance(self.ledger, RedisLedger)
 
+    async def _restore(self, exc: ConfigError) -> None:
+        """Redis lost the run's budget (restarted without persistence): create it again from
+        what this driver last saw spent; reservations held there are gone with it."""
+        if not isinstance(self.ledger, RedisLedger):
+            raise exc
+        await RedisLedger.create(
+            self.ledger._client,
+            self.ledger.run_id,
+            limit_usd=self.budget_usd,
+            spent_usd=self._spent_seen,
+        )
+        self._held.clear()
+
     async def reserve_step(self, step: str, skill: str, cost_usd: float) -> str | None:
         """Reserve ``skill``'s declared cost for ``step``; the refusal's reason, or ``None``."""
-        try:
-            res = await self.ledger.reserve(cost_usd, 0, label=f"{step}/{skill}")
-        except BudgetRefusal as exc:
-            return f"{skill} cannot run: {exc}"
+        for again in (True, False):
+            try:
+                res = await self.ledger.reserve(cost_usd, 0, label=f"{step}/{skill}")
+                break
+            except BudgetRefusal as exc:
+                return f"{skill} cannot run: {exc}"
+            except ConfigError as exc:
+                if not again:
+                    raise
+                await self._restore(exc)
         self._held[(step, skill)] = res
         return None
 
@@ -85,6 +117,15 @@ class RunLedger:
         self, step: str, skill: str, declared_usd: float, outcome: StepOutcome
     ) -> list[str]:
         """Book what ``skill`` cost itself at ``step``; returns the overruns to log (if any)."""
+        try:
+            return await self._settle_step(step, skill, declared_usd, outcome)
+        except ConfigError as exc:
+            await self._restore(exc)  # then book the call afresh, unreserved
+            return await self._settle_step(step, skill, declared_usd, outcome)
+
+    async def _settle_step(
+        self, step: str, skill: str, declared_usd: float, outcome: StepOutcome
+    ) -> list[str]:
         res = self._held.pop((step, skill), None)
         own = max(0.0, outcome.cost_usd - outcome.booked_usd)
         notes: list[str] = []
@@ -107,6 +148,7 @@ class RunLedger:
                         f"${declared_usd:.6g} it declared and reserved; the run spends nothing more"
                     )
         snap = await self.ledger.snapshot()
+        self._spent_seen = snap.spent_usd
         missed = snap.overrun_usd - self._overrun_seen - over
         self._overrun_seen = snap.overrun_usd
         if missed > 1e-12:
@@ -124,7 +166,13 @@ class RunLedger:
 
     async def snapshot(self) -> BudgetSnapshot:
         """Where the run's budget stands."""
-        return await self.ledger.snapshot()
+        try:
+            snap = await self.ledger.snapshot()
+        except ConfigError as exc:
+            await self._restore(exc)
+            snap = await self.ledger.snapshot()
+        self._spent_seen = snap.spent_usd
+        return snap
 
     async def aclose(self) -> None:
         """Close the ledger's connection when it owns one."""
