@@ -33,11 +33,14 @@ DecisionKind = Literal[
     "escalate",  # nothing reachable is left; a human must decide
     "complete",  # the run reached its (possibly demoted) goal
     "resume",  # the run was resumed: after its driver stopped, or with a human's answer
+    "cancel",  # someone cancelled the run (``orchestra runs cancel``); it stopped there
     "overrun",  # a call cost more than it had reserved; the run spends nothing more
     "backtrack",  # no route from where the run stood: completed steps were abandoned for one
     "compensate",  # a completed step's work was undone by its compensating skill
 ]
-RunStatus = Literal["running", "completed", "demoted", "escalated"]
+RunStatus = Literal["queued", "running", "completed", "demoted", "escalated", "cancelled"]
+"""``queued``: submitted, waiting for a driver (``orchestra submit``); ``cancelled``: stopped
+on request.  The others are what a run ends as, or ``running`` while a driver has it."""
 
 
 class Decision(BaseModel):
@@ -109,6 +112,9 @@ class RunState(BaseModel):
 
     ``origin`` says how the run was started (graph file, options) so that the command line
     can resume it by id; ``approved`` lists steps a human allowed past a risk limit.
+    ``started_at`` (Unix seconds) keeps decision times counting from the run's start across
+    resumes; ``trace`` is the run's first ``invoke_agent`` span (W3C ``traceparent``), which
+    a resumed part joins, with ``trace_id`` and ``trace_service`` for finding it in Jaeger.
     """
 
     run_id: str
@@ -135,6 +141,10 @@ class RunState(BaseModel):
     extra: list[StepRecord] = Field(default_factory=list)
     #: The backtracks taken, each as the sorted ``step:skill`` pairs it abandoned.
     backtracks: list[list[str]] = Field(default_factory=list)
+    started_at: float = 0.0
+    trace: dict[str, str] = Field(default_factory=dict)
+    trace_id: str = ""
+    trace_service: str = ""
 
 
 class RunResult(BaseModel):
@@ -158,6 +168,8 @@ class RunResult(BaseModel):
     extra_steps: list[StepRecord] = Field(default_factory=list)
     #: Completed work undone, in the order it was undone (backtracking, demotion).
     compensations: list[Compensation] = Field(default_factory=list)
+    #: The run's trace (its first part's, for a resumed run); ``""`` when it was not traced.
+    trace_id: str = ""
 
     @property
     def left_usd(self) -> float | None:
