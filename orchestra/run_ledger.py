@@ -19,9 +19,10 @@ A run has one :class:`~orchestra.models.budget.Ledger` (``Runner.run(..., budget
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+from orchestra.errors import ConfigError, ExecutorError
 from orchestra.executors.base import StepOutcome
 from orchestra.models.budget import (
     BudgetRefusal,
@@ -51,7 +52,15 @@ def redis_ledger_factory(url: str) -> LedgerFactory:
         import redis.asyncio as aredis
 
         client = aredis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=2.0)
-        ledger = await RedisLedger.create(client, run_id, limit_usd=budget_usd, spent_usd=spent_usd)
+        try:
+            ledger = await RedisLedger.create(
+                client, run_id, limit_usd=budget_usd, spent_usd=spent_usd
+            )
+        except (aredis.RedisError, OSError) as exc:
+            await client.aclose()
+            raise ExecutorError(
+                f"cannot create the budget of run {run_id!r} in the fleet's result store: {exc}"
+            ) from exc
         ledger.owns_client = True
         return ledger
 
@@ -72,10 +81,27 @@ class RunLedger:
         """True when workers can attach to this ledger (it lives in Redis)."""
         return isinstance(self.ledger, RedisLedger)
 
+    @contextlib.contextmanager
+    def _store(self) -> Iterator[None]:
+        """A ledger in Redis that cannot be reached, or lost the budget (Redis restarted
+        without persistence), stops the run explicitly: the executor's error, resumable."""
+        try:
+            yield
+        except BudgetRefusal:
+            raise
+        except Exception as exc:
+            if isinstance(exc, OSError | ConfigError) or type(exc).__module__.startswith("redis"):
+                raise ExecutorError(
+                    f"the run's budget ledger is unavailable ({type(exc).__name__}: {exc}); "
+                    f"resume the run with `orchestra run --resume {self.ledger.run_id}`"
+                ) from exc
+            raise
+
     async def reserve_step(self, step: str, skill: str, cost_usd: float) -> str | None:
         """Reserve ``skill``'s declared cost for ``step``; the refusal's reason, or ``None``."""
         try:
-            res = await self.ledger.reserve(cost_usd, 0, label=f"{step}/{skill}")
+            with self._store():
+                res = await self.ledger.reserve(cost_usd, 0, label=f"{step}/{skill}")
         except BudgetRefusal as exc:
             return f"{skill} cannot run: {exc}"
         self._held[(step, skill)] = res
@@ -85,6 +111,12 @@ class RunLedger:
         self, step: str, skill: str, declared_usd: float, outcome: StepOutcome
     ) -> list[str]:
         """Book what ``skill`` cost itself at ``step``; returns the overruns to log (if any)."""
+        with self._store():
+            return await self._settle_step(step, skill, declared_usd, outcome)
+
+    async def _settle_step(
+        self, step: str, skill: str, declared_usd: float, outcome: StepOutcome
+    ) -> list[str]:
         res = self._held.pop((step, skill), None)
         own = max(0.0, outcome.cost_usd - outcome.booked_usd)
         notes: list[str] = []
@@ -117,14 +149,17 @@ class RunLedger:
         return notes
 
     async def release_all(self) -> None:
-        """Free what steps still hold (the run stopped with steps in flight)."""
+        """Free what steps still hold (the run stopped with steps in flight); best effort:
+        a ledger that cannot be reached must not hide why the run stopped."""
         held, self._held = list(self._held.values()), {}
         for res in held:
-            await self.ledger.release(res)
+            with contextlib.suppress(Exception):
+                await self.ledger.release(res)
 
     async def snapshot(self) -> BudgetSnapshot:
         """Where the run's budget stands."""
-        return await self.ledger.snapshot()
+        with self._store():
+            return await self.ledger.snapshot()
 
     async def aclose(self) -> None:
         """Close the ledger's connection when it owns one."""
