@@ -36,6 +36,7 @@ from orchestra.models import ChatMessage, ChatModel, ChatResponse
 from orchestra.monitors import HealthBoard, Monitor, MonitorContext, Signal
 from orchestra.results import Decision, RunResult, RunState
 from orchestra.runtime import Runner, run, run_sync
+from orchestra.service.client import RunHandle, submit
 from orchestra.skills import Skill, SkillRegistry, skill
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "MonitorContext",
     "OrchestraError",
     "RunError",
+    "RunHandle",
     "RunInputError",
     "RunResult",
     "RunState",
@@ -84,6 +86,7 @@ __all__ = [
     "run",
     "run_sync",
     "skill",
+    "submit",
 ]
 
 _default_logging()

@@ -20,6 +20,7 @@ connection.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -49,7 +50,7 @@ _SCHEMA = (
         worker TEXT,
         outcome TEXT,
         updated_at DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (run_id, step_id, skill, attempt)
+        PRIMARY KEY (run_id, step_id, skill, attempt, token)
     )""",
 )
 
@@ -64,13 +65,13 @@ class DurableStore:
         url = (url or "").strip()
         if not url or url.lower() in ("none", "off", "false") or url == "memory://":
             self.kind = "memory"
-            self.target = "file:orchestra-durable-{pid}?mode=memory&cache=shared"
+            self.target = ":memory:"
         elif url.startswith("sqlite:///"):
             path = url.removeprefix("sqlite:///")
             self.kind = "sqlite"
             if path == ":memory:":
                 self.kind = "memory"
-                self.target = "file:orchestra-durable-{pid}?mode=memory&cache=shared"
+                self.target = ":memory:"
             else:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
                 self.target = path
@@ -85,8 +86,9 @@ class DurableStore:
             )
         self.url = url
         self._local = threading.local()
-        self._keep: sqlite3.Connection | None = None  # keeps a shared memory database alive
-        self._lock = threading.Lock()
+        self._keep: sqlite3.Connection | None = None  # the in-memory database's connection
+        self._keep_pid = 0
+        self._lock = threading.RLock()
 
     def _connect(self) -> Any:
         conn = getattr(self._local, "conn", None)
@@ -102,18 +104,23 @@ class DurableStore:
                     field="checkpoint_url",
                 ) from exc
             conn = psycopg.connect(self.target, connect_timeout=5, autocommit=True)
-        else:
-            target = self.target.format(pid=os.getpid())
-            memory = self.kind == "memory"
-            conn = sqlite3.connect(
-                target, uri=memory, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            if not memory:
-                conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=30000")
+        elif self.kind == "memory":
+            # one connection per process, used under a lock (threads take turns)
             with self._lock:
-                if memory and self._keep is None:
-                    self._keep = conn
+                if self._keep is None or self._keep_pid != os.getpid():
+                    self._keep = sqlite3.connect(
+                        ":memory:", isolation_level=None, check_same_thread=False
+                    )
+                    self._keep_pid = os.getpid()
+                conn = self._keep
+        else:
+            conn = sqlite3.connect(
+                self.target, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            # as the checkpoints: a commit survives the process, not a power cut
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
         self._local.conn, self._local.pid = conn, os.getpid()
         for attempt in range(3):
             try:
@@ -136,13 +143,15 @@ class DurableStore:
             with conn.transaction(), conn.cursor() as cur:
                 yield _Cursor(cur, postgres=True)
             return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield _Cursor(conn.cursor(), postgres=False)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        lock = self._lock if self.kind == "memory" else contextlib.nullcontext()
+        with lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _Cursor(conn.cursor(), postgres=False)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -19,12 +19,17 @@ One decision round::
 
 The recovery ladder (:func:`recoveries`), cheapest first:
 
-1. **substitute**: a catalog skill whose inputs the step can fill, healthy;
+1. **substitute**: a catalog skill that fits the step (:func:`substitute`,
+   :func:`orchestra.substitution.misfit`): healthy, affordable, same capability, returning
+   what later steps need; none for a step a policy (budget, risk limit) stops;
 2. **probe**: a half-open trial of a circuit that opened during this run and has attempts
    left (the loop asks the health board; a board may refuse, then the next one is tried);
-3. **backtrack**: a route that abandons completed steps (:func:`backtrack`, a hook);
+3. **backtrack**: the cheapest route that abandons completed steps, each idempotent or
+   compensable (:func:`backtrack`; the loop runs the compensations, reverse completion
+   order); a side effect that cannot be undone is never abandoned;
 4. **fallback**: demotion to a reachable declared lesser goal (the loop asks the demotion
-   model), and escalation to a human when none is left.
+   model; :func:`beyond_goal` says what to compensate or list), and escalation to a human
+   when none is left (:func:`explain_escalation` words it).
 
 A monitor's ``halt`` skips straight to the fallback.
 """
@@ -32,7 +37,7 @@ A monitor's ``halt`` skips straight to the fallback.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
@@ -299,6 +304,11 @@ def why_blocked(view: RunView, step: str, skill: str) -> str:
     return f"{skill} has no path onward to the goal"
 
 
+def _reasons(reasons: Iterable[str]) -> str:
+    """Reasons joined with ``; ``, each once (one risk limit blocks every candidate alike)."""
+    return "; ".join(dict.fromkeys(reasons))
+
+
 def plan_routes(
     view: RunView, goal: GoalSpec, ready: Sequence[str], picked: Mapping[str, str] | None = None
 ) -> Plan:
@@ -317,7 +327,7 @@ def plan_routes(
                 sources[(s, k)] = e
         route = c.route.route(sources, goal.sink)
         if route is None:
-            plan.stuck[s] = "; ".join(why_blocked(view, s, k) for k in c.candidates[s])
+            plan.stuck[s] = _reasons(why_blocked(view, s, k) for k in c.candidates[s])
         else:
             first = route.first
             assert isinstance(first, tuple)
@@ -331,7 +341,7 @@ def plan_routes(
             and s not in plan.choices
             and all(c.route.blocked((s, k)) for k in c.candidates[s])
         ):
-            plan.stuck[s] = "; ".join(why_blocked(view, s, k) for k in c.candidates[s])
+            plan.stuck[s] = _reasons(why_blocked(view, s, k) for k in c.candidates[s])
     # a ready step that is stuck only because of what lies after it: name the cause instead
     blocked_steps = {s for s in plan.stuck if all(c.route.blocked((s, k)) for k in c.candidates[s])}
     if blocked_steps:

@@ -16,6 +16,7 @@ __all__ = [
     "RunState",
     "RunStatus",
     "StepRecord",
+    "UnknownEffect",
 ]
 
 HUMAN = "human"
@@ -32,11 +33,14 @@ DecisionKind = Literal[
     "escalate",  # nothing reachable is left; a human must decide
     "complete",  # the run reached its (possibly demoted) goal
     "resume",  # the run was resumed: after its driver stopped, or with a human's answer
+    "cancel",  # someone cancelled the run (``orchestra runs cancel``); it stopped there
     "overrun",  # a call cost more than it had reserved; the run spends nothing more
     "backtrack",  # no route from where the run stood: completed steps were abandoned for one
     "compensate",  # a completed step's work was undone by its compensating skill
 ]
-RunStatus = Literal["running", "completed", "demoted", "escalated"]
+RunStatus = Literal["queued", "running", "completed", "demoted", "escalated", "cancelled"]
+"""``queued``: submitted, waiting for a driver (``orchestra submit``); ``cancelled``: stopped
+on request.  The others are what a run ends as, or ``running`` while a driver has it."""
 
 
 class Decision(BaseModel):
@@ -67,6 +71,17 @@ class StepRecord(BaseModel):
     worker: str | None = None
 
 
+class UnknownEffect(BaseModel):
+    """A call of a skill that is not idempotent whose outcome nobody can tell (its worker,
+    the broker or the driver was lost while it ran): only a human can say if it took effect."""
+
+    step: str
+    skill: str
+    attempt: int
+    token: int
+    reason: str
+
+
 class Compensation(BaseModel):
     """A completed step's work undone: ``skill`` served ``step``, ``by`` undid it."""
 
@@ -78,9 +93,15 @@ class Compensation(BaseModel):
 
 
 class EscalationInfo(BaseModel):
-    """Why a run escalated, and what a human's answer can act on."""
+    """Why a run escalated, and what a human's answer can act on.
+
+    ``kind`` is ``unknown_outcome`` when a side effect may or may not have happened
+    (``unknown`` names the calls): answer ``done:{json}`` or ``not-done``.
+    """
 
     reason: str
+    kind: Literal["stuck", "unknown_outcome"] = "stuck"
+    unknown: list[UnknownEffect] = Field(default_factory=list)
     steps: dict[str, str] = Field(default_factory=dict)  # stuck step -> why it has no route
     risk_blocked: list[str] = Field(default_factory=list)  # steps a risk limit stopped
     goals: list[str] = Field(default_factory=list)  # goals declared by the graph
@@ -91,6 +112,9 @@ class RunState(BaseModel):
 
     ``origin`` says how the run was started (graph file, options) so that the command line
     can resume it by id; ``approved`` lists steps a human allowed past a risk limit.
+    ``started_at`` (Unix seconds) keeps decision times counting from the run's start across
+    resumes; ``trace`` is the run's first ``invoke_agent`` span (W3C ``traceparent``), which
+    a resumed part joins, with ``trace_id`` and ``trace_service`` for finding it in Jaeger.
     """
 
     run_id: str
@@ -109,12 +133,18 @@ class RunState(BaseModel):
     origin: dict[str, Any] = Field(default_factory=dict)
     escalation: EscalationInfo | None = None
     approved: list[str] = Field(default_factory=list)
+    unknown: dict[str, UnknownEffect] = Field(default_factory=dict)  # step -> unknown call
+
     #: Compensations run so far, in order (backtracking, demotion).
     compensations: list[Compensation] = Field(default_factory=list)
     #: Work beyond a demoted goal that could not be undone (see ``RunResult.extra_steps``).
     extra: list[StepRecord] = Field(default_factory=list)
     #: The backtracks taken, each as the sorted ``step:skill`` pairs it abandoned.
     backtracks: list[list[str]] = Field(default_factory=list)
+    started_at: float = 0.0
+    trace: dict[str, str] = Field(default_factory=dict)
+    trace_id: str = ""
+    trace_service: str = ""
 
 
 class RunResult(BaseModel):
@@ -138,6 +168,8 @@ class RunResult(BaseModel):
     extra_steps: list[StepRecord] = Field(default_factory=list)
     #: Completed work undone, in the order it was undone (backtracking, demotion).
     compensations: list[Compensation] = Field(default_factory=list)
+    #: The run's trace (its first part's, for a resumed run); ``""`` when it was not traced.
+    trace_id: str = ""
 
     @property
     def left_usd(self) -> float | None:

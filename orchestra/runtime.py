@@ -12,10 +12,11 @@ One iteration:
    risk veto is a failure: the skill's circuit opens, its weight becomes ∞, and the next
    iteration routes around it from where the run stands.  Completed steps are never re-run.
 
-When no route is left: first a catalog substitute whose inputs the step can fill (when the
-runner or the graph has a retriever), then a half-open trial of a circuit that opened during
-this run, then goal demotion (one LLM call), then escalation.  Every one of these is a line
-in the decision log.
+When no route is left: first a catalog substitute that fits the step (when the runner or
+the graph has a retriever), then a half-open trial of a circuit that opened during this run,
+then backtracking (completed steps abandoned, their compensations run in reverse completion
+order), then goal demotion (one LLM call; work beyond the lesser goal compensated or listed
+in ``extra_steps``), then escalation.  Every one of these is a line in the decision log.
 
 Every decision (the frontier, the route, the recovery ladder) is a pure function in
 :mod:`orchestra.planner`; this module is the loop around them and owns the I/O: futures,
@@ -31,12 +32,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
 from pydantic import BaseModel
 
 from orchestra import planner, tracing
 from orchestra.demotion import choose_fallback
-from orchestra.errors import MissingStepInput, RunInputError
+from orchestra.errors import ErrorPayload, MissingStepInput, RunInputError, error_kind
 from orchestra.executors.base import Executor, StepOutcome, StepTask
 from orchestra.executors.local import LocalExecutor
 from orchestra.graph import MAIN_GOAL, CompiledGraph, GoalSpec, Graph
@@ -59,9 +61,11 @@ from orchestra.results import (
     Compensation,
     Decision,
     DecisionKind,
+    EscalationInfo,
     RunResult,
     RunState,
     StepRecord,
+    UnknownEffect,
 )
 from orchestra.routing import Route
 from orchestra.run_ledger import LedgerFactory, RunLedger, in_memory_ledger
@@ -128,18 +132,25 @@ class Runner:
         ``origin`` (JSON) is saved with the run's checkpoints: how it was started, so that a
         command line can resume it by id.
         """
-        compiled = graph if isinstance(graph, CompiledGraph) else graph.compile()
-        data = _input_dict(compiled, input)
-        state = RunState(
-            run_id=run_id or uuid.uuid4().hex[:12],
-            graph=compiled.name,
-            input=data,
-            budget_usd=budget_usd,
-            origin=dict(origin or {}),
-        )
-        run = _Run(self, compiled, state, budget_usd)
-        run.lease = await self._take_lease(state.run_id)
-        return await run.execute()
+        rid = run_id or uuid.uuid4().hex[:12]
+        # the run's span opens first: compiling, checking the input and the first checkpoint
+        # are part of the run
+        with tracing.run_span(graph.name, rid) as span:
+            compiled = graph if isinstance(graph, CompiledGraph) else graph.compile()
+            data = _input_dict(compiled, input)
+            state = RunState(
+                run_id=rid,
+                graph=compiled.name,
+                input=data,
+                budget_usd=budget_usd,
+                origin=dict(origin or {}),
+                started_at=time.time(),
+            )
+            _remember_trace(state, span)
+            run = _Run(self, compiled, state, budget_usd)
+            run.span = span
+            run.lease = await self._take_lease(state.run_id)
+            return await run.execute()
 
     def _lease_url(self) -> str:
         return str(getattr(self.checkpointer, "url", None) or "memory://")
@@ -174,19 +185,23 @@ class Runner:
         * ``goal:NAME``: settle for the declared goal ``NAME``;
         * ``output:{json}`` (or ``output:STEP={json}``): a human did the stuck step; the JSON
           object is recorded as its output, with skill ``human``.
+
+        Traced, the resumed part joins the first part's trace (see
+        :func:`orchestra.tracing.run_span`) and the answer is an event ``orchestra.answer``.
         """
-        compiled = graph if isinstance(graph, CompiledGraph) else graph.compile()
-        state = state.model_copy(deep=True)
-        if state.status in ("completed", "demoted"):
-            raise RunInputError(f"run {state.run_id} already {state.status}: nothing to resume")
-        # One driver at a time: take the run's lease, then read the run as it is now (a
-        # driver that held it until a moment ago may have moved it on, or finished it).
-        lease = await self._take_lease(state.run_id)
-        try:
-            return await self._resume_leased(compiled, state, lease, budget_usd, answer)
-        except BaseException:
-            await lease.release()
-            raise
+        with tracing.run_span(graph.name, state.run_id, resumes=state.trace):
+            compiled = graph if isinstance(graph, CompiledGraph) else graph.compile()
+            state = state.model_copy(deep=True)
+            if state.status in ("completed", "demoted"):
+                raise RunInputError(f"run {state.run_id} already {state.status}: nothing to resume")
+            # One driver at a time: take the run's lease, then read the run as it is now (a
+            # driver that held it until a moment ago may have moved it on, or finished it).
+            lease = await self._take_lease(state.run_id)
+            try:
+                return await self._resume_leased(compiled, state, lease, budget_usd, answer)
+            except BaseException:
+                await lease.release()
+                raise
 
     async def _resume_leased(
         self,
@@ -210,19 +225,24 @@ class Runner:
             )
         was = state.status
         state.status = "running"
+        span = trace.get_current_span()  # the resumed part's invoke_agent (see resume)
+        _remember_trace(state, span)
         run = _Run(
             self, compiled, state, budget_usd if budget_usd is not None else state.budget_usd
         )
         run.lease = lease
+        run.span = span
         if answer is not None:
             if was != "escalated" or state.escalation is None:
                 raise RunInputError(
                     f"run {state.run_id} did not escalate ({was}): it is not waiting for an answer"
                 )
+            tracing.answer_event(answer)
             run.apply_answer(answer)
         else:
             if was == "running":
                 await run.recover()
+                await run.recover_journal()
             run.decide("resume", f"resumed a {was} run from its checkpoint")
         return await run.execute()
 
@@ -248,24 +268,41 @@ class Runner:
         return state
 
 
+def _remember_trace(state: RunState, span: Span) -> None:
+    """Store the run's first traced span with it, so a resumed part joins that trace and
+    ``orchestra trace`` can point at it."""
+    if state.trace or not span.get_span_context().is_valid:
+        return
+    state.trace = tracing.span_carrier(span)
+    state.trace_id = f"{span.get_span_context().trace_id:032x}"
+    state.trace_service = tracing.span_service(span)
+
+
 def _input_dict(
     compiled: CompiledGraph, input: Mapping[str, Any] | BaseModel | None
 ) -> dict[str, Any]:
+    # Secrets are sealed here, at the run's entry, and opened only at the call (see
+    # orchestra.secrets): the run's state never holds them in plaintext.
+    from orchestra import secrets
+
     model = compiled.graph.input_model
     if isinstance(input, BaseModel):
-        return input.model_dump(mode="json")
+        return secrets.dump_sealed(input)
     data = dict(input or {})
     if model is not None:
         from pydantic import ValidationError
 
         try:
-            return model.model_validate(data).model_dump(mode="json")
+            parsed = model.model_validate(data)
         except ValidationError as exc:
             e = exc.errors()[0]
             raise RunInputError(
                 f"run input of graph {compiled.name!r}: {'.'.join(map(str, e['loc']))}: {e['msg']}"
             ) from exc
-    return data
+        data = secrets.dump_sealed(parsed)
+    # the fields some skill declares secret are sealed too, whatever the input model says
+    names = secrets.secret_field_names(s.input_model for s in compiled.graph.skills.values())
+    return secrets.seal_named(data, names) if names else data
 
 
 class _Run:
@@ -279,7 +316,15 @@ class _Run:
         self.c = compiled
         self.s = state
         self.budget = budget_usd
-        self.t0 = time.perf_counter()
+        self.span: Span = trace.INVALID_SPAN  # the run's invoke_agent span (set by Runner)
+        # decision times count from the run's start, across resumes (an older checkpoint
+        # without a start time goes on from its last decision)
+        if state.started_at:
+            elapsed = max(0.0, time.time() - state.started_at)
+        else:
+            elapsed = max((d.at_ms for d in state.decisions), default=0.0) / 1e3
+            state.started_at = time.time() - elapsed
+        self.t0 = time.perf_counter() - elapsed
         self.inflight: dict[asyncio.Task[StepOutcome], tuple[str, str, float]] = {}
         self.failed_last: dict[
             str, tuple[str, str]
@@ -478,66 +523,148 @@ class _Run:
             task.step_id, run_id=task.run_id, skill=sk.name, attributes=attrs
         ) as span:
             task.trace_context = tracing.inject_context()
-            outcome = await self.r.executor.execute(task, sk)
+            outcome = await self._send(task, sk)
             span.set_attribute("orchestra.duration_ms", outcome.duration_ms)
             if outcome.worker:
                 span.set_attribute("orchestra.worker", outcome.worker)
             if not outcome.ok and outcome.error is not None:
-                tracing.mark_error(span, outcome.error.message, _kind(outcome.error.type))
+                tracing.mark_error(span, outcome.error.message, outcome.error.type)
             return outcome
+
+    async def _journalled(self, task: StepTask, sk: Any) -> StepOutcome:
+        """Call a skill that is not idempotent through the effects journal (see
+        :mod:`orchestra.journal`): intent before it is sent, its outcome settled from the
+        journal when the executor cannot say what became of it."""
+        from orchestra import journal
+
+        assert self.lease is not None
+        url, token = self.r._lease_url(), self.lease.lease.token
+        task.journal_token = token
+        await asyncio.to_thread(journal.record_intent, url, task, token)
+        if getattr(self.r.executor, "journals", False):
+            outcome = await self.r.executor.execute(task, sk)
+        else:  # an executor in this process: the driver journals the start and the outcome
+            verdict, effect = await asyncio.to_thread(journal.begin, url, task, token, "driver")
+            if verdict != "run":
+                return _unknown(task, f"the journal refused to start it ({verdict})")
+            outcome = await self.r.executor.execute(task, sk)
+            await asyncio.to_thread(journal.record_outcome, url, task, token, outcome)
+            return outcome
+        if outcome.ok:
+            return outcome
+        # The executor reports a failure: was the tool run, and did it finish?  Withdraw the
+        # call if nobody started it; wait (up to its timeout) for a worker still running it.
+        deadline = time.monotonic() + task.timeout_s + 5.0
+        while True:
+            effect = await asyncio.to_thread(journal.withdraw, url, task, token)
+            if effect is None or effect.state in ("cancelled", "not_done"):
+                return outcome
+            if effect.state in ("done", "failed") and effect.outcome is not None:
+                return effect.outcome
+            if effect.state == "started" and time.monotonic() > deadline:
+                assert outcome.error is not None
+                return _unknown(task, outcome.error.message)
+            await asyncio.sleep(0.25)
 
     async def collect(self) -> None:
         done, _ = await asyncio.wait(list(self.inflight), return_when=asyncio.FIRST_COMPLETED)
         for fut in done:
             step, skill, _t = self.inflight.pop(fut)
-            outcome = fut.result()
-            sk = self.c.skill(skill)
-            if sk.milestone:
-                self.s.completed[step] = StepRecord(step=step, skill=skill, output={})
-                self.failed_last.pop(step, None)
-                continue
-            await self.book(step, skill, outcome)
-            vetoes: list[Signal] = []
-            if outcome.ok and self._risk_inspect is not None:
-                vetoes = [
-                    v for v in self._risk_inspect(skill, outcome.output or {}) if v.kind == "block"
-                ]
-            if outcome.ok and not vetoes:
-                self.r.health.record_success(skill, outcome.duration_ms)
-                self.s.completed[step] = StepRecord(
-                    step=step,
-                    skill=skill,
-                    output=outcome.output or {},
-                    duration_ms=outcome.duration_ms,
-                    attempt=self.attempts(step, skill),
+            await self.observe(step, skill, fut.result())
+
+    async def observe(self, step: str, skill: str, outcome: StepOutcome, *, note: str = "") -> None:
+        """Record what came of a call, live or recovered after a crash: the same checks
+        (output schema, risk vetoes, budget booking) either way."""
+        sk = self.c.skill(skill)
+        if sk.milestone:
+            self.s.completed[step] = StepRecord(step=step, skill=skill, output={})
+            self.failed_last.pop(step, None)
+            return
+        if not outcome.ok and outcome.error is not None and outcome.error.type == "Superseded":
+            # the run was resumed by another driver: not the skill's fault, and not our run
+            if self.lease is not None:
+                await self.lease.verify()
+            self.decide(
+                "fail", outcome.error.message, step=step, skill=skill, error_kind="superseded"
+            )
+            self.failed_last[step] = (skill, "superseded")
+            return
+        if self.lease is not None and self.lease.lost is not None:
+            raise self.lease.lost
+        await self.book(step, skill, outcome)
+        if not outcome.ok and outcome.error is not None and outcome.error.type == "UnknownOutcome":
+            self.s.unknown[step] = UnknownEffect(
+                step=step,
+                skill=skill,
+                attempt=self.attempts(step, skill),
+                token=self.lease.lease.token if self.lease is not None else 0,
+                reason=outcome.error.message,
+            )
+            self.decide(
+                "fail", outcome.error.message, step=step, skill=skill, error_kind="unknown_outcome"
+            )
+            await self.checkpoint()
+            return
+        vetoes: list[Signal] = []
+        output = outcome.output or {}
+        if outcome.ok:
+            try:
+                output = sk.parse_output(output)
+            except (ValueError, TypeError) as exc:
+                outcome = StepOutcome(
+                    ok=False,
+                    error=ErrorPayload(
+                        type="MalformedOutput",
+                        message=f"{skill} returned output that fails its schema: {exc}",
+                        step=step,
+                        skill=skill,
+                    ),
                     worker=outcome.worker,
                 )
-                self.failed_last.pop(step, None)
-                self.decide(
-                    "succeed",
-                    f"{skill} answered in {outcome.duration_ms:.1f} ms"
-                    + "".join(f"; {r}" for r in outcome.routes),
-                    step=step,
-                    skill=skill,
-                )
+        notes: list[Signal] = []
+        if outcome.ok and self._risk_inspect is not None:
+            verdict = self._risk_inspect(skill, output)
+            vetoes = [v for v in verdict if v.kind == "block"]
+            notes = [v for v in verdict if v.kind == "note"]
+        if outcome.ok and not vetoes:
+            self.r.health.record_success(skill, outcome.duration_ms)
+            self.s.completed[step] = StepRecord(
+                step=step,
+                skill=skill,
+                output=output,
+                duration_ms=outcome.duration_ms,
+                attempt=max(1, self.attempts(step, skill)),
+                worker=outcome.worker,
+            )
+            self.failed_last.pop(step, None)
+            self.decide(
+                "succeed",
+                note
+                or f"{skill} answered in {outcome.duration_ms:.1f} ms"
+                + "".join(f"; {r}" for r in outcome.routes),
+                step=step,
+                skill=skill,
+            )
+            for n in notes:  # e.g. personal data in the output: logged, nothing else
+                self.decide("note", n.reason, step=step, skill=skill)
+        else:
+            if vetoes:
+                err, kind = vetoes[0].reason, "risk"
             else:
-                if vetoes:
-                    err, kind = vetoes[0].reason, "risk"
-                else:
-                    assert outcome.error is not None
-                    err, kind = outcome.error.message, _kind(outcome.error.type)
-                if kind == "budget":
-                    # the skill is fine; the run cannot afford it: no retry, and say why
-                    self.refused[(step, skill)] = err
-                    self.s.attempts[f"{step}:{skill}"] = self.r.max_attempts
-                    self.failed_last[step] = (skill, kind)
-                    self.decide("fail", err, step=step, skill=skill, error_kind=kind)
-                    await self.checkpoint()
-                    continue
-                self.r.health.record_failure(skill, f"{kind}: {err}")
+                assert outcome.error is not None
+                err, kind = outcome.error.message, error_kind(outcome.error.type)
+            if kind == "budget":
+                # the skill is fine; the run cannot afford it: no retry, and say why
+                self.refused[(step, skill)] = err
+                self.s.attempts[f"{step}:{skill}"] = self.r.max_attempts
                 self.failed_last[step] = (skill, kind)
                 self.decide("fail", err, step=step, skill=skill, error_kind=kind)
-            await self.checkpoint()
+                await self.checkpoint()
+                return
+            self.r.health.record_failure(skill, f"{kind}: {err}")
+            self.failed_last[step] = (skill, kind)
+            self.decide("fail", err, step=step, skill=skill, error_kind=kind)
+        await self.checkpoint()
 
     @property
     def _risk_inspect(self) -> Callable[[str, Mapping[str, Any]], list[Signal]] | None:
@@ -630,9 +757,9 @@ class _Run:
                 attributes={"orchestra.cost": sk.cost, "orchestra.attempt": attempt},
             ) as span:
                 task.trace_context = tracing.inject_context()
-                outcome = await self.r.executor.execute(task, sk)
+                outcome = await self._send(task, sk)
                 if not outcome.ok and outcome.error is not None:
-                    tracing.mark_error(span, outcome.error.message, _kind(outcome.error.type))
+                    tracing.mark_error(span, outcome.error.message, outcome.error.type)
             await self.book(u.step, sk.name, outcome)  # an undo is never refused for budget
             if outcome.ok:
                 self.s.compensations.append(Compensation(step=u.step, skill=u.skill, by=sk.name))
@@ -647,12 +774,21 @@ class _Run:
             assert outcome.error is not None
             error = outcome.error.message
             self.decide(
-                "fail", error, step=u.step, skill=sk.name, error_kind=_kind(outcome.error.type)
+                "fail", error, step=u.step, skill=sk.name, error_kind=error_kind(outcome.error.type)
             )
+            if outcome.error.type == "UnknownOutcome":
+                break  # it may have taken effect: never sent again; a human reconciles it
         self.s.compensations.append(
             Compensation(step=u.step, skill=u.skill, by=sk.name, ok=False, reason=error)
         )
         return False
+
+    async def _send(self, task: StepTask, sk: Any) -> StepOutcome:
+        """Send a call (a step's, or a compensation's) to the executor; a skill that is not
+        idempotent goes through the effects journal."""
+        if sk.idempotent or self.lease is None:
+            return await self.r.executor.execute(task, sk)
+        return await self._journalled(task, sk)
 
     async def set_aside(self, goal: GoalSpec) -> None:
         """Work beyond a demoted ``goal``: compensated where it can be, listed where not."""
@@ -718,6 +854,25 @@ class _Run:
         await self.set_aside(self.c.goals[choice.goal])
         return True
 
+    def escalate_unknown(self) -> None:
+        """Stop: only a human can say whether these calls took effect."""
+        calls = list(self.s.unknown.values())
+        names = ", ".join(f"step {u.step!r} ({u.skill})" for u in calls)
+        self.s.status = "escalated"
+        self.s.reason = (
+            f"unknown_outcome: whether {names} took effect is unknown; it is not run again. "
+            f"Check the side effect, then answer `orchestra resume {self.s.run_id} --answer "
+            f"done:{{json}}` (it happened: its output) or `--answer not-done`"
+        )
+        self.s.escalation = EscalationInfo(
+            reason=self.s.reason,
+            kind="unknown_outcome",
+            steps={u.step: u.reason for u in calls},
+            unknown=calls,
+            goals=list(self.c.goals),
+        )
+        self.decide("escalate", self.s.reason)
+
     # ------------------------------------------------------------------ resuming
 
     async def recover(self) -> None:
@@ -732,24 +887,72 @@ class _Run:
             and not all(self.c.skill(k).milestone for k in self.c.candidates[s])
         }
         found = await recover(self.s.run_id, todo)
-        for step, (skill, outcome) in found.items():
-            if skill not in self.c.candidates.get(step, ()):
+        await self._observe_recovered(found)
+
+    async def recover_journal(self) -> None:
+        """What became of the calls of non-idempotent skills the last driver sent: withdraw
+        those nobody started, record those that finished, wait (up to their timeout) for
+        those still running; one that stays started has an unknown outcome."""
+        from orchestra import journal
+
+        url, run_id = self.r._lease_url(), self.s.run_id
+        await asyncio.to_thread(journal.cancel_intents, url, run_id)
+        deadline: float | None = None
+        while True:
+            effects = await asyncio.to_thread(journal.effects_of, url, run_id)
+            todo = [
+                e
+                for e in effects
+                if e.step_id not in self.s.completed
+                and e.step_id not in self.s.unknown
+                and e.step_id in self.c.steps
+                and e.skill in self.c.candidates[e.step_id]
+            ]
+            running = [e for e in todo if e.state == "started"]
+            if running and deadline is None:
+                deadline = (
+                    time.monotonic() + 5.0 + max(self.c.skill(e.skill).timeout_s for e in running)
+                )
+            if not running or (deadline is not None and time.monotonic() > deadline):
+                break
+            await asyncio.sleep(0.25)
+        found: dict[str, tuple[str, StepOutcome]] = {}
+        for e in todo:
+            if e.state == "done" and e.outcome is not None:
+                found[e.step_id] = (e.skill, e.outcome)
+        for e in running:
+            if e.step_id in found:
                 continue
-            self.s.completed[step] = StepRecord(
-                step=step,
-                skill=skill,
-                output=outcome.output or {},
-                duration_ms=outcome.duration_ms,
-                attempt=max(1, self.attempts(step, skill)),
-                worker=outcome.worker,
+            self.s.unknown[e.step_id] = UnknownEffect(
+                step=e.step_id,
+                skill=e.skill,
+                attempt=e.attempt,
+                token=e.token,
+                reason=f"{e.skill} was started for step {e.step_id!r} by "
+                f"{e.worker or 'a worker'} under an earlier driver and never finished",
             )
-            self.s.spent_usd += outcome.cost_usd
             self.decide(
-                "succeed",
-                f"{skill} finished on {outcome.worker or 'a worker'} while no driver was "
-                f"watching; recorded without running it again",
-                step=step,
-                skill=skill,
+                "fail",
+                self.s.unknown[e.step_id].reason,
+                step=e.step_id,
+                skill=e.skill,
+                error_kind="unknown_outcome",
+            )
+        await self._observe_recovered(found, journal=True)
+
+    async def _observe_recovered(
+        self, found: Mapping[str, tuple[str, StepOutcome]], *, journal: bool = False
+    ) -> None:
+        for step, (skill, outcome) in found.items():
+            if skill not in self.c.candidates.get(step, ()) or step in self.s.completed:
+                continue
+            await self.observe(
+                step,
+                skill,
+                outcome,
+                note=f"{skill} finished on {outcome.worker or 'a worker'} while no driver was "
+                f"watching{' (the effects journal says so)' if journal else ''}; recorded "
+                f"without running it again",
             )
 
     def apply_answer(self, answer: str) -> None:
@@ -760,7 +963,17 @@ class _Run:
         stuck = [s for s in esc.steps if s not in self.s.completed] or [
             s for s in self.goal().required if s not in self.s.completed
         ]
-        if text == "retry":
+        if self.s.unknown and not text.startswith(("done", "not-done")):
+            raise RunInputError(
+                f"run {self.s.run_id} waits for a human to say whether "
+                + ", ".join(
+                    f"{u.skill} took effect for step {u.step!r}" for u in self.s.unknown.values()
+                )
+                + ": answer done:{json} or not-done"
+            )
+        if text.startswith("done") or text.startswith("not-done"):
+            self._reconcile(text)
+        elif text == "retry":
             skills = sorted({k for s in stuck for k in self.c.candidates[s]})
             for s in stuck:
                 for k in self.c.candidates[s]:
@@ -800,12 +1013,94 @@ class _Run:
             )
         else:
             raise RunInputError(
-                f"unknown answer {answer!r}: use retry, approve, goal:NAME or output:{{json}}"
+                f"unknown answer {answer!r}: use retry, approve, goal:NAME, output:{{json}}, "
+                f"done:{{json}} or not-done"
             )
         if self.s.goal in self.s.tried_goals:
             self.s.tried_goals.remove(self.s.goal)
         self.s.escalation = None
         self.s.reason = ""
+
+    def _reconcile(self, text: str) -> None:
+        """``done:[STEP=]{json}`` or ``not-done[:STEP]``: a human's word on a call whose
+        outcome was unknown, written to the effects journal and to the run."""
+        import json
+
+        from pydantic import ValidationError
+
+        from orchestra import journal
+
+        done = text.startswith("done")
+        rest = text.removeprefix("done" if done else "not-done").lstrip(":").strip()
+        step: str | None = None
+        raw = rest
+        if done and rest and not rest.startswith("{"):
+            step, _, raw = rest.partition("=")
+        elif not done and rest:
+            step, raw = rest, ""
+        if step is None:
+            if len(self.s.unknown) != 1:
+                raise RunInputError(
+                    f"run {self.s.run_id} has {len(self.s.unknown)} calls of unknown outcome "
+                    f"({', '.join(self.s.unknown) or 'none'}): name the step, "
+                    f"done:STEP={{json}} or not-done:STEP"
+                )
+            step = next(iter(self.s.unknown))
+        step = step.strip()
+        u = self.s.unknown.get(step)
+        if u is None:
+            raise RunInputError(
+                f"step {step!r} of run {self.s.run_id} has no call of unknown outcome "
+                f"(unknown: {', '.join(self.s.unknown) or 'none'})"
+            )
+        url = self.r._lease_url()
+        effect = next(
+            (
+                e
+                for e in journal.effects_of(url, self.s.run_id, step)
+                if e.skill == u.skill and e.attempt == u.attempt and e.token == u.token
+            ),
+            None,
+        )
+        if done:
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise RunInputError(
+                    f"done: the output of step {step!r} is not JSON: {exc.msg}"
+                ) from exc
+            if not isinstance(value, dict):
+                raise RunInputError(f"done: the output of step {step!r} must be a JSON object")
+            try:
+                output = self.c.skill(u.skill).parse_output(value)
+            except (ValidationError, TypeError) as exc:
+                raise RunInputError(
+                    f"done: the output of step {step!r} does not fit {u.skill}'s schema: {exc}"
+                ) from exc
+            if effect is not None:
+                journal.resolve(url, effect, "done", output)
+            self.s.completed[step] = StepRecord(
+                step=step, skill=u.skill, output=output, attempt=u.attempt, worker=HUMAN
+            )
+            self.decide(
+                "succeed",
+                f"a human confirmed that {u.skill} took effect; their output is recorded",
+                step=step,
+                skill=u.skill,
+            )
+        else:
+            if raw:
+                raise RunInputError("not-done takes no output (not-done or not-done:STEP)")
+            if effect is not None:
+                journal.resolve(url, effect, "not_done", {})
+            self.failed_last[step] = (u.skill, "unknown_outcome")
+            self.decide(
+                "resume",
+                f"a human says {u.skill} did not take effect for {step}: it may run again",
+                step=step,
+                skill=u.skill,
+            )
+        del self.s.unknown[step]
 
     def _human_output(self, text: str, stuck: Sequence[str]) -> tuple[str, dict[str, Any]]:
         import json
@@ -877,12 +1172,13 @@ class _Run:
 
             preload_litellm()  # off the hot path: done before the first model call
         self.spend = RunLedger(
-            await self.r.ledger_factory(self.s.run_id, self.budget, self.s.spent_usd), self.budget
+            await self.r.ledger_factory(self.s.run_id, self.budget, self.s.spent_usd),
+            self.budget,
+            remake=lambda: self.r.ledger_factory(self.s.run_id, self.budget, self.s.spent_usd),
         )
-        with (
-            tracing.run_span(self.c.name, self.s.run_id) as span,
-            use_ledger(self.spend.ledger),
-        ):
+        # inside the run's invoke_agent span, opened by Runner.run / Runner.resume
+        span = self.span
+        with use_ledger(self.spend.ledger):
             try:
                 result = await self._loop()
             finally:
@@ -899,6 +1195,14 @@ class _Run:
     async def _loop(self) -> RunResult:
         try:
             while True:
+                if self.s.unknown:
+                    # a side effect may or may not have happened: nothing else runs until a
+                    # human says which (no retry, no half-open trial, no other candidate)
+                    if self.inflight:
+                        await self.collect()
+                        continue
+                    self.escalate_unknown()
+                    break
                 goal = self.goal()
                 pending = [s for s in goal.required if s not in self.s.completed]
                 if not pending and not self.inflight:
@@ -953,19 +1257,26 @@ class _Run:
             wall_ms=(time.perf_counter() - self.t0) * 1e3,
             extra_steps=list(self.s.extra),
             compensations=list(self.s.compensations),
+            trace_id=self.s.trace_id,
         )
+
+
+def _unknown(task: StepTask, why: str) -> StepOutcome:
+    return StepOutcome(
+        ok=False,
+        error=ErrorPayload(
+            type="UnknownOutcome",
+            message=f"whether {task.skill} took effect for step {task.step_id!r} is unknown "
+            f"({why}); it is not idempotent, so neither it nor another candidate of the step "
+            f"runs until a human answers done:{{json}} or not-done",
+            step=task.step_id,
+            skill=task.skill,
+        ),
+    )
 
 
 async def _milestone() -> StepOutcome:
     return StepOutcome(ok=True, output={})
-
-
-def _kind(error_type: str) -> str:
-    return {
-        "ToolTimeout": "timeout",
-        "MalformedOutput": "malformed",
-        "BudgetExceeded": "budget",
-    }.get(error_type, "exception")
 
 
 async def run(

@@ -44,6 +44,7 @@ th{background:#f6f8fa}
 .status{font-weight:600;padding:1px 6px;border-radius:10px;font-size:12px}
 .completed{background:#d9f2d9;color:#1a7f37}.demoted{background:#fff8c5;color:#7d4e00}
 .escalated{background:#fde2e1;color:#cf222e}.running{background:#ddf4ff;color:#0969da}
+.queued{background:#eaeef2;color:#57606a}.cancelled{background:#eaeef2;color:#6e7781}
 .layout{display:flex;gap:16px;align-items:flex-start;flex-wrap:wrap}
 .picture{background:#fff;border:1px solid #d0d7de;padding:8px;flex:3 1 640px;overflow:auto}
 .picture svg{max-width:100%;height:auto}
@@ -69,7 +70,7 @@ _LIVE_SCRIPT = """
         const data = await r.json();
         live.innerHTML = data.html;
         document.getElementById("run-status").outerHTML = data.status_html;
-        if (data.status !== "running") { return; }
+        if (data.status !== "running" && data.status !== "queued") { return; }
       }
     } catch (e) {}
     setTimeout(tick, 1000);
@@ -208,7 +209,7 @@ def _live_html(state: RunState) -> str:
 
 
 def _run_page(state: RunState) -> str:
-    live = state.status == "running"
+    live = state.status in ("running", "queued")
     body = (
         f"<h2>run {_e(state.run_id)} {_status(state)}</h2>"
         f'<div id="live" data-src="/runs/{_e(state.run_id)}/live">{_live_html(state)}</div>'

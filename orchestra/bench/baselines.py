@@ -434,8 +434,10 @@ class _UpstreamArgs(BaseModel):
     upstream: str | None = Field(default=None, description="token of the previous step's output")
 
 
-def langchain_tool(tool: Skill) -> StructuredTool:
-    """Wrap a stand-in as a LangChain tool; every failure comes back as an error message."""
+def langchain_tool(tool: Skill, note: str = "") -> StructuredTool:
+    """Wrap a stand-in as a LangChain tool; every failure comes back as an error message.
+
+    ``note`` is appended to the tool's description (the pre-run probe's finding)."""
 
     async def run(upstream: str | None = None) -> str:
         try:
@@ -447,7 +449,7 @@ def langchain_tool(tool: Skill) -> StructuredTool:
     return StructuredTool.from_function(
         coroutine=run,
         name=tool.name,
-        description=tool.description or tool.name,
+        description=(tool.description or tool.name) + (f" ({note})" if note else ""),
         args_schema=_UpstreamArgs,
         handle_tool_error=True,
     )
@@ -497,8 +499,11 @@ async def run_react(
     tg = ToolGraph(graph)
     model = ScriptedReActModel(policy=ReActPolicy(tg, max_attempts=max_attempts))
     every = [*tools.values(), *(compensations or {}).values()]
+    down_note = "unavailable before the run: health probe"
     agent = create_agent(
-        model, [langchain_tool(t) for t in every], system_prompt=_react_prompt(graph, down)
+        model,
+        [langchain_tool(t, down_note if t.name in down else "") for t in every],
+        system_prompt=_react_prompt(graph, down),
     )
     limit = 4 * model.policy.max_decisions + 10
     try:

@@ -11,7 +11,17 @@ bench_app = typer.Typer(
 )
 
 # One module per benchmark, each with ``register(app)``; the command name is the module's own.
-_BENCHMARKS = ("selfheal", "routing_scale", "retrieval", "router", "fleet", "tracing")
+_BENCHMARKS = (
+    "selfheal",
+    "routing_scale",
+    "retrieval",
+    "router",
+    "fleet",
+    "tracing",
+    "chaos",
+    "injection",
+    "runs",
+)
 
 for _name in _BENCHMARKS:
     try:

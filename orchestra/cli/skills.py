@@ -103,13 +103,14 @@ def show(
         s = reg.require(name)
     except UnknownSkillError as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+        raise typer.Exit(2) from exc
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold")
     t.add_column()
     t.add_row("description", s.description)
     for key in ("capability", "cost", "latency_ms", "reliability", "timeout_s", "idempotent"):
         t.add_row(key, str(getattr(s, key)))
+    t.add_row("compensate", s.compensate or "-")
     t.add_row("tags", ", ".join(s.tags) or "-")
     t.add_row("kind", _status(s))
     t.add_row("source", s.source or "-")

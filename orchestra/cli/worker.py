@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from orchestra.cli.run import print_error
 from orchestra.errors import SpecError
 
 __all__ = ["register"]
@@ -45,7 +46,10 @@ def register(app: typer.Typer) -> None:
         pool: Annotated[
             str | None, typer.Option(help="Celery pool: prefork (default), threads or solo")
         ] = None,
-        loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="Log level")] = "WARNING",
+        loglevel: Annotated[
+            str | None,
+            typer.Option("--loglevel", "-l", help="Log level (default: ORCHESTRA_LOG_LEVEL)"),
+        ] = None,
         name: Annotated[
             str | None,
             typer.Option("--name", "-n", help="Worker name (default orchestra-PID@HOST)"),
@@ -59,6 +63,30 @@ def register(app: typer.Typer) -> None:
         role: Annotated[
             str | None,
             typer.Option("--role", help="Serve this role of --fleet-file (options add to it)"),
+        ] = None,
+        runs: Annotated[
+            bool,
+            typer.Option(
+                "--runs",
+                help="Drive runs instead of serving steps: consume orchestra.runs and run the "
+                "graphs of --graph/--registry (their steps go to step workers)",
+            ),
+        ] = False,
+        registry: Annotated[
+            Path | None,
+            typer.Option(
+                "--registry",
+                help="With --runs: a graph registry file (names -> graph files, limits); "
+                "default ORCHESTRA_GRAPHS",
+            ),
+        ] = None,
+        runs_concurrency: Annotated[
+            int | None,
+            typer.Option(
+                "--runs-concurrency",
+                help="With --runs: runs driven at once by this worker (default "
+                "ORCHESTRA_RUNS_CONCURRENCY, 50)",
+            ),
         ] = None,
         fail: Annotated[
             list[str] | None,
@@ -74,11 +102,14 @@ def register(app: typer.Typer) -> None:
         ORCHESTRA_RESULT_BACKEND and ORCHESTRA_HEALTH_URL.  SIGTERM stops it warmly.
         """
         from orchestra.fleet.worker import FleetFile, WorkerRole, load_skills, serve
-        from orchestra.logs import configure_logging
+        from orchestra.logs import configure_logging_from_env
 
         console = Console(stderr=True)
-        configure_logging(loglevel)
         try:
+            level = configure_logging_from_env(loglevel)
+            if runs:
+                _serve_runs(console, graph, registry, runs_concurrency, level, name)
+                return
             if (fleet_file is None) != (role is None):
                 raise SpecError("--fleet-file and --role go together")
             r = FleetFile.load(fleet_file).role(role) if fleet_file and role else WorkerRole()
@@ -102,9 +133,39 @@ def register(app: typer.Typer) -> None:
                 queues=wanted,
                 concurrency=concurrency or r.concurrency,
                 pool=pool or r.pool,
-                loglevel=loglevel,
+                loglevel=level,
                 name=name,
             )
         except SpecError as exc:
-            console.print(f"[red bold]error:[/] {exc}", highlight=False)
+            print_error(console, exc)
             raise typer.Exit(2) from None
+
+
+def _serve_runs(
+    console: Console,
+    graphs: list[Path],
+    registry_file: Path | None,
+    concurrency: int | None,
+    loglevel: str,
+    name: str | None,
+) -> None:
+    from orchestra.fleet import fleet_settings
+    from orchestra.fleet.worker import default_name
+    from orchestra.service.driver import serve_driver
+    from orchestra.service.registry import GraphRegistry
+
+    s = fleet_settings()
+    try:
+        reg = GraphRegistry.from_sources(graphs, registry_file or s.graphs)
+        for n in reg.names():  # compile once now: the first run does not pay for it
+            reg.get(n).compile()
+        serve_driver(
+            reg,
+            settings=s,
+            name=name or default_name().replace("orchestra-", "driver-", 1),
+            concurrency=concurrency,
+            loglevel=loglevel,
+        )
+    except SpecError as exc:
+        print_error(console, exc)
+        raise typer.Exit(2) from None

@@ -29,6 +29,7 @@ class StepTask(BaseModel):
     attempt: int = 1
     timeout_s: float = 30.0
     trace_context: dict[str, str] = Field(default_factory=dict)
+    journal_token: int | None = None  # journalled call (not idempotent): the lease's token
     #: where the run's ledger lives for the model calls the step makes: ``"redis"`` (the
     #: fleet's result store; a worker attaches to it), or ``None`` (the driver's process)
     ledger: str | None = None

@@ -12,6 +12,7 @@ What is fixed, whatever the settings:
   skills it hosts, so a step only ever reaches a worker that can run it.  Queue
   ``orchestra`` carries everything else (e.g. the benchmark's no-op task).
 * **Prefetch of one** task per worker process: a slow step does not hold others hostage.
+* **Undecodable messages are dead-lettered**, not fatal (:mod:`orchestra.fleet.transport`).
 """
 
 from __future__ import annotations
@@ -83,6 +84,11 @@ def create_app(settings: Settings | None = None) -> Any:
         worker_redirect_stdouts=False,
         broker_channel_error_retry=True,
     )
+    if s.broker_url.startswith("redis://"):
+        # kombu's Redis transport, but a message that does not decode is dead-lettered
+        # instead of ending the worker (orchestra.fleet.transport)
+        app.conf.broker_transport = "orchestra.fleet.transport:Transport"
+    app.conf.worker_consumer = "orchestra.fleet.transport:Consumer"
     app.orchestra_settings = s
     from orchestra.fleet.tasks import register_tasks
 

@@ -24,6 +24,7 @@ to the driver if the payload says where, and dead-lettered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -36,11 +37,13 @@ import redis
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from orchestra import tracing
 from orchestra.errors import ConfigError, ErrorPayload, ExecutorError
 from orchestra.executors.base import StepOutcome, StepTask
 from orchestra.executors.local import run_skill
 from orchestra.fleet import store
 from orchestra.fleet.settings import FleetSettings
+from orchestra.secrets import has_key, open_record, seal_record
 from orchestra.skills import Skill
 
 __all__ = ["StepEnvelope", "WorkerContext", "configure_worker", "register_tasks"]
@@ -97,8 +100,16 @@ class WorkerContext:
         self.loop()
         client: tuple[redis.Redis, Any, Any] | None = getattr(self._local, "redis", None)
         if client is None:
+            from redis.backoff import ExponentialBackoff
+            from redis.retry import Retry
+
+            # ride out a Redis restart mid-step: the outcome of a step that ran is still stored
             r = redis.Redis.from_url(
-                self.settings.result_backend, socket_timeout=10.0, socket_connect_timeout=2.0
+                self.settings.result_backend,
+                socket_timeout=10.0,
+                socket_connect_timeout=2.0,
+                retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 12),
+                retry_on_error=[redis.ConnectionError, redis.TimeoutError],
             )
             client = (r, r.register_script(store.BEGIN), r.register_script(store.FINISH))
             self._local.redis = client
@@ -142,6 +153,14 @@ def _summary(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _sealed(value: Any) -> Any:
+    """A dead letter's task or payload: sealed whole when a key is set (its arguments may hold
+    plain personal data), else as it is (its secrets are sealed one by one anyway)."""
+    if not has_key():
+        return value
+    return seal_record(json.dumps(value, default=repr))
+
+
 def _reject(ctx: WorkerContext, task_id: str, payload: Any, why: str) -> None:
     """Answer and dead-letter a payload that is not a valid step envelope."""
     message = f"orchestra.step payload rejected: {why}"
@@ -154,7 +173,7 @@ def _reject(ctx: WorkerContext, task_id: str, payload: Any, why: str) -> None:
             "reason": message,
             "worker": ctx.name,
             "at": time.time(),
-            "payload": payload,
+            "payload": _sealed(payload),
         },
         default=repr,
     )
@@ -170,12 +189,38 @@ def _reject(ctx: WorkerContext, task_id: str, payload: Any, why: str) -> None:
 def step(task_id: str, payload: Any) -> str:
     """Run one delivery of a step task; returns what became of it (for logs and tests)."""
     ctx = current_worker()
-    s = ctx.settings
     try:
         env = StepEnvelope.model_validate(payload)
     except ValidationError as exc:
         _reject(ctx, task_id, payload, _summary(exc))
         return "rejected"
+    task = env.task
+    from orchestra.fleet.app import queue_for
+
+    wait_ms = max(0.0, (time.time() - env.sent_at) * 1e3) if env.sent_at else None
+    with (
+        tracing.extract_context(task.trace_context),
+        tracing.process_span(
+            queue_for(task.skill),
+            message_id=task_id,
+            run_id=task.run_id,
+            step_id=task.step_id,
+            skill=task.skill,
+            queue_wait_ms=wait_ms,
+            worker=ctx.name,
+        ) as span,
+    ):
+        if span.is_recording():  # the tool call becomes a child of this delivery
+            task.trace_context = tracing.inject_context()
+        verdict = _deliver(ctx, task_id, env)
+        if span.is_recording():
+            span.set_attribute("orchestra.delivery", verdict)
+        return verdict
+
+
+def _deliver(ctx: WorkerContext, task_id: str, env: StepEnvelope) -> str:
+    """Run (or answer from Redis, or drop) one delivery of a valid step envelope."""
+    s = ctx.settings
     task = env.task
     hosted = ctx.skills.get(task.skill)
     r, begin, finish = ctx.redis()
@@ -217,14 +262,24 @@ def step(task_id: str, payload: Any) -> str:
     dead = ""
     if verdict == "cancelled":
         log.info("step dropped", task_id=task_id, step=task.step_id, reason=detail)
+        if detail.startswith("superseded"):
+            # tell the old driver at once: the run is someone else's (not a skill failure)
+            gone = _failure(detail, task)
+            assert gone.error is not None
+            gone.error.type = "Superseded"
+            with contextlib.suppress(redis.RedisError, OSError):
+                r.rpush(store.reply_key(env.reply_to), f"{task_id}\n{gone.model_dump_json()}")
+                r.expire(store.reply_key(env.reply_to), ttl)
         return "cancelled"
     if verdict == "replay":
-        outcome_json = detail
-        ok = bool(json.loads(detail).get("ok"))
+        outcome_json = detail  # as stored: sealed when a key is set
+        ok = bool(json.loads(open_record(detail)).get("ok"))
         log.info("step answered from its stored result", task_id=task_id, step=task.step_id)
     else:
         if verdict == "run":
-            outcome = _run(ctx, task)
+            outcome = (
+                _run_journalled(ctx, task) if task.journal_token is not None else _run(ctx, task)
+            )
         elif verdict == "dead":
             outcome = _failure(
                 f"step {task.step_id!r} ({task.skill}) dead-lettered after {int(detail) - 1} "
@@ -250,11 +305,11 @@ def step(task_id: str, payload: Any) -> str:
                     "reason": outcome.error.message,
                     "worker": ctx.name,
                     "at": time.time(),
-                    "task": task.model_dump(mode="json"),
+                    "task": _sealed(task.model_dump(mode="json")),
                 }
             )
         outcome.worker = ctx.name
-        outcome_json = outcome.model_dump_json()
+        outcome_json = seal_record(outcome.model_dump_json())
         ok = outcome.ok
     finish(
         keys=[
@@ -321,6 +376,61 @@ async def _run_in_budget(ctx: WorkerContext, skill: Skill, task: StepTask) -> St
         return _failure(f"step {task.step_id!r}: the run's budget is gone: {exc}", task)
     with use_ledger(ledger):
         return await run_skill(skill, task)
+
+
+def _run_journalled(ctx: WorkerContext, task: StepTask) -> StepOutcome:
+    """Run a call of a skill that is not idempotent through the effects journal: the tool
+    runs only if this worker is the one that moves the call from intent to started."""
+    from orchestra import journal
+
+    url = ctx.settings.checkpoint_url
+    token = task.journal_token
+    assert token is not None
+    try:
+        verdict, effect = journal.begin(url, task, token, ctx.name)
+    except Exception as exc:
+        return _failure(
+            f"cannot reach the effects journal ({_safe(url)}): {type(exc).__name__}: {exc}; "
+            f"{task.skill} was not run for step {task.step_id!r}",
+            task,
+        )
+    if verdict == "run":
+        outcome = _run(ctx, task)
+        outcome.worker = ctx.name
+        for attempt in range(20):
+            try:
+                journal.record_outcome(url, task, token, outcome)
+                break
+            except Exception as exc:
+                log.error(
+                    "cannot journal an outcome", step=task.step_id, skill=task.skill, error=str(exc)
+                )
+                time.sleep(min(0.1 * 2**attempt, 2.0))
+        return outcome
+    if verdict == "replay":
+        assert effect is not None and effect.outcome is not None
+        return effect.outcome
+    message = {
+        "lost": f"{task.skill} was already started for step {task.step_id!r} by "
+        f"{effect.worker if effect else 'another worker'} and never finished; it is not "
+        f"idempotent, so it is not run again (the lost call may or may not have taken effect)",
+        "superseded": "superseded: the run is driven by another driver now",
+        "cancelled": f"{task.skill} for step {task.step_id!r} was withdrawn by its driver",
+        "missing": f"the effects journal at {_safe(url)} has no intent for this call of "
+        f"{task.skill}: the driver and this worker must share ORCHESTRA_CHECKPOINT_URL",
+    }[verdict]
+    out = _failure(message, task)
+    if verdict == "superseded" and out.error is not None:
+        out.error.type = "Superseded"
+    return out
+
+
+def _safe(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
+    return url
 
 
 def _step_task(self: Any, payload: Any) -> str:

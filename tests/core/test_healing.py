@@ -155,7 +155,9 @@ class TestSubstitutesFit:
         r = await Runner().run(g, {}, budget_usd=0.005)
         assert r.status == "escalated"
         assert retriever.asked == 0
-        assert "stripe costs $0.0100" in r.reason and "budget" in r.reason
+        assert (
+            "stripe ($0.0100) costs more than the $0.0050 left" in r.reason and "budget" in r.reason
+        )
         assert len(r.reason) < 400
 
 
@@ -454,3 +456,57 @@ class TestHonestDemotion:
             else:
                 assert [(e.step, e.skill) for e in r.extra_steps] == [("b", "b2")]
                 assert not r.compensations
+
+
+class Health:
+    """A health view from a mapping (every other skill closed)."""
+
+    def __init__(self, statuses: dict[str, Any] | None = None):
+        self.statuses = statuses or {}
+
+    def status(self, skill: str) -> Any:
+        return self.statuses.get(skill, "closed")
+
+
+class TestBacktrackDecision:
+    """planner.backtrack is pure: a run state in, a decision out, no event loop."""
+
+    def _stuck(self, a1: dict[str, Any]) -> tuple[Any, Any]:
+        from orchestra import planner
+        from orchestra.results import RunState, StepRecord
+        from orchestra.routing import INF
+
+        c = _two_lanes([], a1=a1).compile()
+        state = RunState(run_id="r", graph="lanes")
+        state.completed["lookup"] = StepRecord(step="lookup", skill="lookup", output={"k": "1"})
+        state.completed["a"] = StepRecord(step="a", skill="a1", output={"x": "a1.x"})
+        state.attempts["b:b1"] = 3
+        view = planner.RunView(c, state)
+        c.route.set_dynamic(("b", "b1"), factor=INF)
+        plan = planner.plan_routes(view, view.goal(), planner.ready_steps(view, view.goal()))
+        assert not plan.feasible
+        return view, plan
+
+    def test_the_route_cost_includes_the_compensations(self) -> None:
+        from orchestra import planner
+
+        view, plan = self._stuck({"idempotent": False, "compensate": "void_a1"})
+        rec = planner.backtrack(view, plan, Health())
+        assert rec is not None and rec.kind == "backtrack"
+        bt = rec.detail
+        assert bt.abandon == (planner.Undo("a", "a1", "void_a1"),)
+        assert bt.route_cost == pytest.approx(0.5)  # a2 (b2, c1 cost nothing)
+        assert bt.cost == pytest.approx(0.5 + 0.01)
+        assert "abandon a (a1, undone by void_a1)" in rec.reason
+
+    def test_no_backtrack_past_a_side_effect_nothing_undoes(self) -> None:
+        from orchestra import planner
+
+        view, plan = self._stuck({"idempotent": False})
+        assert planner.backtrack(view, plan, Health()) is None
+
+    def test_no_backtrack_when_the_compensation_is_down(self) -> None:
+        from orchestra import planner
+
+        view, plan = self._stuck({"idempotent": False, "compensate": "void_a1"})
+        assert planner.backtrack(view, plan, Health({"void_a1": "down"})) is None

@@ -7,9 +7,13 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import BaseModel
+from skip_policy import missing
 
+from orchestra import skill
 from orchestra.errors import LeaseLost, RunLeaseHeld
 from orchestra.lease import acquire_lease, current_token, default_holder
 
@@ -29,7 +33,7 @@ def _postgres_up() -> bool:
 @pytest.fixture(params=["sqlite", "postgres", "memory"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgres" and not _postgres_up():
-        pytest.skip(f"no PostgreSQL at {POSTGRES}")
+        missing(f"no PostgreSQL at {POSTGRES}; start it with scripts/ensure-services.sh")
     return {
         "sqlite": f"sqlite:///{tmp_path}/runs.sqlite",
         "postgres": POSTGRES,
@@ -104,3 +108,55 @@ class TestRunLease:
         proc.stdout.close()
         lease = acquire_lease(url, rid, default_holder(), ttl_s=30)
         assert lease.token == 2
+
+
+class _Out(BaseModel):
+    ok: bool
+
+
+_GATE: dict[str, Any] = {}
+
+
+@skill(cost=0.001, timeout_s=60)
+async def slow() -> _Out:
+    """Wait until the test releases it."""
+    await _GATE["release"].wait()
+    return _Out(ok=True)
+
+
+class TestSupersededDriver:
+    async def test_a_driver_whose_lease_was_taken_over_stops_without_writing(
+        self, tmp_path: Path
+    ) -> None:
+        """Another driver takes the run over while a step runs: this driver stops with
+        LeaseLost, writes no checkpoint after that, and opens no circuit."""
+        import asyncio
+
+        from orchestra import Graph, Runner
+        from orchestra.checkpoint import open_checkpointer
+        from orchestra.durable import durable_store
+
+        release = _GATE["release"] = asyncio.Event()
+        g = Graph("superseded")
+        g.step("a", [slow])
+        g.step("b", [slow], after="a")
+        url = f"sqlite:///{tmp_path}/runs.sqlite"
+        runner = Runner(checkpointer=open_checkpointer(url), lease_ttl_s=0.6)
+        task = asyncio.ensure_future(runner.run(g, {}, run_id="sup1"))
+        deadline = time.monotonic() + 30
+        while (await runner.checkpointer.load("sup1")) is None:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        saved = await runner.checkpointer.load("sup1")
+        with durable_store(url).transaction() as cur:  # another driver takes the run over
+            cur.execute(
+                "UPDATE orchestra_run_leases SET holder = 'other-driver', token = token + 1 "
+                "WHERE run_id = 'sup1'"
+            )
+        with pytest.raises(LeaseLost, match="taken by other-driver"):
+            await asyncio.wait_for(task, 30)
+        release.set()
+        after = await runner.checkpointer.load("sup1")
+        assert after == saved
+        assert runner.health.status("slow") != "open"
+        await runner.checkpointer.aclose()

@@ -113,7 +113,7 @@ async def test_repeated_trials_are_bounded_then_the_run_escalates() -> None:
     r = await Runner(max_attempts=3).run(g)
     assert r.status == "escalated"
     assert sum(1 for d in r.decisions if d.kind == "fail") == 3
-    assert "gave up after 3 attempt" in r.reason
+    assert "x failed 3 time(s)" in r.reason  # "gave up after 3 attempts", in plain words
 
 
 async def test_demotion_asks_the_model_once_and_names_the_steps_not_run() -> None:
@@ -199,7 +199,7 @@ async def test_budget_too_small_escalates_and_never_overspends() -> None:
     r = await Runner().run(g, budget_usd=0.5)
     assert r.status == "escalated"
     assert r.spent_usd <= 0.5
-    assert "costs $0.4000, only $0.1000" in r.reason
+    assert "b ($0.4000) costs more than the $0.1000 left of the run's $0.5000 budget" in r.reason
 
 
 async def test_missing_run_input_is_a_typed_error_naming_the_field() -> None:
