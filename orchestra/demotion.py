@@ -69,7 +69,9 @@ async def choose_fallback(
             resp.usage.input_tokens + resp.usage.output_tokens,
             label="demotion",
         )
-        meter_model_call(booked_usd=resp.cost_usd)
+        # a router (with a ledger of its own) counted its calls already
+        routed = getattr(resp, "decision", None) is not None
+        meter_model_call(calls=0 if routed else 1, booked_usd=resp.cost_usd)
     names = [n for n, _ in reachable]
     found = [
         (m.start(), n) for n in names for m in [re.search(rf"\b{re.escape(n)}\b", resp.text)] if m

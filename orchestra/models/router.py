@@ -468,7 +468,7 @@ class ModelRouter:
                 run_id=structlog.contextvars.get_contextvars().get("run_id", ledger.run_id),
             )
             return RoutedResponse(
-                **{**resp.model_dump(), "booked": booked},
+                **{**resp.model_dump(exclude={"decision"}), "booked": booked},
                 decision=decision,
             )
         detail = "; ".join(f"{k}: {v}" for k, v in {**skipped, **failed}.items())
