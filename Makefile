@@ -12,14 +12,26 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-install: $(BIN)/python
+# Stamps: a second `make demo` / `make test` does not reinstall unless pyproject.toml changed.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
+	touch $@
 
-install-dev: $(BIN)/python
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
 
 demo: install
-	$(BIN)/orchestra run graphs/support_triage.py --fail stripe_refund --budget 0.05
+	$(BIN)/orchestra run graphs/support_triage.py --fail stripe_refund --budget 0.05; \
+	status=$$?; \
+	echo ""; \
+	echo "orchestra is installed in $(VENV): run it as $(BIN)/orchestra, or put it on PATH with"; \
+	echo "  source $(BIN)/activate && orchestra --help"; \
+	exit $$status
 
 services:
 	bash scripts/ensure-services.sh

@@ -48,7 +48,7 @@ import hashlib
 import importlib.util
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
@@ -287,8 +287,12 @@ def _camel(name: str) -> str:
 # --------------------------------------------------------------------------- one skill folder
 
 
-def load_skill_dir(folder: Path) -> Skill:
-    """Load the skill in ``folder`` (its ``SKILL.md`` and, when present, its implementation)."""
+def load_skill_dir(folder: Path, *, trusted: Sequence[Path] | None = None) -> Skill:
+    """Load the skill in ``folder`` (its ``SKILL.md`` and, when present, its implementation).
+
+    With ``trusted``, an implementation file that resolves outside those folders is refused
+    (:class:`~orchestra.errors.UntrustedPathError`) instead of imported.
+    """
     md = folder / "SKILL.md"
     src = str(md)
     meta, body = parse_skill_md(md)
@@ -312,7 +316,7 @@ def load_skill_dir(folder: Path) -> Skill:
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise SkillSpecError("must be a list of strings", field="tags", source=src)
 
-    fn = _load_implementation(folder, meta, src)
+    fn = _load_implementation(folder, meta, src, trusted)
     if fn is None and INSTRUCTIONS_ONLY not in tags:
         tags = [*tags, INSTRUCTIONS_ONLY]
 
@@ -407,7 +411,7 @@ def _schema_field(
 
 
 def _load_implementation(
-    folder: Path, meta: Mapping[str, Any], src: str
+    folder: Path, meta: Mapping[str, Any], src: str, trusted: Sequence[Path] | None = None
 ) -> Callable[..., Any] | None:
     entry = meta.get("entrypoint")
     if entry is not None and (not isinstance(entry, str) or not entry.isidentifier()):
@@ -423,7 +427,7 @@ def _load_implementation(
                 source=src,
             )
         return None
-    module = _import_file(impl)
+    module = _import_file(impl, trusted)
     attr = entry or "run"
     fn = getattr(module, attr, None)
     if isinstance(fn, Skill):  # a @skill-decorated entry point
@@ -438,8 +442,12 @@ def _load_implementation(
     return fn  # type: ignore[no-any-return]
 
 
-def _import_file(path: Path) -> ModuleType:
+def _import_file(path: Path, trusted: Sequence[Path] | None = None) -> ModuleType:
     """Import a Python file by path under a private, collision-free module name."""
+    if trusted is not None:
+        from orchestra.trust import check_trusted
+
+        check_trusted(path, trusted, field="implementation", source=str(path))
     resolved = path.resolve()
     digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:12]
     mod_name = (
@@ -481,18 +489,22 @@ def discover_skill_files(root: Path) -> Iterator[Path]:
         yield from discover_skill_files(child)
 
 
-def load_catalog(paths: Path | str | Iterable[Path | str]) -> list[Skill]:
+def load_catalog(
+    paths: Path | str | Iterable[Path | str], *, trusted: Sequence[Path] | None = None
+) -> list[Skill]:
     """Load every skill of one or more catalog folders, sorted by name.
 
     A path may also be a single skill folder or a Python file of ``@skill`` functions.
-    Two skills with one name raise :class:`SkillSpecError` naming both files.
+    Two skills with one name raise :class:`SkillSpecError` naming both files.  With
+    ``trusted`` (see :mod:`orchestra.trust`), every Python file is checked to resolve inside
+    those folders before it is imported.
     """
     roots = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
     found: dict[str, Skill] = {}
     for root in roots:
         if not root.exists():
             raise SkillSpecError("no such catalog folder", source=str(root))
-        for s in _load_root(root):
+        for s in _load_root(root, trusted):
             if s.name in found:
                 raise SkillSpecError(
                     f"two skills share this name: {found[s.name].source} and {s.source}",
@@ -510,24 +522,24 @@ def load_catalog(paths: Path | str | Iterable[Path | str]) -> list[Skill]:
     return [found[n] for n in sorted(found)]
 
 
-def _load_root(root: Path) -> Iterator[Skill]:
+def _load_root(root: Path, trusted: Sequence[Path] | None = None) -> Iterator[Skill]:
     if root.is_file():
         if root.suffix != ".py":
             raise SkillSpecError(
                 "a catalog is a folder or a Python file of @skill functions", source=str(root)
             )
-        yield from _skills_in_module(root)
+        yield from _skills_in_module(root, trusted)
         return
     for md in discover_skill_files(root):
-        yield load_skill_dir(md.parent)
+        yield load_skill_dir(md.parent, trusted=trusted)
     if not (root / "SKILL.md").is_file():
         for py in sorted(root.glob("*.py")):
             if not py.name.startswith("_"):
-                yield from _skills_in_module(py)
+                yield from _skills_in_module(py, trusted)
 
 
-def _skills_in_module(path: Path) -> Iterator[Skill]:
-    module = _import_file(path)
+def _skills_in_module(path: Path, trusted: Sequence[Path] | None = None) -> Iterator[Skill]:
+    module = _import_file(path, trusted)
     for value in vars(module).values():
         if isinstance(value, Skill):
             yield value

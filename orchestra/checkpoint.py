@@ -7,7 +7,9 @@ human answers (``orchestra resume RUN_ID --answer ...``).
 
 :class:`SaverCheckpointer` stores states through a LangGraph checkpoint saver, one thread per
 run and one checkpoint per save (the history of a run stays inspectable with LangGraph's
-own tools).  :func:`open_checkpointer` picks the saver from a URL:
+own tools).  With ``ORCHESTRA_SECRET_KEY`` set, each state is sealed whole (Fernet, see
+:mod:`orchestra.secrets`) before the saver sees it.  :func:`open_checkpointer` picks the
+saver from a URL:
 
 ==================================  =================================================
 URL                                 saver
@@ -30,6 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from orchestra.errors import ConfigError
 from orchestra.results import RunState
+from orchestra.secrets import open_record, seal_record
 
 __all__ = ["Checkpointer", "SaverCheckpointer", "open_checkpointer"]
 
@@ -106,9 +109,11 @@ class SaverCheckpointer:
                 try:
                     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
                 except ImportError as exc:
+                    from orchestra.errors import install_hint
+
                     raise ConfigError(
-                        "a postgresql:// checkpoint URL needs the fleet extra: "
-                        "pip install 'orchestra[fleet]'",
+                        f"a postgresql:// checkpoint URL needs the fleet extra: "
+                        f"{install_hint('fleet')}",
                         field="checkpoint_url",
                     ) from exc
                 saver = await stack.enter_async_context(AsyncPostgresSaver.from_conn_string(url))
@@ -158,7 +163,7 @@ class SaverCheckpointer:
                 prev_version = tup.checkpoint["channel_versions"].get(_CHANNEL)
         version = saver.get_next_version(prev_version, None)
         cp = empty_checkpoint()
-        cp["channel_values"] = {_CHANNEL: state.model_dump_json()}
+        cp["channel_values"] = {_CHANNEL: seal_record(state.model_dump_json())}
         cp["channel_versions"] = {_CHANNEL: version}
         metadata: dict[str, Any] = {
             "source": "orchestra",
@@ -184,7 +189,7 @@ class SaverCheckpointer:
             tup.config["configurable"]["checkpoint_id"],
             tup.checkpoint["channel_versions"].get(_CHANNEL),
         )
-        return RunState.model_validate_json(raw)
+        return RunState.model_validate_json(open_record(raw))
 
     async def list_runs(self, limit: int = 20) -> list[RunState]:
         saver = await self._open()
@@ -199,7 +204,7 @@ class SaverCheckpointer:
                 seen.add(run_id)
                 raw = tup.checkpoint["channel_values"].get(_CHANNEL)
                 if raw is not None:
-                    out.append(RunState.model_validate_json(raw))
+                    out.append(RunState.model_validate_json(open_record(raw)))
                 if len(out) >= limit:
                     break
         return out

@@ -7,7 +7,9 @@ The hierarchy::
     │   ├── GraphSpecError         a malformed graph (cycle, unknown skill, missing input, bad cost…)
     │   ├── SkillSpecError         a malformed skill (bad SKILL.md front matter, bad signature…)
     │   ├── UnknownSkillError      a step or a query names a skill the registry does not hold
+    │   ├── UntrustedPathError     a data file (YAML graph, fleet file) names code outside its trust
     │   └── ConfigError            a setting that cannot work (bad URL, negative budget…)
+    │       └── SecretKeyError     a secret must be sealed or opened and ORCHESTRA_SECRET_KEY can't
     ├── RunError                   something went wrong while a run was executing
     │   ├── StepFailed             one attempt of a skill failed (base of the three below)
     │   │   ├── ToolRaised         the skill raised an exception
@@ -50,13 +52,18 @@ __all__ = [
     "RunError",
     "RunInputError",
     "RunLeaseHeld",
+    "SecretKeyError",
     "SkillSpecError",
     "SpecError",
     "StepFailed",
     "ToolRaised",
     "ToolTimeout",
     "UnknownSkillError",
+    "UntrustedPathError",
+    "did_you_mean",
     "error_from_payload",
+    "error_kind",
+    "install_hint",
 ]
 
 
@@ -101,15 +108,63 @@ class UnknownSkillError(SpecError):
         known: list[str] | None = None,
     ):
         self.name = name
-        hint = ""
-        if known:
-            close = sorted(known, key=lambda k: _distance(k, name))[:3]
-            hint = f" (did you mean: {', '.join(close)}?)"
-        super().__init__(f"unknown skill {name!r}{hint}", field=field, source=source)
+        super().__init__(
+            f"unknown skill {name!r}{did_you_mean(name, known or [])}", field=field, source=source
+        )
 
 
 class ConfigError(SpecError):
     """A setting that cannot work."""
+
+
+class SecretKeyError(ConfigError):
+    """A secret must be sealed or opened, and ``ORCHESTRA_SECRET_KEY`` is missing or wrong."""
+
+
+class UntrustedPathError(SpecError):
+    """A data file (a YAML/JSON graph, a fleet file) names code outside the paths it may name.
+
+    Such a file may only name catalogs and skill code inside its own directory tree or under
+    ``ORCHESTRA_TRUSTED_PATHS``; nothing is imported before this is checked.
+    """
+
+
+def did_you_mean(name: str, known: list[str] | tuple[str, ...], *, n: int = 3) -> str:
+    """`` (did you mean: a, b?)`` with the ``n`` known names closest to ``name``, or ``""``.
+
+    Closest first: the edit distance, with a name that contains ``name`` (or is contained
+    in it) counted as close as one edit.
+    """
+    if not known:
+        return ""
+
+    def score(k: str) -> tuple[int, str]:
+        a, b = k.lower(), name.lower()
+        d = _distance(a, b)
+        if a in b or b in a:
+            d = min(d, 1)
+        return d, k
+
+    close = sorted(dict.fromkeys(known), key=score)[:n]
+    return f" (did you mean: {', '.join(close)}?)"
+
+
+def error_kind(error_type: str) -> str:
+    """The kind of a step failure (``exception``, ``timeout``, ``malformed``, ``budget``) from
+    its error class name: the decision log's ``error_kind`` and the spans' ``error.type``."""
+    return {
+        "ToolTimeout": "timeout",
+        "MalformedOutput": "malformed",
+        "BudgetExceeded": "budget",
+    }.get(error_type, "exception")
+
+
+def install_hint(extra: str) -> str:
+    """How to install one of Orchestra's extras (it is not on PyPI under that name)."""
+    return (
+        f"install the {extra} extra from the Orchestra checkout: "
+        f".venv/bin/pip install -e '.[{extra}]' (make install-dev installs every extra)"
+    )
 
 
 def _distance(a: str, b: str) -> int:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import networkx as nx
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from orchestra.errors import GraphSpecError, UnknownSkillError
 from orchestra.routing import RouteGraph
@@ -53,6 +53,9 @@ class Step(BaseModel):
     ``inputs`` maps a skill parameter to ``"<step>.<field>"`` (an earlier step's output) or
     ``"$input.<field>"`` (the run's input); unmapped parameters are looked up by name in the
     outputs of earlier steps (nearest first), then in the run's input.
+
+    ``depends_on`` is spelled ``after`` in a YAML spec, as in :meth:`Graph.step` (both
+    spellings load; one step id or a list).
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -60,8 +63,15 @@ class Step(BaseModel):
     id: str = Field(min_length=1)
     candidates: list[str] | Any = Field(default_factory=list)
     description: str = ""
-    depends_on: list[str] = Field(default_factory=list)
+    depends_on: list[str] = Field(
+        default_factory=list, validation_alias=AliasChoices("after", "depends_on")
+    )
     inputs: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("depends_on", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
 
     @field_validator("id")
     @classmethod
@@ -380,9 +390,9 @@ def _compile(graph: Graph) -> CompiledGraph:
         cands[s.id] = _resolve_candidates(graph, i, s)
         for j, d in enumerate(s.depends_on):
             if d not in steps:
-                raise _err(f"depends on unknown step {d!r}", f"steps[{i}].depends_on[{j}]", graph)
+                raise _err(f"depends on unknown step {d!r}", f"steps[{i}].after[{j}]", graph)
             if d == s.id:
-                raise _err("a step cannot depend on itself", f"steps[{i}].depends_on[{j}]", graph)
+                raise _err("a step cannot depend on itself", f"steps[{i}].after[{j}]", graph)
             dag.add_edge(d, s.id)
     try:
         cycle = nx.find_cycle(dag)

@@ -32,6 +32,7 @@ from pydantic import BaseModel
 from orchestra.durable import durable_store
 from orchestra.errors import LeaseLost
 from orchestra.executors.base import StepOutcome, StepTask
+from orchestra.secrets import open_record, seal_record
 
 __all__ = [
     "Effect",
@@ -81,7 +82,9 @@ def _effect(row: tuple[object, ...]) -> Effect:
         token=int(token),  # type: ignore[call-overload]
         state=state,  # type: ignore[arg-type]
         worker=None if worker is None else str(worker),
-        outcome=None if outcome is None else StepOutcome.model_validate_json(str(outcome)),
+        outcome=None
+        if outcome is None
+        else StepOutcome.model_validate_json(open_record(str(outcome))),
         updated_at=float(updated_at),  # type: ignore[arg-type]
     )
 
@@ -155,7 +158,7 @@ def record_outcome(url: str | None, task: StepTask, token: int, outcome: StepOut
             f"WHERE {_WHERE} AND state IN ('intent', 'started')",
             (
                 "done" if outcome.ok else "failed",
-                outcome.model_dump_json(),
+                seal_record(outcome.model_dump_json()),  # sealed when a key is set
                 time.time(),
                 *_key(task, token),
             ),
@@ -215,7 +218,7 @@ def resolve(
             f"UPDATE orchestra_effects SET state = ?, outcome = ?, updated_at = ? WHERE {_WHERE}",
             (
                 state,
-                outcome.model_dump_json(),
+                seal_record(outcome.model_dump_json()),  # sealed when a key is set
                 time.time(),
                 effect.run_id,
                 effect.step_id,

@@ -10,9 +10,9 @@ from typing import Any
 
 import networkx as nx
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model
 
-from orchestra.errors import GraphSpecError, UnknownSkillError
+from orchestra.errors import GraphSpecError, SpecError, UnknownSkillError
 from orchestra.graph import Graph, Step
 from orchestra.scenario import ScenarioGraph
 from orchestra.skills import Skill, SkillRegistry
@@ -126,6 +126,7 @@ _TYPES: dict[str, Any] = {
     "list": list,
     "dict": dict,
     "any": Any,
+    "secret": SecretStr,  # sealed at rest, opened only inside the skill's call
 }
 
 
@@ -149,11 +150,38 @@ class _GraphSpec(BaseModel):
     strict_transitions: bool = False
 
 
+_GRAPH_KEYS = (
+    "name",
+    "description",
+    "catalog",
+    "input",
+    "steps",
+    "goal",
+    "fallback_goals",
+    "transitions",
+    "strict_transitions",
+)
+_STEP_KEYS = ("id", "candidates", "after", "inputs", "description")
+
+
+def _first_error(exc: ValidationError, keys: tuple[str, ...]) -> tuple[str, str]:
+    """(message, dotted field) of a validation error, with the allowed keys for an unknown one."""
+    e = exc.errors()[0]
+    where = ".".join(map(str, e["loc"]))
+    if e["type"] == "extra_forbidden":
+        return f"unknown key (use: {', '.join(keys)})", where
+    if e["type"] == "model_type":
+        return f"expected a mapping with keys {', '.join(keys)}", where
+    return e["msg"], where
+
+
 def load_graph_yaml(path: str | Path, *, skills: SkillRegistry | None = None) -> Graph:
     """Load a graph declared in YAML; errors name the file and the field.
 
     Skills come from ``skills`` and/or the catalog folder named by the spec's ``catalog:``
-    key (relative to the YAML file).
+    key (relative to the YAML file).  The file is data: its catalog must lie inside the
+    file's own folder or under ``ORCHESTRA_TRUSTED_PATHS`` (:mod:`orchestra.trust`), or
+    :class:`~orchestra.errors.UntrustedPathError` is raised before anything is imported.
     """
     p = Path(path)
     try:
@@ -162,16 +190,26 @@ def load_graph_yaml(path: str | Path, *, skills: SkillRegistry | None = None) ->
         raise GraphSpecError("no such file", source=str(p)) from None
     except yaml.YAMLError as exc:
         raise GraphSpecError(f"not valid YAML: {exc}", source=str(p)) from exc
+    if not isinstance(raw, dict):
+        raise GraphSpecError(
+            "a graph spec is a mapping with name, steps and optional input, catalog, goal, "
+            "fallback_goals, transitions (see graphs/refund.yaml)",
+            source=str(p),
+        )
     try:
         spec = _GraphSpec.model_validate(raw)
     except ValidationError as exc:
-        e = exc.errors()[0]
-        raise GraphSpecError(e["msg"], field=".".join(map(str, e["loc"])), source=str(p)) from exc
+        msg, where = _first_error(exc, _GRAPH_KEYS)
+        raise GraphSpecError(msg, field=where, source=str(p)) from exc
     registry = SkillRegistry(skills.values() if skills else ())
     if spec.catalog:
         from orchestra.catalog import load_catalog
+        from orchestra.trust import check_trusted, trusted_roots
 
-        for sk in load_catalog((p.parent / spec.catalog).resolve()):
+        # A YAML graph is data: it may only name code inside its own folder (or a trusted one).
+        roots = trusted_roots(p.parent)
+        folder = check_trusted(p.parent / spec.catalog, roots, field="catalog", source=str(p))
+        for sk in load_catalog(folder, trusted=roots):
             registry.add(sk, replace=True)
     input_model = None
     if spec.input is not None:
@@ -192,10 +230,9 @@ def load_graph_yaml(path: str | Path, *, skills: SkillRegistry | None = None) ->
         try:
             steps.append(Step.model_validate(raw_step))
         except ValidationError as exc:
-            e = exc.errors()[0]
-            raise GraphSpecError(
-                e["msg"], field=f"steps[{i}]." + ".".join(map(str, e["loc"])), source=str(p)
-            ) from exc
+            msg, where = _first_error(exc, _STEP_KEYS)
+            field = f"steps[{i}]" + (f".{where}" if where else "")
+            raise GraphSpecError(msg, field=field, source=str(p)) from exc
     graph = Graph(
         spec.name,
         description=spec.description,
@@ -219,10 +256,33 @@ def load_graph_yaml(path: str | Path, *, skills: SkillRegistry | None = None) ->
 # ---------------------------------------------------------------------- any file
 
 
+def code_error(exc: BaseException, path: Path) -> str:
+    """``FILE:LINE: Type: message`` for an exception raised while running the code of ``path``.
+
+    The line is the deepest frame inside ``path`` (or where a ``SyntaxError`` points).
+    """
+    import traceback
+
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.filename}:{exc.lineno}: SyntaxError: {exc.msg}"
+    where = str(path)
+    target = path.resolve()
+    for frame in traceback.extract_tb(exc.__traceback__):
+        try:
+            if Path(frame.filename).resolve() == target:
+                where = f"{path}:{frame.lineno}"
+        except OSError:
+            continue
+    return f"{where}: {type(exc).__name__}: {exc}"
+
+
 def load_graph(path: str | Path, *, skills: SkillRegistry | None = None) -> Graph:
     """Load a graph from a ``.yaml``/``.yml`` spec or a ``.py`` file.
 
     A Python file must define ``graph`` (a :class:`Graph`) or ``build_graph()`` returning one.
+    A Python graph file is code: loading it runs it, with every right of this process (only
+    YAML graphs are data, see :mod:`orchestra.trust`).  An exception it raises becomes a
+    :class:`GraphSpecError` naming the file and line.
     """
     p = Path(path)
     if p.suffix in (".yaml", ".yml"):
@@ -236,10 +296,16 @@ def load_graph(path: str | Path, *, skills: SkillRegistry | None = None) -> Grap
             raise GraphSpecError("cannot import", source=str(p))
         module = importlib.util.module_from_spec(spec)
         sys.modules[mod_name] = module
-        spec.loader.exec_module(module)
-        obj = getattr(module, "graph", None)
-        if obj is None and hasattr(module, "build_graph"):
-            obj = module.build_graph()
+        try:
+            spec.loader.exec_module(module)
+            obj = getattr(module, "graph", None)
+            if obj is None and hasattr(module, "build_graph"):
+                obj = module.build_graph()
+        except Exception as exc:
+            sys.modules.pop(mod_name, None)
+            if isinstance(exc, SpecError):
+                raise
+            raise GraphSpecError(code_error(exc, p)) from exc
         if not isinstance(obj, Graph):
             raise GraphSpecError("must define `graph` (a Graph) or `build_graph()`", source=str(p))
         return obj

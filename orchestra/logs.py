@@ -22,7 +22,7 @@ import structlog
 
 from orchestra.redact import scrub_stdlib_records
 
-__all__ = ["configure_logging"]
+__all__ = ["configure_logging", "configure_logging_from_env"]
 
 _HANDLER_NAME = "orchestra"
 
@@ -41,7 +41,7 @@ def configure_logging(
     and scrub secrets.  ``stdlib=True`` also routes the standard library's ``logging`` (Celery,
     litellm, httpx…) through the same processors and renderer, via one root handler.
     """
-    out = stream or sys.stderr
+    out: Any = stream or _Stderr()
     lvl = logging.getLevelName(level.upper()) if isinstance(level, str) else level
     use_json = (not _isatty(out)) if json is None else json
     shared: list[Any] = [
@@ -66,6 +66,38 @@ def configure_logging(
     scrub_stdlib_records()  # lines printed by other libraries' own handlers, too
     if stdlib:
         _route_stdlib(shared, renderer, out, lvl)
+
+
+def configure_logging_from_env(level: str | None = None, **kwargs: Any) -> str:
+    """:func:`configure_logging` from ``ORCHESTRA_LOG_LEVEL`` and ``ORCHESTRA_LOG_JSON``
+    (:class:`orchestra.Settings`); ``level`` (a command-line flag) wins.  Returns the level."""
+    from orchestra.config import Settings
+
+    s = Settings()
+    chosen = (level or s.log_level).upper()
+    if not isinstance(logging.getLevelName(chosen), int):
+        from orchestra.errors import ConfigError
+
+        raise ConfigError(
+            f"unknown log level {chosen!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL",
+            field="ORCHESTRA_LOG_LEVEL" if level is None else "--loglevel",
+        )
+    configure_logging(chosen, json=s.log_json, **kwargs)
+    return chosen
+
+
+class _Stderr:
+    """``sys.stderr`` as it is when a line is written (a test runner or a CLI test harness
+    may swap it after logging was configured, and close the one it swapped in)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
 
 
 def _isatty(out: Any) -> bool:

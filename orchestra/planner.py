@@ -37,7 +37,7 @@ A monitor's ``halt`` skips straight to the fallback.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
@@ -304,6 +304,11 @@ def why_blocked(view: RunView, step: str, skill: str) -> str:
     return f"{skill} has no path onward to the goal"
 
 
+def _reasons(reasons: Iterable[str]) -> str:
+    """Reasons joined with ``; ``, each once (one risk limit blocks every candidate alike)."""
+    return "; ".join(dict.fromkeys(reasons))
+
+
 def plan_routes(
     view: RunView, goal: GoalSpec, ready: Sequence[str], picked: Mapping[str, str] | None = None
 ) -> Plan:
@@ -322,7 +327,7 @@ def plan_routes(
                 sources[(s, k)] = e
         route = c.route.route(sources, goal.sink)
         if route is None:
-            plan.stuck[s] = "; ".join(why_blocked(view, s, k) for k in c.candidates[s])
+            plan.stuck[s] = _reasons(why_blocked(view, s, k) for k in c.candidates[s])
         else:
             first = route.first
             assert isinstance(first, tuple)
@@ -336,7 +341,7 @@ def plan_routes(
             and s not in plan.choices
             and all(c.route.blocked((s, k)) for k in c.candidates[s])
         ):
-            plan.stuck[s] = "; ".join(why_blocked(view, s, k) for k in c.candidates[s])
+            plan.stuck[s] = _reasons(why_blocked(view, s, k) for k in c.candidates[s])
     # a ready step that is stuck only because of what lies after it: name the cause instead
     blocked_steps = {s for s in plan.stuck if all(c.route.blocked((s, k)) for k in c.candidates[s])}
     if blocked_steps:

@@ -5,7 +5,9 @@ Two rules, applied together:
 * **By name.** A string under a key that names a secret (``api_key``, ``OPENAI_API_KEY``,
   ``token``, ``client_secret``, ``password``, ``Authorization``, ``cookie``…) is replaced
   whole.  Numbers are kept, so ``gen_ai.usage.input_tokens=12`` survives.
-* **By shape.** Inside any string: provider API keys (``sk-…``, ``sk-ant-…``, ``sk_live_…``,
+* **By shape.** Inside any string: payment card numbers (13-19 digits, spaces or dashes
+  allowed, that pass the Luhn check), sealed secrets (``orchestra-sealed:…``, see
+  :mod:`orchestra.secrets`), provider API keys (``sk-…``, ``sk-ant-…``, ``sk_live_…``,
   ``ghp_…``, ``xoxb-…``, ``AKIA…``, ``AIza…``, ``hf_…``), JSON web tokens, ``Bearer``/``Basic``
   credentials, the password of a URL (``redis://user:pass@host`` →
   ``redis://user:[REDACTED]@host``), ``key=value`` pairs whose key names a secret, and the
@@ -38,6 +40,7 @@ __all__ = [
     "REDACTED",
     "add_secret",
     "is_secret_key",
+    "luhn",
     "redact",
     "redact_mapping",
     "redact_text",
@@ -100,14 +103,17 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         REDACTED,
     ),
+    # A sealed secret (ciphertext, but nobody needs to read it in a log)
+    (re.compile(r"orchestra-sealed:v1:[sbr]:[A-Za-z0-9_\-=]+"), REDACTED),
 )
 
 # Quick reject: text without any of these substrings cannot match a pattern above.
 _TRIGGERS = re.compile(
     r"://|bearer|basic|token|key|secret|passw|pwd|credential|sk-|sk_|pk_|rk_|gh[pousr]_|"
-    r"github_pat|xox|AKIA|AIza|hf_|gsk_|eyJ",
+    r"github_pat|xox|AKIA|AIza|hf_|gsk_|eyJ|orchestra-sealed",
     re.IGNORECASE,
 )
+_DIGITS = re.compile(r"\d{4}")  # a card number has at least one run of four digits
 
 _lock = threading.Lock()
 _known: frozenset[str] = frozenset()  # exact secret values: environment and add_secret()
@@ -173,12 +179,36 @@ def _redact_short(text: str) -> str:
     return _redact_text(text)
 
 
+def luhn(digits: str) -> bool:
+    """Whether a string of digits passes the Luhn check (as every payment card number does)."""
+    total, parity = 0, len(digits) % 2
+    for i, ch in enumerate(digits):
+        d = int(ch)
+        if i % 2 == parity:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+# 13 to 19 digits, single spaces or dashes between them, not inside a longer number
+_CARD = re.compile(r"(?<![\d.\-])\d(?:[ \-]?\d){12,18}(?![\d])")
+
+
+def _card(m: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", m.group(0))
+    return REDACTED if luhn(digits) else m.group(0)
+
+
 def _redact_text(text: str) -> str:
     known = _known
     if known:
         for secret in known:
             if secret in text:
                 text = text.replace(secret, REDACTED)
+    if _DIGITS.search(text) is not None:
+        text = _CARD.sub(_card, text)
     if _TRIGGERS.search(text) is None:
         return text
     for pattern, repl in _PATTERNS:

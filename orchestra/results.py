@@ -112,6 +112,9 @@ class RunState(BaseModel):
 
     ``origin`` says how the run was started (graph file, options) so that the command line
     can resume it by id; ``approved`` lists steps a human allowed past a risk limit.
+    ``started_at`` (Unix seconds) keeps decision times counting from the run's start across
+    resumes; ``trace`` is the run's first ``invoke_agent`` span (W3C ``traceparent``), which
+    a resumed part joins, with ``trace_id`` and ``trace_service`` for finding it in Jaeger.
     """
 
     run_id: str
@@ -138,6 +141,10 @@ class RunState(BaseModel):
     extra: list[StepRecord] = Field(default_factory=list)
     #: The backtracks taken, each as the sorted ``step:skill`` pairs it abandoned.
     backtracks: list[list[str]] = Field(default_factory=list)
+    started_at: float = 0.0
+    trace: dict[str, str] = Field(default_factory=dict)
+    trace_id: str = ""
+    trace_service: str = ""
 
 
 class RunResult(BaseModel):
@@ -161,6 +168,8 @@ class RunResult(BaseModel):
     extra_steps: list[StepRecord] = Field(default_factory=list)
     #: Completed work undone, in the order it was undone (backtracking, demotion).
     compensations: list[Compensation] = Field(default_factory=list)
+    #: The run's trace (its first part's, for a resumed run); ``""`` when it was not traced.
+    trace_id: str = ""
 
     @property
     def left_usd(self) -> float | None:

@@ -18,9 +18,11 @@ A run has one :class:`~orchestra.models.budget.Ledger` (``Runner.run(..., budget
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from orchestra.executors.base import StepOutcome
 from orchestra.models.budget import (
@@ -33,6 +35,11 @@ from orchestra.models.budget import (
 )
 
 __all__ = ["LedgerFactory", "RunLedger", "in_memory_ledger", "redis_ledger_factory"]
+
+T = TypeVar("T")
+
+#: How long the loop waits for a ledger whose store went away (a Redis restart) to come back.
+RECONNECT_S = 60.0
 
 LedgerFactory = Callable[[str, float | None, float], Awaitable[Ledger]]
 """``(run_id, budget_usd, spent_usd) -> Ledger``: the ledger of one run (``spent_usd`` is what
@@ -61,11 +68,51 @@ def redis_ledger_factory(url: str) -> LedgerFactory:
 class RunLedger:
     """The loop's side of the run's ledger: step reservations, settlements, overruns."""
 
-    def __init__(self, ledger: Ledger, budget_usd: float | None):
+    def __init__(
+        self,
+        ledger: Ledger,
+        budget_usd: float | None,
+        *,
+        remake: Callable[[], Awaitable[Ledger]] | None = None,
+    ):
         self.ledger = ledger
         self.budget_usd = budget_usd
-        self._held: dict[tuple[str, str], Reservation] = {}
+        self._held: dict[tuple[str, str], tuple[int, Reservation]] = {}
         self._overrun_seen = 0.0
+        # a shared ledger lives in Redis, which may restart and lose it: ``remake`` builds it
+        # again from what the run knows it spent (the generation tells old reservations apart)
+        self._remake = remake
+        self._generation = 0
+
+    async def _op(self, fn: Callable[[Ledger], Awaitable[T]]) -> T:
+        """``fn(ledger)``; when the ledger's store dropped the connection (Redis restarted),
+        wait for it, rebuild the ledger from the run's own books, and try once more."""
+        try:
+            return await fn(self.ledger)
+        except (ConnectionError, OSError, TimeoutError) as exc:
+            if self._remake is None:
+                raise
+            first: BaseException = exc
+        except Exception as exc:  # redis-py's own ConnectionError is not the builtin one
+            if self._remake is None or "Connection" not in type(exc).__name__:
+                raise
+            first = exc
+        deadline = time.monotonic() + RECONNECT_S
+        while True:
+            try:
+                fresh = await self._remake()
+                break
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    raise exc from first
+                await asyncio.sleep(0.5)
+        old, self.ledger = self.ledger, fresh
+        self._generation += 1
+        close: Callable[[], Awaitable[Any]] | None = getattr(old, "aclose", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await close()
+        return await fn(self.ledger)
 
     @property
     def shared(self) -> bool:
@@ -75,38 +122,42 @@ class RunLedger:
     async def reserve_step(self, step: str, skill: str, cost_usd: float) -> str | None:
         """Reserve ``skill``'s declared cost for ``step``; the refusal's reason, or ``None``."""
         try:
-            res = await self.ledger.reserve(cost_usd, 0, label=f"{step}/{skill}")
+            res = await self._op(lambda lg: lg.reserve(cost_usd, 0, label=f"{step}/{skill}"))
         except BudgetRefusal as exc:
             return f"{skill} cannot run: {exc}"
-        self._held[(step, skill)] = res
+        self._held[(step, skill)] = (self._generation, res)
         return None
 
     async def settle_step(
         self, step: str, skill: str, declared_usd: float, outcome: StepOutcome
     ) -> list[str]:
         """Book what ``skill`` cost itself at ``step``; returns the overruns to log (if any)."""
-        res = self._held.pop((step, skill), None)
+        held = self._held.pop((step, skill), None)
+        # a reservation made in a ledger that has since been rebuilt is gone with it
+        res = held[1] if held is not None and held[0] == self._generation else None
         own = max(0.0, outcome.cost_usd - outcome.booked_usd)
         notes: list[str] = []
         over = 0.0
         if res is None and own > 0:
             # nothing reserved (a compensation, which the budget must not stop): book it all
             # the same; past the limit it is an overrun
+            label = f"{step}/{skill}"
             try:
-                res = await self.ledger.reserve(own, 0, label=f"{step}/{skill}")
+                res = await self._op(lambda lg: lg.reserve(own, 0, label=label))
             except BudgetRefusal:
-                res = await self.ledger.reserve(0.0, 0, label=f"{step}/{skill}")
+                res = await self._op(lambda lg: lg.reserve(0.0, 0, label=label))
         if res is not None:
+            kept = res
             if own == 0 and not outcome.ok:
-                await self.ledger.release(res)
+                await self._op(lambda lg: lg.release(kept))
             else:
-                over = await self.ledger.settle(res, usd=own, tokens=0)
+                over = await self._op(lambda lg: lg.settle(kept, usd=own, tokens=0))
                 if over > 0:
                     notes.append(
                         f"{skill} reported a cost of ${own:.6g}, ${over:.6g} over the "
                         f"${declared_usd:.6g} it declared and reserved; the run spends nothing more"
                     )
-        snap = await self.ledger.snapshot()
+        snap = await self._op(lambda lg: lg.snapshot())
         missed = snap.overrun_usd - self._overrun_seen - over
         self._overrun_seen = snap.overrun_usd
         if missed > 1e-12:
@@ -119,12 +170,14 @@ class RunLedger:
     async def release_all(self) -> None:
         """Free what steps still hold (the run stopped with steps in flight)."""
         held, self._held = list(self._held.values()), {}
-        for res in held:
-            await self.ledger.release(res)
+        for generation, res in held:
+            if generation == self._generation:
+                with contextlib.suppress(Exception):  # the run is stopping either way
+                    await self.ledger.release(res)
 
     async def snapshot(self) -> BudgetSnapshot:
         """Where the run's budget stands."""
-        return await self.ledger.snapshot()
+        return await self._op(lambda lg: lg.snapshot())
 
     async def aclose(self) -> None:
         """Close the ledger's connection when it owns one."""

@@ -32,12 +32,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
 from pydantic import BaseModel
 
 from orchestra import planner, tracing
 from orchestra.demotion import choose_fallback
-from orchestra.errors import ErrorPayload, MissingStepInput, RunInputError
+from orchestra.errors import ErrorPayload, MissingStepInput, RunInputError, error_kind
 from orchestra.executors.base import Executor, StepOutcome, StepTask
 from orchestra.executors.local import LocalExecutor
 from orchestra.graph import MAIN_GOAL, CompiledGraph, GoalSpec, Graph
@@ -131,18 +132,25 @@ class Runner:
         ``origin`` (JSON) is saved with the run's checkpoints: how it was started, so that a
         command line can resume it by id.
         """
-        compiled = graph if isinstance(graph, CompiledGraph) else graph.compile()
-        data = _input_dict(compiled, input)
-        state = RunState(
-            run_id=run_id or uuid.uuid4().hex[:12],
-            graph=compiled.name,
-            input=data,
-            budget_usd=budget_usd,
-            origin=dict(origin or {}),
-        )
-        run = _Run(self, compiled, state, budget_usd)
-        run.lease = await self._take_lease(state.run_id)
-        return await run.execute()
+        rid = run_id or uuid.uuid4().hex[:12]
+        # the run's span opens first: compiling, checking the input and the first checkpoint
+        # are part of the run
+        with tracing.run_span(graph.name, rid) as span:
+            compiled = graph if isinstance(graph, CompiledGraph) else graph.compile()
+            data = _input_dict(compiled, input)
+            state = RunState(
+                run_id=rid,
+                graph=compiled.name,
+                input=data,
+                budget_usd=budget_usd,
+                origin=dict(origin or {}),
+                started_at=time.time(),
+            )
+            _remember_trace(state, span)
+            run = _Run(self, compiled, state, budget_usd)
+            run.span = span
+            run.lease = await self._take_lease(state.run_id)
+            return await run.execute()
 
     def _lease_url(self) -> str:
         return str(getattr(self.checkpointer, "url", None) or "memory://")
@@ -177,19 +185,23 @@ class Runner:
         * ``goal:NAME``: settle for the declared goal ``NAME``;
         * ``output:{json}`` (or ``output:STEP={json}``): a human did the stuck step; the JSON
           object is recorded as its output, with skill ``human``.
+
+        Traced, the resumed part joins the first part's trace (see
+        :func:`orchestra.tracing.run_span`) and the answer is an event ``orchestra.answer``.
         """
-        compiled = graph if isinstance(graph, CompiledGraph) else graph.compile()
-        state = state.model_copy(deep=True)
-        if state.status in ("completed", "demoted"):
-            raise RunInputError(f"run {state.run_id} already {state.status}: nothing to resume")
-        # One driver at a time: take the run's lease, then read the run as it is now (a
-        # driver that held it until a moment ago may have moved it on, or finished it).
-        lease = await self._take_lease(state.run_id)
-        try:
-            return await self._resume_leased(compiled, state, lease, budget_usd, answer)
-        except BaseException:
-            await lease.release()
-            raise
+        with tracing.run_span(graph.name, state.run_id, resumes=state.trace):
+            compiled = graph if isinstance(graph, CompiledGraph) else graph.compile()
+            state = state.model_copy(deep=True)
+            if state.status in ("completed", "demoted"):
+                raise RunInputError(f"run {state.run_id} already {state.status}: nothing to resume")
+            # One driver at a time: take the run's lease, then read the run as it is now (a
+            # driver that held it until a moment ago may have moved it on, or finished it).
+            lease = await self._take_lease(state.run_id)
+            try:
+                return await self._resume_leased(compiled, state, lease, budget_usd, answer)
+            except BaseException:
+                await lease.release()
+                raise
 
     async def _resume_leased(
         self,
@@ -213,15 +225,19 @@ class Runner:
             )
         was = state.status
         state.status = "running"
+        span = trace.get_current_span()  # the resumed part's invoke_agent (see resume)
+        _remember_trace(state, span)
         run = _Run(
             self, compiled, state, budget_usd if budget_usd is not None else state.budget_usd
         )
         run.lease = lease
+        run.span = span
         if answer is not None:
             if was != "escalated" or state.escalation is None:
                 raise RunInputError(
                     f"run {state.run_id} did not escalate ({was}): it is not waiting for an answer"
                 )
+            tracing.answer_event(answer)
             run.apply_answer(answer)
         else:
             if was == "running":
@@ -252,24 +268,41 @@ class Runner:
         return state
 
 
+def _remember_trace(state: RunState, span: Span) -> None:
+    """Store the run's first traced span with it, so a resumed part joins that trace and
+    ``orchestra trace`` can point at it."""
+    if state.trace or not span.get_span_context().is_valid:
+        return
+    state.trace = tracing.span_carrier(span)
+    state.trace_id = f"{span.get_span_context().trace_id:032x}"
+    state.trace_service = tracing.span_service(span)
+
+
 def _input_dict(
     compiled: CompiledGraph, input: Mapping[str, Any] | BaseModel | None
 ) -> dict[str, Any]:
+    # Secrets are sealed here, at the run's entry, and opened only at the call (see
+    # orchestra.secrets): the run's state never holds them in plaintext.
+    from orchestra import secrets
+
     model = compiled.graph.input_model
     if isinstance(input, BaseModel):
-        return input.model_dump(mode="json")
+        return secrets.dump_sealed(input)
     data = dict(input or {})
     if model is not None:
         from pydantic import ValidationError
 
         try:
-            return model.model_validate(data).model_dump(mode="json")
+            parsed = model.model_validate(data)
         except ValidationError as exc:
             e = exc.errors()[0]
             raise RunInputError(
                 f"run input of graph {compiled.name!r}: {'.'.join(map(str, e['loc']))}: {e['msg']}"
             ) from exc
-    return data
+        data = secrets.dump_sealed(parsed)
+    # the fields some skill declares secret are sealed too, whatever the input model says
+    names = secrets.secret_field_names(s.input_model for s in compiled.graph.skills.values())
+    return secrets.seal_named(data, names) if names else data
 
 
 class _Run:
@@ -283,7 +316,15 @@ class _Run:
         self.c = compiled
         self.s = state
         self.budget = budget_usd
-        self.t0 = time.perf_counter()
+        self.span: Span = trace.INVALID_SPAN  # the run's invoke_agent span (set by Runner)
+        # decision times count from the run's start, across resumes (an older checkpoint
+        # without a start time goes on from its last decision)
+        if state.started_at:
+            elapsed = max(0.0, time.time() - state.started_at)
+        else:
+            elapsed = max((d.at_ms for d in state.decisions), default=0.0) / 1e3
+            state.started_at = time.time() - elapsed
+        self.t0 = time.perf_counter() - elapsed
         self.inflight: dict[asyncio.Task[StepOutcome], tuple[str, str, float]] = {}
         self.failed_last: dict[
             str, tuple[str, str]
@@ -482,15 +523,12 @@ class _Run:
             task.step_id, run_id=task.run_id, skill=sk.name, attributes=attrs
         ) as span:
             task.trace_context = tracing.inject_context()
-            if sk.idempotent or self.lease is None:
-                outcome = await self.r.executor.execute(task, sk)
-            else:
-                outcome = await self._journalled(task, sk)
+            outcome = await self._send(task, sk)
             span.set_attribute("orchestra.duration_ms", outcome.duration_ms)
             if outcome.worker:
                 span.set_attribute("orchestra.worker", outcome.worker)
             if not outcome.ok and outcome.error is not None:
-                tracing.mark_error(span, outcome.error.message, _kind(outcome.error.type))
+                tracing.mark_error(span, outcome.error.message, outcome.error.type)
             return outcome
 
     async def _journalled(self, task: StepTask, sk: Any) -> StepOutcome:
@@ -583,8 +621,11 @@ class _Run:
                     ),
                     worker=outcome.worker,
                 )
+        notes: list[Signal] = []
         if outcome.ok and self._risk_inspect is not None:
-            vetoes = [v for v in self._risk_inspect(skill, output) if v.kind == "block"]
+            verdict = self._risk_inspect(skill, output)
+            vetoes = [v for v in verdict if v.kind == "block"]
+            notes = [v for v in verdict if v.kind == "note"]
         if outcome.ok and not vetoes:
             self.r.health.record_success(skill, outcome.duration_ms)
             self.s.completed[step] = StepRecord(
@@ -604,12 +645,14 @@ class _Run:
                 step=step,
                 skill=skill,
             )
+            for n in notes:  # e.g. personal data in the output: logged, nothing else
+                self.decide("note", n.reason, step=step, skill=skill)
         else:
             if vetoes:
                 err, kind = vetoes[0].reason, "risk"
             else:
                 assert outcome.error is not None
-                err, kind = outcome.error.message, _kind(outcome.error.type)
+                err, kind = outcome.error.message, error_kind(outcome.error.type)
             if kind == "budget":
                 # the skill is fine; the run cannot afford it: no retry, and say why
                 self.refused[(step, skill)] = err
@@ -716,7 +759,7 @@ class _Run:
                 task.trace_context = tracing.inject_context()
                 outcome = await self._send(task, sk)
                 if not outcome.ok and outcome.error is not None:
-                    tracing.mark_error(span, outcome.error.message, _kind(outcome.error.type))
+                    tracing.mark_error(span, outcome.error.message, outcome.error.type)
             await self.book(u.step, sk.name, outcome)  # an undo is never refused for budget
             if outcome.ok:
                 self.s.compensations.append(Compensation(step=u.step, skill=u.skill, by=sk.name))
@@ -731,17 +774,21 @@ class _Run:
             assert outcome.error is not None
             error = outcome.error.message
             self.decide(
-                "fail", error, step=u.step, skill=sk.name, error_kind=_kind(outcome.error.type)
+                "fail", error, step=u.step, skill=sk.name, error_kind=error_kind(outcome.error.type)
             )
+            if outcome.error.type == "UnknownOutcome":
+                break  # it may have taken effect: never sent again; a human reconciles it
         self.s.compensations.append(
             Compensation(step=u.step, skill=u.skill, by=sk.name, ok=False, reason=error)
         )
         return False
 
     async def _send(self, task: StepTask, sk: Any) -> StepOutcome:
-        """Send a compensating call to the executor: the path a step's call takes (a skill
-        that is not idempotent belongs in the effects journal here too)."""
-        return await self.r.executor.execute(task, sk)
+        """Send a call (a step's, or a compensation's) to the executor; a skill that is not
+        idempotent goes through the effects journal."""
+        if sk.idempotent or self.lease is None:
+            return await self.r.executor.execute(task, sk)
+        return await self._journalled(task, sk)
 
     async def set_aside(self, goal: GoalSpec) -> None:
         """Work beyond a demoted ``goal``: compensated where it can be, listed where not."""
@@ -1125,12 +1172,13 @@ class _Run:
 
             preload_litellm()  # off the hot path: done before the first model call
         self.spend = RunLedger(
-            await self.r.ledger_factory(self.s.run_id, self.budget, self.s.spent_usd), self.budget
+            await self.r.ledger_factory(self.s.run_id, self.budget, self.s.spent_usd),
+            self.budget,
+            remake=lambda: self.r.ledger_factory(self.s.run_id, self.budget, self.s.spent_usd),
         )
-        with (
-            tracing.run_span(self.c.name, self.s.run_id) as span,
-            use_ledger(self.spend.ledger),
-        ):
+        # inside the run's invoke_agent span, opened by Runner.run / Runner.resume
+        span = self.span
+        with use_ledger(self.spend.ledger):
             try:
                 result = await self._loop()
             finally:
@@ -1209,6 +1257,7 @@ class _Run:
             wall_ms=(time.perf_counter() - self.t0) * 1e3,
             extra_steps=list(self.s.extra),
             compensations=list(self.s.compensations),
+            trace_id=self.s.trace_id,
         )
 
 
@@ -1228,14 +1277,6 @@ def _unknown(task: StepTask, why: str) -> StepOutcome:
 
 async def _milestone() -> StepOutcome:
     return StepOutcome(ok=True, output={})
-
-
-def _kind(error_type: str) -> str:
-    return {
-        "ToolTimeout": "timeout",
-        "MalformedOutput": "malformed",
-        "BudgetExceeded": "budget",
-    }.get(error_type, "exception")
 
 
 async def run(

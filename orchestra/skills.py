@@ -121,7 +121,8 @@ class Skill(BaseModel):
         Raises ``ValidationError`` (or ``TypeError``) when the output is malformed.
         """
         if isinstance(value, BaseModel):
-            value = value.model_dump(mode="json")
+            # python mode keeps SecretStr values whole (JSON mode would mask them)
+            value = value.model_dump(mode="python")
         if self.output_model.model_fields.keys() == {"result"} and not (
             isinstance(value, Mapping) and set(value) == {"result"}
         ):
@@ -129,7 +130,9 @@ class Skill(BaseModel):
         if not isinstance(value, Mapping):
             raise TypeError(f"skill {self.name!r} returned {type(value).__name__}, not a mapping")
         model = self.output_model.model_validate(dict(value))
-        return model.model_dump(mode="json")
+        from orchestra.secrets import dump_sealed  # SecretStr outputs stay usable, sealed
+
+        return dump_sealed(model)
 
     async def acall(self, arguments: Mapping[str, Any]) -> Any:
         """Call the function with validated arguments (sync functions run in a thread)."""

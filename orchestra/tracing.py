@@ -78,6 +78,7 @@ __all__ = [
     "InstrumentedChatModel",
     "SpanCapture",
     "TracingConfig",
+    "answer_event",
     "capture_spans",
     "chat_span",
     "compensation_span",
@@ -87,11 +88,15 @@ __all__ = [
     "inject_context",
     "log_processors",
     "mark_error",
+    "process_span",
     "provider_name",
+    "publish_span",
     "record_chat_response",
     "run_span",
     "setup_tracing",
     "shutdown_tracing",
+    "span_carrier",
+    "span_service",
     "step_span",
     "tool_span",
     "tracer",
@@ -566,9 +571,18 @@ def compensation_span(
 
 @contextmanager
 def run_span(
-    graph: str, run_id: str, attributes: Mapping[str, Any] | None = None
+    graph: str,
+    run_id: str,
+    attributes: Mapping[str, Any] | None = None,
+    *,
+    resumes: Mapping[str, str] | None = None,
 ) -> Iterator[Span]:
-    """The span of a whole run: ``invoke_agent {graph}``."""
+    """The span of a whole run: ``invoke_agent {graph}``.
+
+    ``resumes`` is the first part's :func:`span_carrier` when the run is resumed: the new
+    span then joins the first part's trace (as its child) and links to it
+    (``orchestra.link=resumes``), so a resumed run is one trace in Jaeger.
+    """
     if _off():
         yield trace.INVALID_SPAN
         return
@@ -579,8 +593,61 @@ def run_span(
         "orchestra.graph": graph,
     }
     attrs.update(attributes or {})
-    with _span(f"invoke_agent {graph}", attrs, run_id, None) as span:
+    first = None
+    if resumes:
+        parent = propagate.extract(dict(resumes))
+        ctx = trace.get_current_span(parent).get_span_context()
+        if ctx.is_valid:
+            first = (parent, ctx)
+    if first is None:
+        with _span(f"invoke_agent {graph}", attrs, run_id, None) as span:
+            yield span
+        return
+    parent, ctx = first
+    attrs["orchestra.resumed"] = True
+    with (
+        tracer().start_as_current_span(
+            f"invoke_agent {graph}",
+            context=parent,
+            kind=SpanKind.INTERNAL,
+            attributes=attrs,
+            links=[trace.Link(ctx, {"orchestra.link": "resumes"})],
+        ) as span,
+        _scoped(span, run_id, None),
+    ):
         yield span
+
+
+def span_carrier(span: Span) -> dict[str, str]:
+    """``span``'s context as W3C headers (``traceparent``), to store and join later; empty
+    when the span is not recorded."""
+    if not span.get_span_context().is_valid:
+        return {}
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(span))
+    return carrier
+
+
+def span_service(span: Span) -> str:
+    """The ``service.name`` of the process that records ``span`` (``""`` if unknown)."""
+    resource = getattr(span, "resource", None)
+    name = getattr(resource, "attributes", {}).get("service.name") if resource else None
+    return str(name) if name else ""
+
+
+def answer_event(answer: str) -> None:
+    """A human's answer to an escalated run, as an event ``orchestra.answer`` on the current
+    span (the resumed run's)."""
+    span = trace.get_current_span()
+    if not span.is_recording():
+        return
+    span.add_event(
+        "orchestra.answer",
+        attributes={
+            "orchestra.decision": "answer",
+            "orchestra.answer": answer if _STATE.scrubs_export else redact_text(answer),
+        },
+    )
 
 
 @contextmanager
@@ -633,14 +700,91 @@ def tool_span(
         yield span
 
 
-def mark_error(span: Span, message: str, kind: str) -> None:
-    """Set the span's status to ERROR with ``message`` (scrubbed) and ``error.type``."""
+def _messaging_attrs(
+    operation: str, queue: str, message_id: str, run_id: str, step_id: str, skill: str
+) -> dict[str, Any]:
+    return {
+        "messaging.system": "celery",
+        "messaging.operation.name": operation,
+        "messaging.operation.type": operation,
+        "messaging.destination.name": queue,
+        "messaging.message.id": message_id,
+        "celery.task_name": "orchestra.step",
+        "orchestra.run_id": run_id,
+        "orchestra.step_id": step_id,
+        "orchestra.skill": skill,
+    }
+
+
+@contextmanager
+def publish_span(
+    queue: str, *, message_id: str, run_id: str, step_id: str, skill: str
+) -> Iterator[Span]:
+    """The driver sending one step to the fleet: ``send {queue}``, a PRODUCER span.
+
+    Messaging semantic conventions (``messaging.destination.name`` is the skill's queue,
+    ``messaging.message.id`` the task id).  Inject :func:`inject_context` into the task
+    inside the block so the worker's :func:`process_span` is its child: the gap between the
+    two is the time the step waited in the queue.
+    """
+    if _off():
+        yield trace.INVALID_SPAN
+        return
+    attrs = _messaging_attrs("send", queue, message_id, run_id, step_id, skill)
+    with (
+        tracer().start_as_current_span(
+            f"send {queue}", kind=SpanKind.PRODUCER, attributes=attrs
+        ) as span,
+        _scoped(span, run_id, step_id),
+    ):
+        yield span
+
+
+@contextmanager
+def process_span(
+    queue: str,
+    *,
+    message_id: str,
+    run_id: str,
+    step_id: str,
+    skill: str,
+    queue_wait_ms: float | None = None,
+    worker: str | None = None,
+) -> Iterator[Span]:
+    """A worker taking one step off its queue: ``process {queue}``, a CONSUMER span (a child
+    of the driver's :func:`publish_span`, through the task's trace context), with the time
+    the step waited in the queue as ``orchestra.queue_wait_ms``."""
+    if _off():
+        yield trace.INVALID_SPAN
+        return
+    attrs = _messaging_attrs("process", queue, message_id, run_id, step_id, skill)
+    if queue_wait_ms is not None:
+        attrs["orchestra.queue_wait_ms"] = round(queue_wait_ms, 3)
+    if worker:
+        attrs["orchestra.worker"] = worker
+    with (
+        tracer().start_as_current_span(
+            f"process {queue}", kind=SpanKind.CONSUMER, attributes=attrs
+        ) as span,
+        _scoped(span, run_id, step_id),
+    ):
+        yield span
+
+
+def mark_error(span: Span, message: str, error_class: str, *, kind: str | None = None) -> None:
+    """Set the span's status to ERROR with ``message`` (scrubbed), ``error.type`` (the kind of
+    failure, as the decision log names it: ``exception``, ``timeout``, ``malformed``,
+    ``budget``; or ``kind`` when given) and ``orchestra.error_class`` (``ToolRaised``…).
+    The step span and the tool span of one failure carry the same values."""
     if not span.is_recording():
         return
+    from orchestra.errors import error_kind
+
     span.set_status(
         Status(StatusCode.ERROR, message if _STATE.scrubs_export else redact_text(message))
     )
-    span.set_attribute("error.type", kind)
+    span.set_attribute("error.type", kind or error_kind(error_class))
+    span.set_attribute("orchestra.error_class", error_class)
 
 
 def decision_event(kind: str, reason: str, attributes: Mapping[str, Any] | None = None) -> None:
@@ -767,7 +911,12 @@ def chat_span(
             yield span
         except BaseException as exc:
             kind = getattr(exc, "kind", None)
-            mark_error(span, str(exc) or type(exc).__name__, str(kind or type(exc).__name__))
+            mark_error(
+                span,
+                str(exc) or type(exc).__name__,
+                type(exc).__name__,
+                kind=str(kind or type(exc).__name__),
+            )
             raise
 
 

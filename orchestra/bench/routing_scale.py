@@ -163,7 +163,14 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        result = run_routing_scale([s.strip() for s in sizes.split(",") if s.strip()], trials)
+        wanted = [s.strip() for s in sizes.split(",") if s.strip()]
+        unknown = [s for s in wanted if s not in SIZES]
+        if unknown or not wanted:
+            raise typer.BadParameter(
+                f"unknown size {', '.join(map(repr, unknown)) or 'none'}; use {', '.join(SIZES)}",
+                param_hint="--sizes",
+            )
+        result = run_routing_scale(wanted, trials)
         table = Table(title="next hop after a failure (ms)")
         for col in (
             "tools",

@@ -67,6 +67,11 @@ class _NullSpan:
     def is_recording(self) -> bool:
         return False
 
+    def get_span_context(self) -> Any:
+        from opentelemetry.trace import INVALID_SPAN_CONTEXT
+
+        return INVALID_SPAN_CONTEXT
+
 
 _NULL_SPAN = _NullSpan()
 
@@ -77,7 +82,14 @@ def tracing_mode(mode: str) -> Iterator[None]:
     from orchestra import tracing
 
     if mode == "bare":
-        names = ("run_span", "step_span", "tool_span", "extract_context")
+        names = (
+            "run_span",
+            "step_span",
+            "tool_span",
+            "publish_span",
+            "process_span",
+            "extract_context",
+        )
         saved = {n: getattr(tracing, n) for n in (*names, "decision_event", "inject_context")}
         saved["mark_error"] = tracing.mark_error
         for n in names:

@@ -19,6 +19,7 @@ _BENCHMARKS = (
     "fleet",
     "tracing",
     "chaos",
+    "injection",
     "runs",
 )
 

@@ -11,7 +11,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from orchestra.cli.run import print_error
 from orchestra.errors import ExecutorError
 
 __all__ = ["fleet_app"]
@@ -69,6 +71,19 @@ async def _status() -> dict[str, Any]:
     }
 
 
+def fleet_url() -> str:
+    """The health board's Redis URL, as the settings give it."""
+    from orchestra.fleet import fleet_settings
+
+    return fleet_settings().health_url
+
+
+def _safe_url(url: str) -> str:
+    from orchestra.redact import redact_text
+
+    return redact_text(url)
+
+
 _STATE_STYLE = {
     "closed": "green",
     "half_open": "yellow",
@@ -84,13 +99,27 @@ def status_cmd(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the status as JSON here")
     ] = None,
+    wait: Annotated[
+        int,
+        typer.Option(
+            "--wait",
+            metavar="N",
+            help="First wait (up to --timeout) until N workers are live, e.g. just after "
+            "starting them; exit 1 if they are not",
+        ),
+    ] = 0,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most")] = 120.0,
 ) -> None:
     """Live workers, the skills each serves, and every skill's health across the fleet."""
     console = Console()
     try:
         data = asyncio.run(_status())
+        deadline = time.monotonic() + timeout
+        while len(data["workers"]) < wait and time.monotonic() < deadline:
+            time.sleep(0.5)
+            data = asyncio.run(_status())
     except ExecutorError as exc:
-        console.print(f"[red bold]error:[/] {exc}", highlight=False)
+        print_error(console, exc)
         raise typer.Exit(5) from None
     workers = Table(title=f"{len(data['workers'])} live worker(s)")
     for col in ("worker", "host", "pid", "pool", "conc.", "heartbeat", "skills"):
@@ -121,11 +150,26 @@ def status_cmd(
             str(e["calls"]),
             str(e["failures"]),
             "-" if e["ewma_ms"] is None else f"{e['ewma_ms']:.1f} ms",
-            (failing or e["last_error"])[:120],
+            Text((failing or e["last_error"])[:120]),
         )
     console.print(skills)
+    if not data["workers"]:
+        console.print(
+            Text(
+                "no live worker: start one with `orchestra worker --graph GRAPH_FILE` "
+                "(e.g. orchestra worker --graph graphs/support_triage.py &), with "
+                "ORCHESTRA_BROKER_URL/ORCHESTRA_HEALTH_URL pointing at this Redis "
+                f"({_safe_url(fleet_url())})",
+                style="yellow",
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
     if json_out:
         json_out.write_text(json.dumps(data, indent=2))
+    if len(data["workers"]) < wait:
+        print_error(console, f"{len(data['workers'])} of {wait} workers live after {timeout:g}s")
+        raise typer.Exit(1)
 
 
 @fleet_app.command("reset")
@@ -143,7 +187,7 @@ def reset_cmd(
     try:
         names = board.reset(skills or None)
     except ExecutorError as exc:
-        console.print(f"[red bold]error:[/] {exc}", highlight=False)
+        print_error(console, exc)
         raise typer.Exit(5) from None
     finally:
         board.close()
@@ -160,6 +204,7 @@ def dead_cmd(
 
     from orchestra.fleet import fleet_settings
     from orchestra.fleet.store import DEAD_LETTERS
+    from orchestra.redact import redact_text
 
     s = fleet_settings()
     console = Console()
@@ -167,7 +212,7 @@ def dead_cmd(
     try:
         rows = [json.loads(x) for x in client.lrange(DEAD_LETTERS, 0, limit - 1)]
     except redis.RedisError as exc:
-        console.print(f"[red bold]error:[/] {exc}", highlight=False)
+        print_error(console, exc)
         raise typer.Exit(5) from None
     finally:
         client.close()
@@ -182,6 +227,6 @@ def dead_cmd(
             str(d.get("skill", "-")),
             str(d.get("queue", "-")),
             str(d.get("deliveries", "-")),
-            str(d.get("reason", ""))[:200],
+            redact_text(str(d.get("reason", "")))[:200],
         )
     console.print(table)

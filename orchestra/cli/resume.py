@@ -20,6 +20,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from orchestra.errors import ExecutorError, LeaseLost, RunInputError, RunLeaseHeld, SpecError
 from orchestra.results import RunResult
@@ -67,7 +68,7 @@ async def resume_run(
     )
     mark_down(runner, loaded, scenario_down, list(origin.get("down") or []))
     if not quiet:
-        console.print(f"[dim]resuming run {run_id} ({state.status})[/]", highlight=False)
+        console.print(Text(f"resuming run {run_id} ({state.status})", style="dim"), highlight=False)
     try:
         return await runner.resume(loaded, state, answer=answer, budget_usd=budget)
     finally:
@@ -118,7 +119,9 @@ def register(app: typer.Typer) -> None:
 
         Exit codes as for `orchestra run`.
         """
+        from orchestra.cli.common import check_answer
         from orchestra.cli.run import fail_with, finish
+        from orchestra.redact import redact_text
 
         console = Console()
         if list_runs or run_id is None:
@@ -126,10 +129,12 @@ def register(app: typer.Typer) -> None:
             for col in ("run", "graph", "status", "steps done", "reason"):
                 table.add_column(col)
             for row in asyncio.run(_list(20)):
-                table.add_row(row[0], row[1], row[2], str(row[3]), row[4][:80])
+                table.add_row(*(Text(str(x)) for x in (*row[:4], redact_text(row[4])[:80])))
             console.print(table)
             return
         try:
+            if answer is not None:
+                check_answer(answer)
             result = asyncio.run(
                 resume_run(
                     run_id,

@@ -9,12 +9,15 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from orchestra.errors import ExecutorError, LeaseLost, RunInputError, RunLeaseHeld, SpecError
+from orchestra.redact import redact, redact_text
 from orchestra.results import Decision, RunResult
 
-__all__ = ["EXIT_CODES", "close_runner", "register"]
+__all__ = ["EXIT_CODES", "close_runner", "print_error", "register"]
 
 EXIT_CODES = {"completed": 0, "demoted": 3, "escalated": 4, "cancelled": 6}
 EXIT_EXECUTOR = 5  # the executor (the fleet) failed; the run can be resumed
@@ -37,34 +40,55 @@ _STYLE = {
 }
 
 
+def print_error(console: Console, message: object, *, label: str = "error") -> None:
+    """``label: message`` in red; the message is printed as it is (never read as rich markup,
+    so ``[...]`` in an error survives)."""
+    text = Text(f"{label}:", style="red bold")
+    text.append(f" {message}")
+    console.print(text, highlight=False, soft_wrap=True)
+
+
 def print_decision(console: Console, d: Decision) -> None:
     where = f"{d.step}/{d.skill}" if d.skill and d.step != d.skill else (d.skill or d.step or "")
-    console.print(
-        f"[dim]{d.at_ms:8.1f} ms[/] [{_STYLE[d.kind]}]{d.kind:<9}[/] {where:<30} {d.reason}",
-        highlight=False,
-        soft_wrap=True,
+    line = Text(f"{d.at_ms:8.1f} ms ", style="dim")
+    line.append(f"{d.kind:<9}", style=_STYLE[d.kind])
+    # an escalation's reason (and how to resume) is the summary's last line: said once
+    reason = "the run stops: why, and how to resume, below" if d.kind == "escalate" else d.reason
+    line.append(f" {where:<30} {redact_text(reason)}")
+    console.print(line, highlight=False, soft_wrap=True)
+
+
+def resume_hint(result: RunResult) -> str:
+    """How to go on with an escalated run (the command a human types)."""
+    return (
+        f"orchestra resume {result.run_id} --answer retry|approve|goal:NAME|output:{{json}}"
+        "   (see orchestra resume --help)"
     )
 
 
 def print_summary(console: Console, result: RunResult) -> None:
-    table = Table(title=f"run {result.run_id} of {result.graph}", show_lines=False)
+    table = Table(title=escape(f"run {result.run_id} of {result.graph}"), show_lines=False)
     table.add_column("step")
     table.add_column("skill")
     table.add_column("output", overflow="fold", max_width=60)
     for step, skill in result.chosen.items():
-        out = json.dumps(result.outputs.get(step, {}), default=str)
-        table.add_row(step, skill, out[:200])
+        out = json.dumps(redact(result.outputs.get(step, {})), default=str)
+        table.add_row(Text(step), Text(skill), Text(out[:200]))
     console.print(table)
     colour = {"completed": "green", "demoted": "yellow", "escalated": "red"}.get(
         result.status, "white"
     )
-    console.print(
-        f"[{colour} bold]{result.status.upper()}[/] goal={result.goal!r}  "
-        f"reroutes={result.reroutes}  llm_calls={result.llm_calls}  "
+    line = Text(result.status.upper(), style=f"{colour} bold")
+    line.append(
+        f" goal={result.goal!r}  reroutes={result.reroutes}  llm_calls={result.llm_calls}  "
         f"{spend_line(result)}  wall={result.wall_ms:.0f} ms"
-        + (f"\nreason: {result.reason}" if result.reason else ""),
-        highlight=False,
     )
+    if result.reason:
+        line.append(f"\nreason: {redact_text(result.reason)}")
+    if result.status == "escalated" and "orchestra resume" not in result.reason:
+        line.append("\nto go on: ", style="bold")
+        line.append(resume_hint(result))
+    console.print(line, highlight=False)
 
 
 def spend_line(result: RunResult) -> str:
@@ -83,10 +107,12 @@ def fail_with(console: Console, exc: Exception) -> NoReturn:
     if isinstance(exc, LeaseLost):
         console.print(f"[red bold]stopped:[/] {exc}", highlight=False)
         raise typer.Exit(EXIT_EXECUTOR) from None
+    from orchestra.cli.common import print_error
+
     if isinstance(exc, ExecutorError):
-        console.print(f"[red bold]executor error:[/] {exc}", highlight=False)
+        print_error(console, exc, label="executor error")
         raise typer.Exit(EXIT_EXECUTOR) from None
-    console.print(f"[red bold]error:[/] {exc}", highlight=False)
+    print_error(console, exc)
     raise typer.Exit(2) from None
 
 
@@ -99,7 +125,8 @@ def finish(console: Console, result: RunResult, json_out: Path | None) -> NoRetu
         highlight=False,
     )
     if json_out:
-        json_out.write_text(result.model_dump_json(indent=2))
+        # what is exported is scrubbed like what is printed (credentials, card numbers)
+        json_out.write_text(json.dumps(redact(result.model_dump(mode="json")), indent=2))
     raise typer.Exit(EXIT_CODES.get(result.status, 1))
 
 
@@ -198,27 +225,19 @@ async def _run(
     import uuid
 
     from orchestra.building import build_runner
+    from orchestra.cli.common import read_json_object
     from orchestra.loaders import load_any_graph
 
-    data: dict[str, Any] = {}
-    if input:
-        text = Path(input[1:]).read_text() if input.startswith("@") else input
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"--input is not valid JSON: {exc.msg}") from exc
+    data: dict[str, Any] = read_json_object(input, "--input") if input else {}
     if fail and fleet:
         raise ValueError(
             "--fail acts where a skill runs: on a fleet, give it to the workers "
             "(orchestra worker ... --fail NAME[:kind])"
         )
     graph, health_down = load_any_graph(path, scenario=scenario, fail=fail)
-    runner = build_runner(
-        fleet=fleet,
-        on_decision=None if quiet else (lambda d: print_decision(console, d)),
-    )
-    mark_down(runner, graph, health_down, down)
     run_id = run_id or uuid.uuid4().hex[:12]
+    runner = build_runner(fleet=fleet, on_decision=None if quiet else _progress(console, run_id))
+    mark_down(runner, graph, health_down, down)
     origin = {
         "graph": str(path.resolve()),
         "scenario": scenario,
@@ -226,12 +245,25 @@ async def _run(
         "down": list(down),
         "fleet": fleet,
     }
-    if not quiet:
-        console.print(f"[dim]run {run_id}[/]", highlight=False)
     try:
         return await runner.run(graph, data, budget_usd=budget, run_id=run_id, origin=origin)
     finally:
         await close_runner(runner)
+
+
+def _progress(console: Console, run_id: str, title: str = "run") -> Any:
+    """The live progress hook: the run's id once its first decision is made (so an input or
+    spec error is never preceded by it), then one line per decision."""
+    started = False
+
+    def show(d: Decision) -> None:
+        nonlocal started
+        if not started:
+            started = True
+            console.print(Text(f"{title} {run_id}", style="dim"), highlight=False)
+        print_decision(console, d)
+
+    return show
 
 
 def mark_down(runner: Any, graph: Any, scenario_down: list[str], down: list[str]) -> None:

@@ -103,7 +103,7 @@ def show(
         s = reg.require(name)
     except UnknownSkillError as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+        raise typer.Exit(2) from exc
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold")
     t.add_column()

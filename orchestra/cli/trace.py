@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,10 +31,19 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from orchestra.cli.run import print_error
 from orchestra.redact import redact, redact_text
 from orchestra.results import Decision, RunResult, RunState, StepRecord
 
-__all__ = ["Attempt", "StepView", "register", "run_tree", "state_from_json", "step_views"]
+__all__ = [
+    "Attempt",
+    "StepView",
+    "jaeger_hint",
+    "register",
+    "run_tree",
+    "state_from_json",
+    "step_views",
+]
 
 _STATUS_STYLE = {
     "completed": "green bold",
@@ -174,6 +182,25 @@ def _attempt_line(a: Attempt) -> Text:
     return t
 
 
+def _first_ms(v: StepView) -> float:
+    """When a step's first attempt or decision happened (a step with none sorts last)."""
+    times = [i.started_ms if isinstance(i, Attempt) else i.at_ms for i in v.items]
+    return min(times, default=float("inf"))
+
+
+def jaeger_hint(state: RunState) -> str:
+    """Where the run's trace is in Jaeger: its stored trace id and the driver's service name."""
+    if not state.trace_id:
+        return (
+            "Jaeger: no trace stored with this run (tracing was off when it ran; set "
+            "OTEL_EXPORTER_OTLP_ENDPOINT to export runs)"
+        )
+    return (
+        f"Jaeger: http://localhost:16686/trace/{state.trace_id}  (service "
+        f"{state.trace_service or 'orchestra'}, tag orchestra.run_id={state.run_id})"
+    )
+
+
 def run_tree(state: RunState, *, wall_ms: float | None = None) -> Tree:
     """The run as a rich :class:`~rich.tree.Tree`: steps → attempts, decisions, cost."""
     views, run_level = step_views(state)
@@ -189,7 +216,17 @@ def run_tree(state: RunState, *, wall_ms: float | None = None) -> Tree:
     end = wall_ms if wall_ms is not None else max((d.at_ms for d in state.decisions), default=0.0)
     head.append(f"  {_ms(end)}", style="dim")
     tree = Tree(head)
-    for v in views:
+    # steps and run-level decisions in the order they happened (a run resumed after an
+    # escalation shows the escalation before the steps that ran after it)
+    timeline: list[tuple[float, int, StepView | Decision]] = [
+        (_first_ms(v), i, v) for i, v in enumerate(views)
+    ]
+    timeline += [(d.at_ms, len(views) + i, d) for i, d in enumerate(run_level)]
+    for _, _, entry in sorted(timeline, key=lambda t: (t[0], t[1])):
+        if isinstance(entry, Decision):
+            tree.add(_decision_line(entry))
+            continue
+        v = entry
         label = Text(v.step, style="bold")
         if v.record is not None:
             label.append(f" → {v.record.skill}", style="green")
@@ -201,8 +238,6 @@ def run_tree(state: RunState, *, wall_ms: float | None = None) -> Tree:
         node = tree.add(label)
         for item in v.items:
             node.add(_attempt_line(item) if isinstance(item, Attempt) else _decision_line(item))
-    for d in run_level:
-        tree.add(_decision_line(d))
     if state.reason and state.status in ("demoted", "escalated"):
         tree.add(Text(f"reason: {redact_text(state.reason)}", style="yellow"))
     return tree
@@ -227,6 +262,7 @@ def state_from_json(data: dict[str, Any]) -> tuple[RunState, float | None]:
         spent_usd=result.spent_usd,
         llm_calls=result.llm_calls,
         reason=result.reason,
+        trace_id=result.trace_id,
     )
     return state, result.wall_ms
 
@@ -338,13 +374,10 @@ def register(app: typer.Typer) -> None:
             try:
                 state, wall = state_from_json(json.loads(file.read_text()))
             except (OSError, ValueError) as exc:
-                console.print(f"[red bold]error:[/] cannot read {file}: {exc}", highlight=False)
+                print_error(console, f"cannot read {file}: {exc}")
                 raise typer.Exit(2) from None
             if run_id is not None and run_id != state.run_id:
-                console.print(
-                    f"[red bold]error:[/] {file} holds run {state.run_id}, not {run_id}",
-                    highlight=False,
-                )
+                print_error(console, f"{file} holds run {state.run_id}, not {run_id}")
                 raise typer.Exit(2)
         elif run_id is None:
             console.print(_recent_table(asyncio.run(_recent(checkpoint, limit))))
@@ -352,12 +385,12 @@ def register(app: typer.Typer) -> None:
         else:
             found = asyncio.run(_load(run_id, checkpoint))
             if found is None:
-                console.print(
-                    f"[red bold]error:[/] no run {run_id!r} in the checkpoint store "
+                print_error(
+                    console,
+                    f"no run {run_id!r} in the checkpoint store "
                     "(list recent runs with `orchestra trace`)",
-                    highlight=False,
                 )
-                raise typer.Exit(1)
+                raise typer.Exit(2)
             state = found
         if json_out:
             console.print_json(json.dumps(redact(state.model_dump(mode="json"))))
@@ -366,9 +399,4 @@ def register(app: typer.Typer) -> None:
             _draw(state, format, output)
             return
         console.print(run_tree(state, wall_ms=wall))
-        service = os.environ.get("OTEL_SERVICE_NAME") or "orchestra"
-        console.print(
-            f"[dim]Jaeger: service {service}, tag orchestra.run_id={state.run_id} "
-            "(http://localhost:16686)[/]",
-            highlight=False,
-        )
+        console.print(Text(jaeger_hint(state), style="dim"), highlight=False)

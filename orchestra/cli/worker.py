@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from orchestra.cli.run import print_error
 from orchestra.errors import SpecError
 
 __all__ = ["register"]
@@ -45,7 +46,10 @@ def register(app: typer.Typer) -> None:
         pool: Annotated[
             str | None, typer.Option(help="Celery pool: prefork (default), threads or solo")
         ] = None,
-        loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="Log level")] = "WARNING",
+        loglevel: Annotated[
+            str | None,
+            typer.Option("--loglevel", "-l", help="Log level (default: ORCHESTRA_LOG_LEVEL)"),
+        ] = None,
         name: Annotated[
             str | None,
             typer.Option("--name", "-n", help="Worker name (default orchestra-PID@HOST)"),
@@ -98,14 +102,14 @@ def register(app: typer.Typer) -> None:
         ORCHESTRA_RESULT_BACKEND and ORCHESTRA_HEALTH_URL.  SIGTERM stops it warmly.
         """
         from orchestra.fleet.worker import FleetFile, WorkerRole, load_skills, serve
-        from orchestra.logs import configure_logging
+        from orchestra.logs import configure_logging_from_env
 
         console = Console(stderr=True)
-        configure_logging(loglevel)
-        if runs:
-            _serve_runs(console, graph, registry, runs_concurrency, loglevel, name)
-            return
         try:
+            level = configure_logging_from_env(loglevel)
+            if runs:
+                _serve_runs(console, graph, registry, runs_concurrency, level, name)
+                return
             if (fleet_file is None) != (role is None):
                 raise SpecError("--fleet-file and --role go together")
             r = FleetFile.load(fleet_file).role(role) if fleet_file and role else WorkerRole()
@@ -129,11 +133,11 @@ def register(app: typer.Typer) -> None:
                 queues=wanted,
                 concurrency=concurrency or r.concurrency,
                 pool=pool or r.pool,
-                loglevel=loglevel,
+                loglevel=level,
                 name=name,
             )
         except SpecError as exc:
-            console.print(f"[red bold]error:[/] {exc}", highlight=False)
+            print_error(console, exc)
             raise typer.Exit(2) from None
 
 
@@ -163,5 +167,5 @@ def _serve_runs(
             loglevel=loglevel,
         )
     except SpecError as exc:
-        console.print(f"[red bold]error:[/] {exc}", highlight=False)
+        print_error(console, exc)
         raise typer.Exit(2) from None

@@ -6,13 +6,15 @@ import asyncio
 import time
 from typing import Any
 
+import structlog
 from pydantic import ValidationError
 
-from orchestra import tracing
+from orchestra import secrets, tracing
 from orchestra.errors import (
     BudgetExceeded,
     ErrorPayload,
     MalformedOutput,
+    SecretKeyError,
     ToolRaised,
     ToolTimeout,
     to_payload,
@@ -37,9 +39,13 @@ async def run_skill(skill: Skill, task: StepTask) -> StepOutcome:
 
     Shared by every executor, so a step behaves the same in process and on a worker; the
     call is the ``execute_tool`` span (a child of the driver's step span, even across
-    processes, through ``task.trace_context``).
+    processes, through ``task.trace_context``).  Log lines inside the call carry the run's
+    ``run_id``, ``step_id`` and ``skill``.
     """
     with (
+        structlog.contextvars.bound_contextvars(
+            run_id=task.run_id, step_id=task.step_id, skill=skill.name
+        ),
         tracing.extract_context(task.trace_context),
         tracing.tool_span(skill.name, run_id=task.run_id, step_id=task.step_id) as span,
         metering() as meter,
@@ -55,13 +61,29 @@ async def run_skill(skill: Skill, task: StepTask) -> StepOutcome:
 
 
 async def _run_skill(skill: Skill, task: StepTask) -> StepOutcome:
+    try:
+        arguments, opened = secrets.open_arguments(task.arguments)
+    except SecretKeyError as exc:
+        return StepOutcome(ok=False, error=to_payload(exc, step=task.step_id, skill=skill.name))
+    if not opened:
+        return await _call(skill, task, arguments)
+    # The skill saw these plain values: take them out of whatever it returned or raised.
+    outcome = await _call(skill, task, arguments)
+    if outcome.output is not None:
+        outcome.output = secrets.scrub(outcome.output, opened)
+    if outcome.error is not None:
+        outcome.error.message = secrets.scrub(outcome.error.message, opened)
+    return outcome
+
+
+async def _call(skill: Skill, task: StepTask, arguments: dict[str, Any]) -> StepOutcome:
     t0 = time.perf_counter()
 
     def fail(err: ErrorPayload) -> StepOutcome:
         return StepOutcome(ok=False, error=err, duration_ms=(time.perf_counter() - t0) * 1e3)
 
     try:
-        skill.parse_input(task.arguments)
+        skill.parse_input(arguments)
     except ValidationError as exc:
         return fail(
             to_payload(
@@ -71,7 +93,7 @@ async def _run_skill(skill: Skill, task: StepTask) -> StepOutcome:
             )
         )
     try:
-        raw: Any = await asyncio.wait_for(skill.acall(task.arguments), timeout=task.timeout_s)
+        raw: Any = await asyncio.wait_for(skill.acall(arguments), timeout=task.timeout_s)
     except TimeoutError:
         return fail(
             to_payload(

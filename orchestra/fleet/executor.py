@@ -41,14 +41,16 @@ import redis.asyncio as aioredis
 import structlog
 from pydantic_core import PydanticSerializationError
 
+from orchestra import tracing
 from orchestra.config import Settings
-from orchestra.errors import ErrorPayload, ExecutorError
+from orchestra.errors import ErrorPayload, ExecutorError, SecretKeyError
 from orchestra.executors.base import StepOutcome, StepTask
 from orchestra.fleet import store
 from orchestra.fleet.app import STEP_TASK, create_app, queue_for
 from orchestra.fleet.health import FleetView, _safe
 from orchestra.fleet.settings import fleet_settings
 from orchestra.fleet.tasks import StepEnvelope
+from orchestra.secrets import open_record
 from orchestra.skills import Skill
 
 __all__ = ["CeleryExecutor"]
@@ -188,38 +190,50 @@ class CeleryExecutor:
     # ------------------------------------------------------------------ executing
 
     async def execute(self, task: StepTask, skill: Skill) -> StepOutcome:
-        """Send ``task`` to a worker hosting ``skill`` and await its outcome."""
+        """Send ``task`` to a worker hosting ``skill`` and await its outcome.
+
+        The send is a PRODUCER span (``send orchestra.skill.<name>``) whose context travels
+        with the task, so the worker's CONSUMER span is its child and the queue wait shows.
+        """
         await self._ensure_started()
-        env = StepEnvelope(
-            task=task,
-            reply_to=self.driver_id,
-            epoch=self._epochs.get(task.run_id, 0),
-            sent_at=time.time(),
-        )
-        try:
-            payload = env.model_dump(mode="json")
-        except PydanticSerializationError as exc:
-            return _failure(task, f"arguments of step {task.step_id!r} are not JSON: {exc}")
         s = self.settings
         task_id = uuid.uuid4().hex
-        now = time.monotonic()
+        queue = queue_for(skill.name)
         loop = asyncio.get_running_loop()
-        pending = _Pending(
-            future=loop.create_future(),
-            task=task,
-            skill=skill,
-            sent=now,
-            deadline=now
-            + task.timeout_s * (1 + s.max_redeliveries)
-            + s.visibility_timeout_s
-            + s.queue_wait_s,
-        )
-        self._pending[task_id] = pending
         try:
-            assert self._publisher is not None
-            await loop.run_in_executor(
-                self._publisher, self._publish, task_id, payload, queue_for(skill.name)
-            )
+            with tracing.publish_span(
+                queue,
+                message_id=task_id,
+                run_id=task.run_id,
+                step_id=task.step_id,
+                skill=skill.name,
+            ) as span:
+                if span.is_recording():
+                    task = task.model_copy(update={"trace_context": tracing.inject_context()})
+                env = StepEnvelope(
+                    task=task,
+                    reply_to=self.driver_id,
+                    epoch=self._epochs.get(task.run_id, 0),
+                    sent_at=time.time(),
+                )
+                try:
+                    payload = env.model_dump(mode="json")
+                except PydanticSerializationError as exc:
+                    return _failure(task, f"arguments of step {task.step_id!r} are not JSON: {exc}")
+                now = time.monotonic()
+                pending = _Pending(
+                    future=loop.create_future(),
+                    task=task,
+                    skill=skill,
+                    sent=now,
+                    deadline=now
+                    + task.timeout_s * (1 + s.max_redeliveries)
+                    + s.visibility_timeout_s
+                    + s.queue_wait_s,
+                )
+                self._pending[task_id] = pending
+                assert self._publisher is not None
+                await loop.run_in_executor(self._publisher, self._publish, task_id, payload, queue)
             return await pending.future
         except asyncio.CancelledError:
             # the run no longer wants this step: withdraw it unless a worker has it already
@@ -262,7 +276,12 @@ class CeleryExecutor:
     def _answer(self, message: str) -> None:
         task_id, _, body = message.partition("\n")
         if task_id in self._pending:
-            self._resolve(task_id, StepOutcome.model_validate_json(body))
+            try:
+                outcome = StepOutcome.model_validate_json(open_record(body))
+            except SecretKeyError as exc:  # sealed by a worker whose key this driver lacks
+                self._resolve(task_id, exc)
+                return
+            self._resolve(task_id, outcome)
 
     async def _listen(self) -> None:
         key = store.reply_key(self.driver_id)
@@ -338,7 +357,7 @@ class CeleryExecutor:
                 continue
             p = self._pending[tid]
             if outcome:
-                self._resolve(tid, StepOutcome.model_validate_json(outcome))
+                self._resolve(tid, StepOutcome.model_validate_json(open_record(outcome)))
                 continue
             t = p.task
             if p.lost_deadline is not None and now > p.lost_deadline:
@@ -381,7 +400,7 @@ class CeleryExecutor:
         if p is None:
             return
         if verdict == "outcome":
-            self._resolve(task_id, StepOutcome.model_validate_json(detail))
+            self._resolve(task_id, StepOutcome.model_validate_json(open_record(detail)))
         elif verdict == "cancelled":
             log.warning("step withdrawn", task_id=task_id, reason=reason)
             self._resolve(task_id, _failure(p.task, reason))
@@ -423,7 +442,7 @@ class CeleryExecutor:
             found, running = {}, {}
             for s, (skill, outcome, run) in zip(names, await pipe.execute(), strict=True):
                 if skill and outcome:
-                    found[s] = (skill, StepOutcome.model_validate_json(outcome))
+                    found[s] = (skill, StepOutcome.model_validate_json(open_record(outcome)))
                 elif run:
                     running[s] = run
             if not running or time.monotonic() > deadline:

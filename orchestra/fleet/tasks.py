@@ -37,11 +37,13 @@ import redis
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from orchestra import tracing
 from orchestra.errors import ConfigError, ErrorPayload, ExecutorError
 from orchestra.executors.base import StepOutcome, StepTask
 from orchestra.executors.local import run_skill
 from orchestra.fleet import store
 from orchestra.fleet.settings import FleetSettings
+from orchestra.secrets import has_key, open_record, seal_record
 from orchestra.skills import Skill
 
 __all__ = ["StepEnvelope", "WorkerContext", "configure_worker", "register_tasks"]
@@ -151,6 +153,14 @@ def _summary(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _sealed(value: Any) -> Any:
+    """A dead letter's task or payload: sealed whole when a key is set (its arguments may hold
+    plain personal data), else as it is (its secrets are sealed one by one anyway)."""
+    if not has_key():
+        return value
+    return seal_record(json.dumps(value, default=repr))
+
+
 def _reject(ctx: WorkerContext, task_id: str, payload: Any, why: str) -> None:
     """Answer and dead-letter a payload that is not a valid step envelope."""
     message = f"orchestra.step payload rejected: {why}"
@@ -163,7 +173,7 @@ def _reject(ctx: WorkerContext, task_id: str, payload: Any, why: str) -> None:
             "reason": message,
             "worker": ctx.name,
             "at": time.time(),
-            "payload": payload,
+            "payload": _sealed(payload),
         },
         default=repr,
     )
@@ -179,12 +189,38 @@ def _reject(ctx: WorkerContext, task_id: str, payload: Any, why: str) -> None:
 def step(task_id: str, payload: Any) -> str:
     """Run one delivery of a step task; returns what became of it (for logs and tests)."""
     ctx = current_worker()
-    s = ctx.settings
     try:
         env = StepEnvelope.model_validate(payload)
     except ValidationError as exc:
         _reject(ctx, task_id, payload, _summary(exc))
         return "rejected"
+    task = env.task
+    from orchestra.fleet.app import queue_for
+
+    wait_ms = max(0.0, (time.time() - env.sent_at) * 1e3) if env.sent_at else None
+    with (
+        tracing.extract_context(task.trace_context),
+        tracing.process_span(
+            queue_for(task.skill),
+            message_id=task_id,
+            run_id=task.run_id,
+            step_id=task.step_id,
+            skill=task.skill,
+            queue_wait_ms=wait_ms,
+            worker=ctx.name,
+        ) as span,
+    ):
+        if span.is_recording():  # the tool call becomes a child of this delivery
+            task.trace_context = tracing.inject_context()
+        verdict = _deliver(ctx, task_id, env)
+        if span.is_recording():
+            span.set_attribute("orchestra.delivery", verdict)
+        return verdict
+
+
+def _deliver(ctx: WorkerContext, task_id: str, env: StepEnvelope) -> str:
+    """Run (or answer from Redis, or drop) one delivery of a valid step envelope."""
+    s = ctx.settings
     task = env.task
     hosted = ctx.skills.get(task.skill)
     r, begin, finish = ctx.redis()
@@ -236,8 +272,8 @@ def step(task_id: str, payload: Any) -> str:
                 r.expire(store.reply_key(env.reply_to), ttl)
         return "cancelled"
     if verdict == "replay":
-        outcome_json = detail
-        ok = bool(json.loads(detail).get("ok"))
+        outcome_json = detail  # as stored: sealed when a key is set
+        ok = bool(json.loads(open_record(detail)).get("ok"))
         log.info("step answered from its stored result", task_id=task_id, step=task.step_id)
     else:
         if verdict == "run":
@@ -269,11 +305,11 @@ def step(task_id: str, payload: Any) -> str:
                     "reason": outcome.error.message,
                     "worker": ctx.name,
                     "at": time.time(),
-                    "task": task.model_dump(mode="json"),
+                    "task": _sealed(task.model_dump(mode="json")),
                 }
             )
         outcome.worker = ctx.name
-        outcome_json = outcome.model_dump_json()
+        outcome_json = seal_record(outcome.model_dump_json())
         ok = outcome.ok
     finish(
         keys=[

@@ -31,7 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestra.config import Settings
-from orchestra.errors import ConfigError, SkillSpecError
+from orchestra.errors import ConfigError, SkillSpecError, did_you_mean
 from orchestra.fleet.app import DEFAULT_QUEUE, QUEUE_PREFIX, create_app, queue_for
 from orchestra.fleet.health import Heartbeat, worker_info
 from orchestra.fleet.settings import fleet_settings
@@ -73,10 +73,20 @@ class FleetFile(BaseModel):
         except yaml.YAMLError as exc:
             raise ConfigError(f"not valid YAML: {exc}", source=str(p)) from exc
         try:
-            return cls.model_validate(raw)
+            fleet = cls.model_validate(raw)
         except ValidationError as exc:
             e = exc.errors()[0]
             raise ConfigError(e["msg"], field=".".join(map(str, e["loc"])), source=str(p)) from exc
+        # A fleet file is data: the code it names must lie in its own folder, the working
+        # directory (its paths are relative to it) or ORCHESTRA_TRUSTED_PATHS.
+        from orchestra.trust import check_trusted, trusted_roots
+
+        roots = trusted_roots(p.parent, Path.cwd())
+        for name, role in fleet.roles.items():
+            for key in ("skills", "graph"):
+                for i, path in enumerate(getattr(role, key)):
+                    check_trusted(path, roots, field=f"roles.{name}.{key}[{i}]", source=str(p))
+        return fleet
 
     def role(self, name: str) -> WorkerRole:
         if name not in self.roles:
@@ -130,10 +140,9 @@ def select_skills(skills: dict[str, Skill], queues: Sequence[str]) -> dict[str, 
             continue
         name = q.removeprefix(QUEUE_PREFIX)
         if name not in skills:
+            hint = did_you_mean(name, sorted(skills)) or " (this worker loaded none)"
             raise ConfigError(
-                f"queue {q!r} names no skill this worker loaded "
-                f"(loaded: {', '.join(sorted(skills)) or 'none'})",
-                field="--queues",
+                f"queue {q!r} names no skill this worker loaded{hint}", field="--queues"
             )
         out[name] = skills[name]
     return out

@@ -453,7 +453,8 @@ class ModelRouter:
                 cost_usd=resp.cost_usd,
                 predicted_success=round(p_success, 3),
                 reason=reason,
-                run_id=ledger.run_id,
+                # the run's id when called inside a step (bound by run_skill), else the ledger's
+                run_id=structlog.contextvars.get_contextvars().get("run_id", ledger.run_id),
             )
             return RoutedResponse(
                 **{**resp.model_dump(), "booked": booked},

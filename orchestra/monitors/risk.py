@@ -7,7 +7,8 @@ Two places look at risk:
   ``Graph(max_amount=...)``, the lower of the two) blocks the step (a human must approve it,
   so the run escalates instead of paying).
 * :meth:`RiskMonitor.inspect_output` runs after a skill returned: output that carries a prompt
-  injection, or a payment card number, is treated as a failure of that skill (the run
+  injection (:mod:`orchestra.monitors.injection`: normalised text, overrides in several
+  languages, chat-template markers, fake tool calls, persona switches), or a payment card number, is treated as a failure of that skill (the run
   reroutes to another skill for the step and never passes that text on).  E-mail addresses
   and phone numbers give a ``note``.
 """
@@ -19,33 +20,14 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from orchestra.monitors.base import MonitorContext, Priority, Signal
+from orchestra.monitors.injection import detect_injection
+from orchestra.redact import luhn
 
 __all__ = ["RiskMonitor"]
 
-_INJECTION = re.compile(
-    r"(ignore\s+(all\s+)?(previous|prior|above)\s+(instructions|prompts?)"
-    r"|disregard\s+(all\s+)?(previous|prior|above)"
-    r"|you\s+are\s+now\s+(?:a|an|in)\b"
-    r"|reveal\s+(your\s+)?(system\s+prompt|instructions)"
-    r"|<\s*/?\s*system\s*>"
-    r"|BEGIN\s+(SYSTEM|ADMIN)\s+(PROMPT|OVERRIDE))",
-    re.IGNORECASE,
-)
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b")
 _PHONE = re.compile(r"(?<!\d)\+?\d[\d\s().-]{8,}\d(?!\d)")
 _CARD = re.compile(r"(?<!\d)(?:\d[ -]?){13,19}(?!\d)")
-
-
-def _luhn(digits: str) -> bool:
-    total, parity = 0, len(digits) % 2
-    for i, ch in enumerate(digits):
-        d = int(ch)
-        if i % 2 == parity:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -71,11 +53,16 @@ class RiskMonitor:
         amount_fields: tuple[str, ...] = ("amount", "amount_usd", "total"),
         block_injection: bool = True,
         block_card_numbers: bool = True,
+        learned: Any = None,
     ):
         self.max_amount = max_amount
         self.amount_fields = amount_fields
         self.block_injection = block_injection
         self.block_card_numbers = block_card_numbers
+        #: an optional learned detector (``flags(text) -> bool``, ``score(text) -> float``,
+        #: see :class:`~orchestra.monitors.injection_model.LearnedInjectionDetector`) asked
+        #: about what the rules let through
+        self.learned = learned
 
     async def check(self, ctx: MonitorContext) -> list[Signal]:
         limits = [
@@ -106,7 +93,12 @@ class RiskMonitor:
         """Signals about what ``skill`` returned; a ``block`` makes the call a failure."""
         signals: list[Signal] = []
         for text in _strings(output):
-            hit = _INJECTION.search(text) if self.block_injection else None
+            found = detect_injection(text) if self.block_injection else None
+            hit = str(found) if found is not None else None
+            if hit is None and self.block_injection and self.learned is not None:
+                score = float(self.learned.score(text))
+                if score >= self.learned.threshold:
+                    hit = f"learned detector, score {score:.2f}"
             if hit is not None:
                 signals.append(
                     Signal(
@@ -114,13 +106,13 @@ class RiskMonitor:
                         kind="block",
                         priority=Priority.CRITICAL,
                         skill=skill,
-                        reason=f"prompt injection in {skill} output: {hit.group(0)!r}",
+                        reason=f"prompt injection in {skill} output ({hit})",
                     )
                 )
             if self.block_card_numbers:
                 for m in _CARD.finditer(text):
                     digits = re.sub(r"\D", "", m.group(0))
-                    if 13 <= len(digits) <= 19 and _luhn(digits):
+                    if 13 <= len(digits) <= 19 and luhn(digits):
                         signals.append(
                             Signal(
                                 monitor=self.name,

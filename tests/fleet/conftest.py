@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from skip_policy import missing
 
 ROOT = Path(__file__).resolve().parents[2]
 SKILLS = "tests/fleet/fleet_skills.py"
@@ -39,6 +40,21 @@ FAST = {
     "ORCHESTRA_QUEUE_WAIT_S": "10",
     "ORCHESTRA_UNREACHABLE_S": "15",
 }
+
+
+# The database scripts/ensure-services.sh creates (trust auth on this machine and in CI).
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def require_postgres() -> str:
+    """The fleet's PostgreSQL URL; skips here (fails under CI=true) when it does not answer."""
+    try:
+        import psycopg
+
+        psycopg.connect(POSTGRES, connect_timeout=5).close()
+    except Exception as exc:
+        missing(f"no PostgreSQL at {POSTGRES} ({exc}); start it with scripts/ensure-services.sh")
+    return POSTGRES
 
 
 def free_port() -> int:
@@ -126,17 +142,26 @@ class Fleet:
             result_backend=self.env["ORCHESTRA_RESULT_BACKEND"],
             health_url=self.env["ORCHESTRA_HEALTH_URL"],
             checkpoint_url=self.env["ORCHESTRA_CHECKPOINT_URL"],
-            **{k.removeprefix("ORCHESTRA_").lower(): v for k, v in FAST.items()},
+            **{k.removeprefix("ORCHESTRA_").lower(): self.env[k] for k in FAST},
         )
 
     def start(
-        self, n: int = 1, *, queues: str | None = None, concurrency: int = 1, wait: bool = True
+        self,
+        n: int = 1,
+        *,
+        queues: str | None = None,
+        concurrency: int = 1,
+        wait: bool = True,
+        skills: str | None = SKILLS,
+        args: tuple[str, ...] = (),
     ) -> list[Worker]:
         started = []
         for _ in range(n):
             name = f"w{len(self.workers) + 1}-{uuid.uuid4().hex[:6]}"
             log = self.tmp / f"{name}.log"
-            cmd = [sys.executable, "-m", "orchestra", "worker", "--skills", SKILLS]
+            cmd = [sys.executable, "-m", "orchestra", "worker", *args]
+            if skills is not None:
+                cmd += ["--skills", skills]
             cmd += ["--name", name, "--concurrency", str(concurrency), "--loglevel", "INFO"]
             if queues:
                 cmd += ["--queues", queues]

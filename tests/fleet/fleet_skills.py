@@ -8,11 +8,12 @@ the tests hold the fleet to ("ran to completion exactly once").
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import signal
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from orchestra import skill
 
@@ -133,3 +134,46 @@ def ship_broken(token: str) -> Done:
 async def ship_ok(token: str) -> Done:
     """The shipper after alt_charge."""
     return await _work("ship_ok", token, 0.0)
+
+
+# --------------------------------------------------------------------------- secrets
+
+# sha256 of the password the login test plants; the plain password is in no file of a worker.
+LOGIN_SHA256 = "08e06f887e2ea4df30512f334830340caa375eddfb4c0a51ad43aa5a4fd469ee"
+
+
+class Session(BaseModel):
+    user: str
+    session: str
+    api_token: str  # a plain field that names a credential
+    card_last4: str
+
+
+@skill(cost=0.001, latency_ms=1, capability="test.login", timeout_s=3, idempotent=False)
+def login_crash(user: str, password: SecretStr) -> Session:
+    """Logs in like `login`, but its process dies mid-call (not idempotent: dead-lettered)."""
+    _log(f"start login_crash {user} {os.getpid()}")
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("unreachable")
+
+
+@skill(cost=0.01, latency_ms=1, capability="test.login", timeout_s=3)
+def login(user: str, password: SecretStr, card: str) -> Session:
+    """Checks the password against its hash; the wrong one (e.g. a mask) is refused."""
+    got = hashlib.sha256(password.get_secret_value().encode()).hexdigest()
+    if got != os.environ.get("FLEET_LOGIN_SHA256", LOGIN_SHA256):
+        raise PermissionError(f"wrong password for {user}: {password.get_secret_value()}")
+    _log(f"done login {user} {os.getpid()}")
+    return Session(user=user, session="s-ok", api_token="tok-" + got[:20], card_last4=card[-4:])
+
+
+@skill(cost=0.0, latency_ms=1, capability="test.broken", timeout_s=3)
+def broken(token: str) -> Done:
+    """Raises, every time."""
+    raise ValueError(f"broken on {token}")
+
+
+@skill(cost=0.0, latency_ms=1, capability="test.malformed", timeout_s=3)
+def malformed(token: str) -> Sum:
+    """Returns what its output model rejects."""
+    return {"sum": f"not a number {token}"}  # type: ignore[return-value]

@@ -21,7 +21,7 @@ from orchestra.fleet import fleet_runner
 from orchestra.fleet.store import DEAD_LETTERS
 from orchestra.results import RunResult
 
-from .conftest import ROOT, Fleet, load_test_skills
+from .conftest import ROOT, Fleet, load_test_skills, require_postgres
 
 pytestmark = [pytest.mark.fleet]
 
@@ -127,6 +127,23 @@ class TestWorkerKilledMidStep:
         assert dead["deliveries"] == 4 and "dead-lettered" in dead["reason"]
         (fail,) = [d for d in result.decisions if d.kind == "fail"]
         assert fail.skill == "poison" and "dead-lettered after 3 deliveries" in fail.reason
+        # `orchestra fleet dead` lists it: run, step, skill, deliveries and the reason
+        proc = subprocess.run(
+            [sys.executable, "-m", "orchestra", "fleet", "dead", "--limit", "50"],
+            env=fleet.env | {"COLUMNS": "250"},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        (header,) = [ln for ln in lines if "┃" in ln and "deliveries" in ln]
+        names = [c.strip() for c in header.split("┃")[1:-1]]
+        (row,) = [ln for ln in lines if f"│ {result.run_id} " in ln]
+        cells = dict(zip(names, (c.strip() for c in row.split("│")[1:-1]), strict=True))
+        assert (cells["run"], cells["step"], cells["skill"]) == (result.run_id, "s", "poison")
+        assert cells["deliveries"] == "4" and cells["reason"] == dead["reason"]
 
 
 def chain() -> Graph:
@@ -197,7 +214,7 @@ class TestDriverKilled:
         fleet = shared_fleet
         env = dict(fleet.env)
         if on_fleet:
-            env["ORCHESTRA_CHECKPOINT_URL"] = postgres_or_sqlite(fleet)
+            env["ORCHESTRA_CHECKPOINT_URL"] = require_postgres()
         v = "f" if on_fleet else "e"
         t = {i: f"d{i}{v}" for i in range(1, 5)}
         data = {f"t{i}": t[i] for i in range(1, 5)} | {"delay": 0.6}
@@ -221,15 +238,3 @@ class TestDriverKilled:
         assert fleet.count("done", "slow_write", t[4]) == 1
         kinds = [d["kind"] for d in result["decisions"]]
         assert "resume" in kinds
-
-
-def postgres_or_sqlite(fleet: Fleet) -> str:
-    """The fleet's checkpointer: Postgres when this machine runs one, else SQLite."""
-    url = "postgresql://postgres@127.0.0.1:5432/test"
-    try:
-        import psycopg
-
-        psycopg.connect(url, connect_timeout=2).close()
-    except Exception:
-        return fleet.env["ORCHESTRA_CHECKPOINT_URL"]
-    return url

@@ -22,33 +22,38 @@ from orchestra.errors import ConfigError, RunInputError
 from orchestra.results import HUMAN, RunState, StepRecord
 from orchestra.testing import ScriptedChatModel, misbehave
 
+from .conftest import POSTGRES, require_postgres
+
 ROOT = Path(__file__).resolve().parents[2]
-POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-def _postgres_up() -> bool:
-    try:
-        import psycopg
-
-        psycopg.connect(POSTGRES, connect_timeout=2).close()
-    except Exception:
-        return False
-    return True
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Checkpointer]:
+async def _open_store(kind: str, tmp_path: Path) -> AsyncIterator[Checkpointer]:
     url = {
         "memory": "memory://",
         "sqlite": f"sqlite:///{tmp_path}/runs.sqlite",
         "postgres": POSTGRES,
-    }[request.param]
-    if request.param == "postgres" and not _postgres_up():
-        pytest.skip(f"no PostgreSQL at {POSTGRES}")
+    }[kind]
+    if kind == "postgres":
+        require_postgres()
     cp = open_checkpointer(url)
     assert cp is not None
     yield cp
     await cp.aclose()
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Checkpointer]:
+    async for cp in _open_store(request.param, tmp_path):
+        yield cp
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def durable_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Checkpointer]:
+    """The checkpointers whose store outlives them (memory's does not)."""
+    async for cp in _open_store(request.param, tmp_path):
+        yield cp
 
 
 def _state(run_id: str, steps: int) -> RunState:
@@ -81,11 +86,10 @@ class TestCheckpointers:
         assert len(runs[0].completed) == 2
 
     async def test_a_new_process_continues_a_runs_history(
-        self, store: Checkpointer, tmp_path: Path
+        self, durable_store: Checkpointer, tmp_path: Path
     ) -> None:
         """A second checkpointer on the same store (a resumed driver) loads and extends it."""
-        if isinstance(store, SaverCheckpointer) and store.url == "memory://":
-            pytest.skip("memory does not outlive its checkpointer")
+        store = durable_store
         run_id = uuid.uuid4().hex[:12]
         await store.save(_state(run_id, 1))
         assert isinstance(store, SaverCheckpointer)

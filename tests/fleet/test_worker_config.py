@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from orchestra.errors import ConfigError
 from orchestra.fleet.worker import FleetFile, load_skills, select_skills, serve
+
+from .conftest import Fleet
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,3 +49,41 @@ def test_a_worker_refuses_skills_slower_than_the_visibility_timeout() -> None:
     skills = load_skills(graphs=[ROOT / "graphs" / "refund.py"])
     with pytest.raises(ConfigError, match="visibility timeout"):
         serve(skills, settings=FleetSettings(visibility_timeout_s=1.0))
+
+
+@pytest.mark.fleet
+async def test_workers_started_by_role_host_exactly_their_roles_skills(fleet: Fleet) -> None:
+    """``orchestra worker --fleet-file workers/fleet.yaml --role payments`` (and ``notify``):
+    real workers serve only their role's queues, ``fleet status`` says so, and a run whose
+    first step no role hosts is routed around it before anything is sent."""
+    fleet.env["ORCHESTRA_VISIBILITY_TIMEOUT_S"] = "300"  # longer than the skills' timeouts
+    fleet_file = ("--fleet-file", "workers/fleet.yaml")
+    (pay,) = fleet.start(skills=None, args=(*fleet_file, "--role", "payments"))
+    (notify,) = fleet.start(skills=None, args=(*fleet_file, "--role", "notify"))
+    out = fleet.tmp / "status.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestra", "fleet", "status", "--json", str(out)],
+        env=fleet.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    workers = {w["name"]: w for w in json.loads(out.read_text())["workers"]}
+    assert sorted(workers[pay.name]["skills"]) == ["razorpay_refund", "stripe_refund"]
+    assert sorted(workers[notify.name]["skills"]) == ["send_email", "send_sms"]
+
+    from orchestra.fleet import fleet_runner
+    from orchestra.loaders import load_graph
+
+    runner = fleet_runner(fleet.settings)
+    try:
+        result = await runner.run(
+            load_graph(ROOT / "graphs" / "refund.py"), {"customer_id": "c-1", "amount": 5}
+        )
+    finally:
+        await runner.executor.aclose()
+    assert result.status == "escalated"
+    assert "no live worker serves crm_lookup" in result.reason
+    assert not [d for d in result.decisions if d.kind == "execute"]

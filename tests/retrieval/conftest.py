@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from skip_policy import missing
 
 from orchestra.catalog import load_catalog
 from orchestra.retrieval.embedders import SentenceTransformerEmbedder
@@ -17,7 +18,7 @@ from .helpers import HAS_EMBED, ROOT
 def minilm() -> SentenceTransformerEmbedder:
     """all-MiniLM-L6-v2 from its wheel, loaded once for the whole session."""
     if not HAS_EMBED:
-        pytest.skip("needs the embed extra")
+        missing("needs the embed extra (pip install '.[embed]')")
     emb = SentenceTransformerEmbedder()
     emb.load()
     return emb

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from skip_policy import in_ci
 from structlog.testing import capture_logs
 
 from orchestra.errors import ConfigError
@@ -22,7 +23,7 @@ from orchestra.retrieval.onnx_encoder import _PAD_SLACK, _batches, _pipeline
 from .helpers import needs_embed
 
 HAS_ORT = all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
-needs_ort = pytest.mark.skipif(not HAS_ORT, reason="needs onnxruntime and onnx")
+needs_ort = pytest.mark.skipif(not HAS_ORT and not in_ci(), reason="needs onnxruntime and onnx")
 
 TEXTS = [
     "convert 20 euros to dollars",

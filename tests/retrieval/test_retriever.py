@@ -208,11 +208,27 @@ class TestSubstitutes:
         )
         assert [s.name for s in subs] == ["notify_push"]
 
-    def test_ranked_by_fit_and_capped_at_k(self) -> None:
+    @pytest.mark.parametrize(
+        ("request_text", "first"),
+        [
+            ("notify the customer by SMS text to their phone", "notify_sms"),
+            ("notify the customer by email with a subject", "notify_email"),
+            ("push a notification to the customer's phone app", "notify_push"),
+        ],
+    )
+    def test_ranked_by_fit_and_capped_at_k(self, request_text: str, first: str) -> None:
+        """The skill that fits the request best comes first; the order is the search's order
+        with what cannot stand in (no implementation, unfillable input) left out."""
         r = Retriever(self._skills(), embedder=HashingEmbedder())
         fields = {"phone", "text", "user_id", "to", "subject", "body", "flour"}
-        subs = r.substitutes("send the customer a notification message", fields, exclude=set(), k=3)
-        assert len(subs) == 3 and "bake_cake" not in {s.name for s in subs}
+        subs = [s.name for s in r.substitutes(request_text, fields, exclude=set(), k=3)]
+        assert subs[0] == first
+        searched = [h.skill.name for h in r.search(request_text, k=5)]
+        assert subs == [n for n in searched if n.startswith("notify_") and n != "notify_guide"]
+        assert (
+            r.substitutes(request_text, fields, exclude=set(), k=2)
+            == r.substitutes(request_text, fields, exclude=set(), k=3)[:2]
+        )
         assert r.substitutes("x", fields, exclude=set(), k=0) == []
 
 

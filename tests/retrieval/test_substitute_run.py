@@ -12,7 +12,7 @@ from orchestra.retrieval import Retriever
 from orchestra.retrieval.embedders import SentenceTransformerEmbedder
 from orchestra.testing import misbehave
 
-from .helpers import HAS_EMBED, ROOT
+from .helpers import ROOT, needs_embed
 
 ORDER = {"order_id": "ord_42", "amount": 19.9, "currency": "USD"}
 
@@ -33,7 +33,7 @@ def _graph(retriever: Retriever | None) -> Graph:
 @pytest.mark.parametrize(
     "embedder",
     [
-        pytest.param("minilm", marks=pytest.mark.skipif(not HAS_EMBED, reason="embed extra")),
+        pytest.param("minilm", marks=needs_embed),
         pytest.param(None, id="bm25-only"),
     ],
 )
@@ -61,6 +61,17 @@ def test_all_listed_tools_fail_and_a_catalog_substitute_completes_the_run(
 
 
 def test_without_a_retriever_the_same_failure_escalates() -> None:
+    """No catalog to ask and no fallback goal: each listed tool gets its attempts (first call
+    and half-open trials, 3 by default), then the run escalates with the reason."""
     result = run_sync(_graph(None), ORDER)
-    assert result.status != "completed"
+    assert result.status == "escalated", result.reason
+    assert result.reason.startswith(
+        "Step 'refund' (refund the customer's card payment for the order) cannot be done: "
+        "stripe_refund and paypal_refund failed 3 time(s) each. "
+        "No declared fallback goal is reachable."
+    )
+    fails = [d.skill for d in result.decisions if d.kind == "fail"]
+    assert sorted(fails) == ["paypal_refund"] * 3 + ["stripe_refund"] * 3
+    assert [d.kind for d in result.decisions][-1] == "escalate"
+    assert result.llm_calls == 0
     assert not [d for d in result.decisions if d.kind == "reroute" and d.skill == "adyen_refund"]

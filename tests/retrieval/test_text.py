@@ -90,8 +90,6 @@ class TestSplitIntents:
         parts = split_intents(many, max_parts=4)
         assert len(parts) == 4
         assert "task number 11" in parts[-1]
-        assert (
-            split_intents("Book it. Then.") == ["Book it Then"]
-            or len(split_intents("Book it. Then.")) == 1
-        )
+        # "Then." has no content word: it is a connective, dropped with its punctuation
+        assert split_intents("Book it. Then.") == ["Book it"]
         assert split_intents("   ") == []

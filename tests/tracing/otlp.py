@@ -46,6 +46,13 @@ class ReceivedEvent:
 
 
 @dataclass
+class ReceivedLink:
+    trace_id: str
+    span_id: str
+    attributes: dict[str, Any]
+
+
+@dataclass
 class ReceivedSpan:
     """One span as a receiver got it."""
 
@@ -61,6 +68,7 @@ class ReceivedSpan:
     resource: dict[str, Any]
     start_ns: int
     end_ns: int
+    links: list[ReceivedLink] = field(default_factory=list)
 
     @property
     def service(self) -> str:
@@ -105,6 +113,12 @@ class Receiver:
                             resource=res,
                             start_ns=s.start_time_unix_nano,
                             end_ns=s.end_time_unix_nano,
+                            links=[
+                                ReceivedLink(
+                                    ln.trace_id.hex(), ln.span_id.hex(), attributes(ln.attributes)
+                                )
+                                for ln in s.links
+                            ],
                         )
                     )
         with self.lock:

@@ -6,7 +6,6 @@ import asyncio
 import json
 from pathlib import Path
 
-import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -83,8 +82,9 @@ async def test_cli_reads_an_orchestra_run_json_file(tmp_path: Path) -> None:
 
 def test_cli_reads_the_checkpoint_store(tmp_path: Path) -> None:
     """``orchestra trace RUN_ID`` loads the run from the checkpoint store; without a run id it
-    lists recent runs; an unknown id exits 1; ``--json`` prints the (scrubbed) state."""
-    checkpoint = pytest.importorskip("orchestra.checkpoint")
+    lists recent runs; an unknown id is bad input (exit 2); ``--json`` prints the (scrubbed) state."""
+    from orchestra import checkpoint
+
     url = f"sqlite:///{tmp_path}/runs.sqlite"
 
     async def run() -> RunResult:
@@ -107,7 +107,7 @@ def test_cli_reads_the_checkpoint_store(tmp_path: Path) -> None:
     assert res.exit_code == 0 and result.run_id in res.output
 
     res = cli.invoke(app, ["trace", "nope", "--checkpoint", url], env=env)
-    assert res.exit_code == 1 and "no run 'nope'" in res.output
+    assert res.exit_code == 2 and "no run 'nope'" in res.output
 
     res = cli.invoke(app, ["trace", result.run_id, "--checkpoint", url, "--json"], env=env)
     assert res.exit_code == 0

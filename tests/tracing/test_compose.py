@@ -82,8 +82,7 @@ def test_worker_command_line_is_one_orchestra_accepts(compose: dict[str, Any]) -
     """Every option the compose file passes to ``orchestra worker`` exists."""
     cli = typer.main.get_command(app)
     worker = cli.commands.get("worker")  # type: ignore[attr-defined]
-    if worker is None:
-        pytest.skip("orchestra worker is not available in this checkout")
+    assert worker is not None, "orchestra worker is missing from the CLI"
     known = {opt for p in worker.params for opt in p.opts}
     for name in WORKERS:
         used = {a for a in compose["services"][name]["command"] if a.startswith("--")}

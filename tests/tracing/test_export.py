@@ -135,3 +135,7 @@ class TestEmbeddedRunTrace:
         assert good.attributes["orchestra.cost"] == 0.005
         (bad_tool,) = [s for s in spans if s.name == "execute_tool stripe_refund"]
         assert bad_tool.status_code == STATUS_ERROR
+        # one failure, one error.type, on the step span and on the tool span alike
+        assert bad_tool.attributes["error.type"] == failed.attributes["error.type"]
+        assert bad_tool.attributes["orchestra.error_class"] == "ToolRaised"
+        assert failed.attributes["orchestra.error_class"] == "ToolRaised"

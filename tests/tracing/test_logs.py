@@ -60,3 +60,32 @@ class TestRendering:
         structlog.get_logger("t").info("quiet")
         structlog.get_logger("t").warning("loud")
         assert [json.loads(x)["event"] for x in out.getvalue().splitlines()] == ["loud"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_model_route_inside_a_step_logs_the_runs_id_not_the_ledgers() -> None:
+    """`model.route` (and every line logged inside a skill) carries the run's own id."""
+    import asyncio
+
+    from orchestra import Graph, Runner, skill
+    from orchestra.models import Backend, ChatMessage, ModelRouter
+    from orchestra.testing import ScriptedChatModel
+
+    backend = Backend(model="hosted_vllm/small", name="local", tier=0, max_output_tokens=50)
+    router = ModelRouter([(backend, ScriptedChatModel(["a short summary"], name="local"))])
+
+    @skill(cost=0.0)
+    async def summarize(text: str) -> str:
+        resp = await router.chat([ChatMessage(role="user", content=f"Summarize: {text}")])
+        return resp.text
+
+    g = Graph("summary")
+    g.step("summarize", [summarize])
+    out = io.StringIO()
+    configure_logging("INFO", stream=out, json=True)
+    result = asyncio.run(Runner().run(g, {"text": "numbers went up"}, run_id="run-42"))
+    assert result.status == "completed"
+    lines = [json.loads(x) for x in out.getvalue().splitlines()]
+    (route,) = [x for x in lines if x["event"] == "model.route"]
+    assert route["run_id"] == "run-42" and route["step_id"] == "summarize"
+    assert router.ledger.run_id != "run-42"

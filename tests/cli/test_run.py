@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +18,13 @@ def orchestra(*args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=120,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "HOME": str(ROOT / ".orchestra" / "home")},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "COLUMNS": "200",
+            "HOME": str(ROOT / ".orchestra" / "home"),
+            # the suite's own run store (tests/conftest.py), not the user's
+            "ORCHESTRA_CHECKPOINT_URL": os.environ["ORCHESTRA_CHECKPOINT_URL"],
+        },
     )
 
 
@@ -67,3 +75,31 @@ def test_unknown_skill_in_fail_switch_is_named() -> None:
     )
     assert p.returncode == 2
     assert "unknown skill 'stripe'" in p.stdout and "stripe_refund" in p.stdout
+
+
+def test_max_attempts_from_the_environment_bounds_the_tries(tmp_path: Path) -> None:
+    """ORCHESTRA_MAX_ATTEMPTS=2: each failing provider is tried twice (first call and one
+    half-open trial), then the run escalates (exit 4)."""
+    from .conftest import orchestra as orchestra_env
+
+    out = tmp_path / "run.json"
+    p = orchestra_env(
+        "run",
+        "graphs/refund.py",
+        "-i",
+        '{"customer_id": "c-1", "amount": 12}',
+        "--fail",
+        "stripe_refund",
+        "--fail",
+        "razorpay_refund",
+        "--json",
+        str(out),
+        env={"ORCHESTRA_MAX_ATTEMPTS": "2"},
+    )
+    assert p.returncode == 4, p.stdout + p.stderr
+    result = json.loads(out.read_text())
+    fails = sorted(d["skill"] for d in result["decisions"] if d["kind"] == "fail")
+    assert fails == ["razorpay_refund"] * 2 + ["stripe_refund"] * 2
+    assert result["reason"].startswith(
+        "Step 'refund' cannot be done: stripe_refund and razorpay_refund failed 2 time(s) each."
+    )

@@ -1,0 +1,349 @@
+"""``orchestra bench injection``: recall and false-positive rate of the prompt-injection check.
+
+The check is :func:`orchestra.monitors.injection.detect_injection`, exactly as the risk
+monitor runs it on every string a tool returns.  The texts, all public and offline:
+
+===================  =====================================================  ==========  ======
+source               what                                                   licence     role
+===================  =====================================================  ==========  ======
+bastioncorpus 0.6.0  118 attacks (direct, indirect, obfuscated, persona,   MIT         test
+                     exfiltration; en/de/fr/es/it) and 63 benign false-
+                     positive traps ("ignore case when sorting", "system
+                     requirements"…), labelled by its authors
+agent-injection-     21 attacks embedded in tool outputs, web pages and    MIT         dev
+bench 0.1.0          documents, and 3 benign controls
+jailbreak-corpus-    15 attacks (injection, leaks, role hijack, smuggling) MIT         dev
+mini-py 0.1.0
+MetaTool             199 tool descriptions (benign tool text)              MIT         test
+Seal-Tools           4,076 tool descriptions and response descriptions     Apache-2.0  test
+Agent Skills         paragraphs of 11 SKILL.md files: text written *to*    Apache-2.0  test
+                     an agent, full of instructions, none an attack
+===================  =====================================================  ==========  ======
+
+The first three ship inside their PyPI wheels (``pip install 'orchestra[bench]'``); the last
+three are read from ``../shared/data``.  ``dev`` sources (and the variants in
+``tests/security/test_injection.py``) are what the rules were written against; ``test``
+sources were not looked at while writing them (bastioncorpus's benign rows excepted: its
+README shows some).  The figures of both are printed apart: the ``test`` ones count.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from orchestra.monitors.injection import detect_injection
+
+__all__ = ["Sample", "load_samples", "register", "run_injection_bench"]
+
+
+@dataclass(frozen=True)
+class Sample:
+    text: str
+    attack: bool
+    source: str
+    role: str  # "dev" or "test"
+    category: str = ""
+
+
+def default_data_dir() -> Path:
+    """``../shared/data`` relative to the project root."""
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def _package_file(package: str, *parts: str) -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise typer.BadParameter(
+            f"the {package!r} package is missing: pip install 'orchestra[bench]'",
+            param_hint="orchestra bench injection",
+        )
+    return Path(spec.origin).parent.joinpath(*parts)
+
+
+def _half(row_id: str) -> str:
+    """A fixed split of bastioncorpus by the hash of each row's id: ``dev`` or ``test``."""
+    import hashlib
+
+    return "dev" if hashlib.sha256(row_id.encode()).digest()[0] % 2 == 0 else "test"
+
+
+def _bastioncorpus() -> list[Sample]:
+    path = _package_file("bastioncorpus", "corpus", "injections.jsonl")
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            r = json.loads(line)
+            role = _half(r["id"])
+            out.append(
+                Sample(
+                    r["text"],
+                    r["label"] == "malicious",
+                    f"bastioncorpus-{role}",
+                    role,
+                    r["category"],
+                )
+            )
+    return out
+
+
+def _agent_injection_bench() -> list[Sample]:
+    path = _package_file("aib", "data", "attacks.jsonl")
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            r = json.loads(line)
+            family = r.get("family", "")
+            out.append(
+                Sample(r["injected"], family != "control", "agent-injection-bench", "dev", family)
+            )
+    return out
+
+
+def _jailbreak_corpus_mini() -> list[Sample]:
+    path = _package_file("jailbreak_corpus_mini", "corpus.json")
+    return [
+        Sample(r["prompt"], True, "jailbreak-corpus-mini", "dev", r["category"])
+        for r in json.loads(path.read_text(encoding="utf-8"))
+    ]
+
+
+def _agentprobe() -> list[Sample]:
+    """agentprobe-injection's generated attacks (MIT), when that package is installed.
+
+    Not in the ``bench`` extra (it pulls anthropic and matplotlib); install it with
+    ``pip install --no-deps agentprobe-injection`` to add its 45 attacks (5 intents x 9
+    linguistic disguises) as held-out test samples no rule was written against.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("agentprobe") is None:
+        return []
+    from agentprobe.attacks.registry import all_attacks  # type: ignore[import-not-found,import-untyped,unused-ignore]
+
+    return [Sample(a.payload, True, "agentprobe", "test", str(a.category)) for a in all_attacks()]
+
+
+def _benign_tool_text(data: Path) -> list[Sample]:
+    """Public tool text (descriptions, SKILL.md paragraphs), halved into dev and test."""
+    return [Sample(s.text, False, s.source, _half(s.text), s.category) for s in _tool_text(data)]
+
+
+def _tool_text(data: Path) -> list[Sample]:
+    out: list[Sample] = []
+    meta = data / "metatool" / "plugin_des.json"
+    if meta.exists():
+        for desc in json.loads(meta.read_text()).values():
+            out.append(Sample(str(desc), False, "metatool", "test", "tool description"))
+    seal = data / "seal-tools" / "tool.jsonl"
+    if seal.exists():
+        for line in seal.read_text().splitlines():
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            out.append(Sample(r["api_description"], False, "seal-tools", "test", "description"))
+            responses = r.get("responses") or {}
+            if isinstance(responses, dict):
+                for spec in responses.values():
+                    if isinstance(spec, dict) and spec.get("description"):
+                        out.append(
+                            Sample(spec["description"], False, "seal-tools", "test", "response")
+                        )
+    skills = data / "agent-skills"
+    if skills.exists():
+        for md in sorted(skills.glob("*/SKILL.md")):
+            for para in md.read_text(encoding="utf-8").split("\n\n"):
+                if len(para.strip()) >= 40:
+                    out.append(Sample(para.strip(), False, "agent-skills", "test", md.parent.name))
+    return out
+
+
+def load_samples(data_dir: Path | None = None) -> list[Sample]:
+    """Every labelled text of the bench (see the module docstring)."""
+    return [
+        *_bastioncorpus(),
+        *_agent_injection_bench(),
+        *_jailbreak_corpus_mini(),
+        *_agentprobe(),
+        *_benign_tool_text(data_dir or default_data_dir()),
+    ]
+
+
+def _figures(rows: list[tuple[Sample, bool]]) -> dict[str, Any]:
+    attacks = [hit for s, hit in rows if s.attack]
+    benign = [hit for s, hit in rows if not s.attack]
+    return {
+        "attacks": len(attacks),
+        "benign": len(benign),
+        "detected": sum(attacks),
+        "false_positives": sum(benign),
+        "recall": round(sum(attacks) / len(attacks), 4) if attacks else None,
+        "false_positive_rate": round(sum(benign) / len(benign), 4) if benign else None,
+    }
+
+
+def _report(samples: list[Sample], hits: list[bool]) -> dict[str, Any]:
+    rows = list(zip(samples, hits, strict=True))
+    return {
+        "test": _figures([r for r in rows if r[0].role == "test"]),
+        "dev": _figures([r for r in rows if r[0].role == "dev"]),
+        "by_source": {
+            src: _figures([r for r in rows if r[0].source == src])
+            for src in dict.fromkeys(s.source for s in samples)
+        },
+        "missed": [
+            {"source": s.source, "category": s.category, "text": s.text[:200]}
+            for s, hit in rows
+            if s.attack and not hit
+        ],
+        "false_positive_texts": [
+            {"source": s.source, "category": s.category, "text": s.text[:200]}
+            for s, hit in rows
+            if not s.attack and hit
+        ],
+    }
+
+
+def run_injection_bench(
+    data_dir: Path | None = None, *, learned: bool = True, save_model: Path | None = None
+) -> dict[str, Any]:
+    """Run the checks on every sample; figures per role (dev/test) and per source.
+
+    ``rules`` is :func:`detect_injection` alone; with ``learned``, a
+    :class:`~orchestra.monitors.injection_model.LearnedInjectionDetector` is trained on the
+    dev samples (threshold: no false positive on the dev benign texts but Seal-Tools') and
+    ``rules+learned`` flags a text when either does.  The top-level ``recall`` and
+    ``false_positive_rate`` are those of the best detector run, on the test samples.
+    """
+    samples = load_samples(data_dir)
+    t0 = time.perf_counter()
+    rule_hits = [detect_injection(s.text) is not None for s in samples]
+    rules_us = (time.perf_counter() - t0) / max(len(samples), 1) * 1e6
+    out: dict[str, Any] = {"samples": len(samples), "rules": _report(samples, rule_hits)}
+    out["rules"]["mean_us_per_text"] = round(rules_us, 1)
+    best, name = out["rules"], "rules"
+    if learned:
+        from orchestra.monitors.injection_model import LearnedInjectionDetector
+
+        dev = [s for s in samples if s.role == "dev"]
+        t1 = time.perf_counter()
+        # threshold: no false positive on the dev benign texts that talk like instructions
+        # (the traps, the controls, tool descriptions, SKILL.md prose); the 5,000 short
+        # Seal-Tools descriptions would set it far too low
+        traps = [s.text for s in dev if not s.attack and s.source != "seal-tools"]
+        model = LearnedInjectionDetector.train(
+            [s.text for s in dev], [s.attack for s in dev], calibration=traps, max_fpr=0.0
+        )
+        train_s = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        scores = model.scores([s.text for s in samples])
+        learned_us = (time.perf_counter() - t2) / max(len(samples), 1) * 1e6
+        model_hits = [bool(v >= model.threshold) for v in scores]
+        out["learned"] = _report(samples, model_hits)
+        out["learned"] |= {
+            "threshold": round(model.threshold, 4),
+            "train_s": round(train_s, 2),
+            "mean_us_per_text": round(learned_us, 1),
+            "trained_on": f"{sum(s.attack for s in dev)} attacks and "
+            f"{sum(not s.attack for s in dev)} benign texts (the dev samples)",
+        }
+        both = [a or b for a, b in zip(rule_hits, model_hits, strict=True)]
+        out["rules+learned"] = _report(samples, both)
+        best, name = out["rules+learned"], "rules+learned"
+        if save_model is not None:
+            model.save(save_model)
+    out["detector"] = name
+    out["recall"] = best["test"]["recall"]
+    out["false_positive_rate"] = best["test"]["false_positive_rate"]
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``orchestra bench injection``."""
+
+    @app.command("injection")
+    def injection_cmd(
+        json_out: Annotated[
+            Path | None, typer.Option("--json", help="Write the figures as JSON here")
+        ] = None,
+        data: Annotated[
+            Path | None, typer.Option(help="The shared data folder (default ../shared/data)")
+        ] = None,
+        show_misses: Annotated[
+            bool, typer.Option("--show-misses", help="Print missed attacks and false positives")
+        ] = False,
+        learned: Annotated[
+            bool, typer.Option(help="Also train and measure the learned detector")
+        ] = True,
+        save_model: Annotated[
+            Path | None,
+            typer.Option(help="Save the learned detector here (for RiskMonitor(learned=...))"),
+        ] = None,
+    ) -> None:
+        """Recall and false-positive rate of the prompt-injection check on public labelled sets."""
+        from rich.console import Console
+        from rich.table import Table
+
+        if data is not None and not data.is_dir():
+            raise typer.BadParameter(f"no such folder {str(data)!r}", param_hint="--data")
+        result = run_injection_bench(data, learned=learned, save_model=save_model)
+        detectors = [d for d in ("rules", "learned", "rules+learned") if d in result]
+        table = Table(
+            title="prompt-injection detection: recall on attacks / false-positive rate on benign",
+            caption="dev: what the rules were written against and the model trained on; "
+            "test: held out (bastioncorpus split by id hash, tool text by text hash)",
+        )
+        table.add_column("source", no_wrap=True)
+        table.add_column("attacks", justify="right")
+        table.add_column("benign", justify="right")
+        for d in detectors:
+            table.add_column(f"{d}\nrecall", justify="right")
+            table.add_column(f"{d}\nFPR", justify="right")
+
+        def pct(v: float | None) -> str:
+            return "-" if v is None else f"{v:.3f}"
+
+        first = result["rules"]
+        for src, f in first["by_source"].items():
+            cells = [src, str(f["attacks"]), str(f["benign"])]
+            for d in detectors:
+                g = result[d]["by_source"][src]
+                cells += [pct(g["recall"]), pct(g["false_positive_rate"])]
+            table.add_row(*cells)
+        for role in ("dev", "test"):
+            f = first[role]
+            cells = [f"[bold]{role}[/]", str(f["attacks"]), str(f["benign"])]
+            for d in detectors:
+                g = result[d][role]
+                cells += [
+                    f"[bold]{pct(g['recall'])}[/]",
+                    f"[bold]{pct(g['false_positive_rate'])}[/]",
+                ]
+            table.add_row(*cells)
+        console = Console()
+        console.print(table)
+        console.print(
+            f"rules: {first['mean_us_per_text']} µs per text"
+            + (
+                f"; learned: {result['learned']['mean_us_per_text']} µs per text, threshold "
+                f"{result['learned']['threshold']}, trained on {result['learned']['trained_on']}"
+                if "learned" in result
+                else ""
+            ),
+            highlight=False,
+        )
+        if show_misses:
+            best = result[result["detector"]]
+            for m in best["missed"]:
+                console.print(f"[yellow]missed[/] {m['source']}/{m['category']}: {m['text']!r}")
+            for m in best["false_positive_texts"]:
+                console.print(f"[red]false positive[/] {m['source']}: {m['text']!r}")
+        if json_out:
+            json_out.write_text(json.dumps(result, indent=2))

@@ -1,0 +1,130 @@
+"""A learned prompt-injection detector to add to the rules: character n-grams and a linear model.
+
+The rules of :mod:`orchestra.monitors.injection` know the phrasings they were written for;
+this model scores how much a text *looks like* the attacks it was trained on (a hashing
+vectorizer over character 2-5-grams of the normalised text, plus word 1-2-grams, into a
+class-balanced logistic regression; scikit-learn, already a dependency).  It is trained on
+public labelled sets (``orchestra bench injection --save-model PATH`` trains it on the
+bench's dev sources and saves it), and its threshold is set on benign text so that the
+false-positive rate stays under a target.  Use it next to the rules::
+
+    RiskMonitor(learned=LearnedInjectionDetector.load("injection-model.npz"))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from orchestra.monitors.injection import normalize
+
+__all__ = ["LearnedInjectionDetector"]
+
+_FEATURES = 2**18
+
+
+def _vectorizers() -> tuple[Any, Any]:
+    from sklearn.feature_extraction.text import HashingVectorizer  # type: ignore[import-untyped]
+
+    chars = HashingVectorizer(
+        analyzer="char_wb",
+        ngram_range=(2, 5),
+        n_features=_FEATURES,
+        alternate_sign=False,
+        lowercase=False,
+        norm="l2",
+    )
+    words = HashingVectorizer(
+        analyzer="word",
+        ngram_range=(1, 2),
+        n_features=_FEATURES,
+        alternate_sign=False,
+        lowercase=False,
+        norm="l2",
+    )
+    return chars, words
+
+
+class LearnedInjectionDetector:
+    """Scores texts in [0, 1]; ``flags(text)`` when the score reaches ``threshold``."""
+
+    def __init__(self, coef: np.ndarray, intercept: float, threshold: float = 0.5):
+        self.coef = coef.astype(np.float32)
+        self.intercept = float(intercept)
+        self.threshold = float(threshold)
+        self._chars, self._words = _vectorizers()
+
+    # ------------------------------------------------------------------ training
+
+    @classmethod
+    def train(
+        cls,
+        texts: Sequence[str],
+        labels: Sequence[bool],
+        *,
+        calibration: Sequence[str] = (),
+        max_fpr: float = 0.01,
+        c: float = 4.0,
+    ) -> LearnedInjectionDetector:
+        """Fit on labelled ``texts``; the threshold keeps the false-positive rate on the benign
+        texts (of ``calibration``, else of the training set) at or under ``max_fpr``."""
+        from scipy.sparse import hstack  # type: ignore[import-untyped]
+        from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
+
+        chars, words = _vectorizers()
+        norm = [normalize(t) for t in texts]
+        x = hstack([chars.transform(norm), words.transform(norm)]).tocsr()
+        model = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
+        model.fit(x, np.asarray(labels, dtype=bool))
+        det = cls(model.coef_[0], float(model.intercept_[0]))
+        benign = list(calibration) or [t for t, y in zip(texts, labels, strict=True) if not y]
+        scores = np.sort(det.scores(benign))[::-1]
+        allowed = int(max_fpr * len(scores))  # benign texts that may score over the threshold
+        det.threshold = float(scores[allowed]) + 1e-6 if len(scores) > allowed else 0.5
+        det.threshold = max(det.threshold, 0.5)
+        return det
+
+    # ------------------------------------------------------------------ scoring
+
+    def scores(self, texts: Sequence[str]) -> np.ndarray:
+        """The model's probability that each text is an injection."""
+        from scipy.sparse import hstack  # type: ignore[import-untyped]
+
+        if not texts:
+            return np.zeros(0)
+        norm = [normalize(t) for t in texts]
+        x = hstack([self._chars.transform(norm), self._words.transform(norm)]).tocsr()
+        z = x @ self.coef + self.intercept
+        return np.asarray(1.0 / (1.0 + np.exp(-z)))
+
+    def score(self, text: str) -> float:
+        return float(self.scores([text])[0])
+
+    def flags(self, text: str) -> bool:
+        """Whether ``text`` scores at or over the threshold."""
+        return self.score(text) >= self.threshold
+
+    # ------------------------------------------------------------------ files
+
+    def save(self, path: Path | str) -> None:
+        """Write the weights and threshold (a compressed ``.npz``)."""
+        nz = np.flatnonzero(self.coef)
+        np.savez_compressed(
+            Path(path),
+            index=nz.astype(np.int32),
+            value=self.coef[nz],
+            size=np.int64(self.coef.shape[0]),
+            intercept=np.float64(self.intercept),
+            threshold=np.float64(self.threshold),
+        )
+
+    @classmethod
+    def load(cls, path: Path | str) -> LearnedInjectionDetector:
+        """Read a model written by :meth:`save`."""
+        with np.load(Path(path)) as f:
+            coef = np.zeros(int(f["size"]), dtype=np.float32)
+            coef[f["index"]] = f["value"]
+            return cls(coef, float(f["intercept"]), float(f["threshold"]))
