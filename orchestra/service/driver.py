@@ -326,6 +326,8 @@ class RunDriver:
         run's lease for up to its TTL: the lease expires unless it renews it, then this one
         takes the run (and the old one, if alive, stops at its next renewal: LeaseLost).
         """
+        if state.status == "queued":
+            await self._await_step_workers(graph)
         deadline = time.monotonic() + 4 * self.runner.lease_ttl_s
         while True:
             try:
@@ -348,6 +350,25 @@ class RunDriver:
                 state = await self.runner.checkpointer.load(state.run_id) or state
                 if state.status in TERMINAL:
                     return result_from_state(state)
+
+    async def _await_step_workers(self, graph: Any) -> None:
+        """Before a run starts, wait (up to ``queue_wait_s``) for a step worker of its graph.
+
+        Drivers and step workers often start together (a deploy, a laptop): a run taken
+        before any step worker is up would find every skill unserved and escalate at once.
+        """
+        view = getattr(self.runner.executor, "view", None)
+        if view is None:
+            return
+        skills = {n for n in graph.skills if not graph.skills[n].milestone}
+        deadline = time.monotonic() + self.settings.queue_wait_s
+        while time.monotonic() < deadline:
+            try:
+                if skills & set(await view.serving()):
+                    return
+            except ExecutorError:
+                pass
+            await asyncio.sleep(0.5)
 
     async def _fail(self, state: RunState, reason: str) -> RunResult:
         """End a run that cannot go on (bad input, unknown graph) as escalated, saying why."""
