@@ -91,9 +91,11 @@ def test_the_yaml_example_graph_runs_and_reroutes() -> None:
 
 @pytest.mark.parametrize("key", ["after", "depends_on"])
 def test_a_yaml_step_names_its_dependencies_with_after_or_depends_on(
-    tmp_path: Path, key: str
+    tmp_path: Path, key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from orchestra.loaders import load_graph
+
+    monkeypatch.setenv("ORCHESTRA_TRUSTED_PATHS", str(ROOT / "skills"))  # a graph outside
 
     spec = (ROOT / "graphs" / "refund.yaml").read_text().replace("after:", f"{key}:")
     f = tmp_path / "g.yaml"

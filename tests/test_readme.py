@@ -180,9 +180,18 @@ class Shell:
     def run(self, block: Block, command: str, expected: int) -> None:
         command = self._subst(command)
         where = f"{block}: {command}"
-        m = re.fullmatch(r"export (\w+)=(\S+)", command)
-        if m:
-            self.env[m[1]] = m[2].strip("'\"")
+        m = re.fullmatch(r"export (\w+)=(.+)", command)
+        if m:  # the value as bash reads it ($(orchestra keygen), "$HOME/...", quotes)
+            value = subprocess.run(
+                ["bash", "-c", f"printf %s {m[2]}"],
+                cwd=self.cwd,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert value.returncode == 0, f"{where}\n{value.stderr}"
+            self.env[m[1]] = value.stdout
             return
         if command.endswith("&"):
             log = self.logs / f"bg-{len(self.background)}.log"

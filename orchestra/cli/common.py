@@ -83,8 +83,13 @@ def check_answer(answer: str) -> None:
     )
 
 
-def print_error(console: Any, exc: BaseException, *, label: str = "error") -> None:
-    """Print ``exc`` for a person: one scrubbed line, and the traceback with ``--debug``."""
-    if _DEBUG:
+def print_error(console: Any, exc: object, *, label: str = "error") -> None:
+    """Print an error for a person: ``label: message``, scrubbed, printed as it is (never read
+    as rich markup, so ``[...]`` in it survives); the traceback too with ``--debug``."""
+    from rich.text import Text
+
+    if _DEBUG and isinstance(exc, BaseException):
         traceback.print_exception(exc, file=sys.stderr)
-    console.print(f"[red bold]{label}:[/] {redact_text(str(exc))}", highlight=False)
+    text = Text(f"{label}:", style="red bold")
+    text.append(f" {redact_text(str(exc))}")
+    console.print(text, highlight=False, soft_wrap=True)

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from orchestra.cli.common import print_error
 from orchestra.errors import ExecutorError, LeaseLost, RunInputError, RunLeaseHeld, SpecError
 from orchestra.redact import redact, redact_text
 from orchestra.results import Decision, RunResult
@@ -38,14 +39,6 @@ _STYLE = {
     "backtrack": "yellow bold",
     "compensate": "magenta bold",
 }
-
-
-def print_error(console: Console, message: object, *, label: str = "error") -> None:
-    """``label: message`` in red; the message is printed as it is (never read as rich markup,
-    so ``[...]`` in an error survives)."""
-    text = Text(f"{label}:", style="red bold")
-    text.append(f" {message}")
-    console.print(text, highlight=False, soft_wrap=True)
 
 
 def print_decision(console: Console, d: Decision) -> None:
@@ -107,7 +100,6 @@ def fail_with(console: Console, exc: Exception) -> NoReturn:
     if isinstance(exc, LeaseLost):
         console.print(f"[red bold]stopped:[/] {exc}", highlight=False)
         raise typer.Exit(EXIT_EXECUTOR) from None
-    from orchestra.cli.common import print_error
 
     if isinstance(exc, ExecutorError):
         print_error(console, exc, label="executor error")

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -135,15 +136,27 @@ def test_flagship_on_a_fleet_reroutes_the_refund_in_one_trace(
         assert tool.name == f"execute_tool {name}"
         assert tool.service == "orchestra-worker", name
         assert tool.resource["orchestra.worker"] in WORKERS
-        step = index[tool.parent_span_id]
+        # execute_tool ← process (CONSUMER, worker) ← send (PRODUCER, driver) ← step
+        consumer = index[tool.parent_span_id]
+        producer = index[consumer.parent_span_id]
+        assert consumer.name.startswith("process orchestra.skill.") and consumer.kind == 5  # CONSUMER
+        assert producer.name.startswith("send orchestra.skill.") and producer.kind == 4  # PRODUCER
+        step = index[producer.parent_span_id]
         assert step in refund_steps
         assert step.attributes["orchestra.skill"] == name
         assert step.attributes["orchestra.worker"] == tool.resource["orchestra.worker"]
     assert by_name["stripe_refund"].status_code == STATUS_ERROR
-    assert index[by_name["stripe_refund"].parent_span_id].status_code == STATUS_ERROR
+    assert _step_of(index, by_name["stripe_refund"]).status_code == STATUS_ERROR
 
     reasons = [e.attributes["orchestra.reason"] for e in root.event("orchestra.reroute")]
     expected = f"stripe_refund failed (exception); rerouted to {result['chosen']['refund']}"
     assert expected in reasons, reasons
-    good = index[by_name[result["chosen"]["refund"]].parent_span_id]
+    good = _step_of(index, by_name[result["chosen"]["refund"]])
     assert good.attributes["orchestra.route_reason"] == expected
+
+
+def _step_of(index: dict[str, Any], span: Any) -> Any:
+    """The driver's ``step`` span a worker's span runs under (through the queue's spans)."""
+    while not span.name.startswith("step "):
+        span = index[span.parent_span_id]
+    return span
