@@ -423,6 +423,13 @@ class TestHttpApi:
             assert got["decisions"][-1]["kind"] == "complete"
             cancel = await client.post(f"/runs/{run_id}/cancel")
             assert "already ended" in cancel.json()["detail"]
+            # the same process serves the web view of the runs, its links under /ui
+            page = await client.get("/ui/")
+            assert page.status_code == 200 and f'href="/ui/runs/{run_id}"' in page.text
+            run_page = await client.get(f"/ui/runs/{run_id}")
+            assert run_page.status_code == 200
+            assert 'id="decisions"' in run_page.text and "completed" in run_page.text
+            assert 'href="/ui/"' in run_page.text
 
     async def test_errors_name_what_to_fix(self, api: str) -> None:
         import httpx
