@@ -84,6 +84,7 @@ def test_the_yaml_example_graph_runs_and_reroutes() -> None:
         '{"customer_id": "C-1001", "order_id": "O-17", "amount": 30}',
         "--fail",
         "stripe_refund",
+        env={"ORCHESTRA_TRUSTED_PATHS": str(ROOT / "skills")},  # the catalog it names
     )
     assert p.returncode == 0, p.stdout + p.stderr
     assert "rerouted to" in p.stdout and "COMPLETED" in p.stdout
@@ -91,10 +92,11 @@ def test_the_yaml_example_graph_runs_and_reroutes() -> None:
 
 @pytest.mark.parametrize("key", ["after", "depends_on"])
 def test_a_yaml_step_names_its_dependencies_with_after_or_depends_on(
-    tmp_path: Path, key: str
+    tmp_path: Path, key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from orchestra.loaders import load_graph
 
+    monkeypatch.setenv("ORCHESTRA_TRUSTED_PATHS", str(ROOT / "skills"))
     spec = (ROOT / "graphs" / "refund.yaml").read_text().replace("after:", f"{key}:")
     f = tmp_path / "g.yaml"
     f.write_text(spec.replace("catalog: ../skills", f"catalog: {ROOT / 'skills'}"))

@@ -180,9 +180,18 @@ class Shell:
     def run(self, block: Block, command: str, expected: int) -> None:
         command = self._subst(command)
         where = f"{block}: {command}"
-        m = re.fullmatch(r"export (\w+)=(\S+)", command)
-        if m:
-            self.env[m[1]] = m[2].strip("'\"")
+        m = re.fullmatch(r"(?:export )?([A-Za-z_]\w*)=(\S+|\$\(.*\))", command)
+        if m:  # a variable for the lines after this one: bash works out its value
+            p = subprocess.run(
+                ["bash", "-c", f'{m[1]}={m[2]}; printf %s "${m[1]}"'],
+                cwd=self.cwd,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert p.returncode == 0, f"{where}\nexit {p.returncode}\n{p.stdout}\n{p.stderr}"
+            self.env[m[1]] = p.stdout
             return
         if command.endswith("&"):
             log = self.logs / f"bg-{len(self.background)}.log"
@@ -309,7 +318,11 @@ def test_every_readme_block_runs_as_written(
 
             spec = checkout / "graphs" / f"readme_{block.line}.yaml"
             spec.write_text(block.body)
-            load_graph(spec).validate()
+            os.environ["ORCHESTRA_TRUSTED_PATHS"] = shell.env.get("ORCHESTRA_TRUSTED_PATHS", "")
+            try:
+                load_graph(spec).validate()
+            finally:
+                del os.environ["ORCHESTRA_TRUSTED_PATHS"]
         elif block.lang == "bash":
             try:
                 for command, expected in commands(block.body):
