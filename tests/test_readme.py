@@ -9,8 +9,9 @@ temporary folder, nothing else).
   ends.  Servers (``orchestra ui``...) run in the foreground for a bounded time, then are
   stopped; they pass if they did not fail before.
 * "The services this machine runs" are private ones here: a ``redis-server`` on a free port
-  (the ``ORCHESTRA_*_URL`` variables point at it) and an OTLP receiver standing in for
-  ``http://localhost:4318``.
+  (the ``ORCHESTRA_*_URL`` variables point at it), an OTLP receiver standing in for
+  ``http://localhost:4318``, a private run store for the shared PostgreSQL database, and a
+  free port for ``--port N``.
 * A block that needs what a test machine does not have (docker, Jaeger, another machine) is
   preceded in the README by ``<!-- readme-test: skip: REASON -->``; single commands that must
   not run here are in :data:`SKIP_COMMANDS`, with the reason.
@@ -44,6 +45,9 @@ SKIP_COMMANDS = {
 SERVERS = ("orchestra ui", "orchestra serve-api", "orchestra serve-model")
 SERVER_S = 15.0  # how long a server must stay up
 LOCAL_OTLP = "http://localhost:4318"
+# The machine's PostgreSQL database `test` is shared by other suites (their runs, sealed with
+# their keys): the README's lines get this test's private run store instead.
+SHARED_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
 _FENCE = re.compile(
     r"(?:^[ ]*<!--\s*readme-test:\s*(?P<directive>.*?)\s*-->\s*\n)?"
@@ -175,7 +179,9 @@ class Shell:
         self.background: list[tuple[subprocess.Popen[bytes], str]] = []
 
     def _subst(self, command: str) -> str:
-        return command.replace(LOCAL_OTLP, self.otlp_url)
+        command = command.replace(LOCAL_OTLP, self.otlp_url)
+        command = command.replace(SHARED_PG, self.env["ORCHESTRA_CHECKPOINT_URL"])
+        return re.sub(r"--port \d+", f"--port {_free_port()}", command)
 
     def run(self, block: Block, command: str, expected: int) -> None:
         command = self._subst(command)
@@ -183,7 +189,7 @@ class Shell:
         m = re.fullmatch(r"(?:export )?([A-Za-z_]\w*)=(\S+|\$\(.*\))", command)
         if m:  # a variable for the lines after this one: bash works out its value
             p = subprocess.run(
-                ["bash", "-c", f'{m[1]}={m[2]}; printf %s "${m[1]}"'],
+                ["bash", "-c", f'{m[1]}={m[2]} && printf %s "${m[1]}"'],
                 cwd=self.cwd,
                 env=self.env,
                 capture_output=True,
