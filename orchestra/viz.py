@@ -243,11 +243,12 @@ def run_picture(state: RunState, graph: Graph | None = None) -> GraphPicture:
             target.compensated_by = skill_name
     if state.status == "escalated":
         stuck_steps = dict(state.escalation.steps) if state.escalation is not None else {}
-        if not stuck_steps:  # a result file: the reason names them ("refund: X is down; ...")
+        if not stuck_steps:  # a result file: the reason names them ("Step 'refund' cannot ...")
             stuck_steps = {
                 s.id: state.reason
                 for s in pic.steps
-                if s.id not in state.completed and f"{s.id}:" in state.reason
+                if s.id not in state.completed
+                and (f"Step '{s.id}'" in state.reason or f"{s.id}:" in state.reason)
             }
         for sid, why in stuck_steps.items():
             node = pic.step(sid)

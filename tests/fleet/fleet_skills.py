@@ -149,9 +149,13 @@ class Session(BaseModel):
     card_last4: str
 
 
-@skill(cost=0.001, latency_ms=1, capability="test.login", timeout_s=3, idempotent=False)
+@skill(cost=0.001, latency_ms=1, capability="test.login", timeout_s=3)
 def login_crash(user: str, password: SecretStr) -> Session:
-    """Logs in like `login`, but its process dies mid-call (not idempotent: dead-lettered)."""
+    """Logs in like `login`, but its process dies mid-call, every time: redelivered until it
+    is dead-lettered (the dead letter holds the sealed password), then the run reroutes.
+
+    Idempotent, so its lost calls may be sent again; a lost call of a skill that is not would
+    end the run as ``unknown_outcome`` instead (tests/fleet/test_exactly_once.py)."""
     _log(f"start login_crash {user} {os.getpid()}")
     os.kill(os.getpid(), signal.SIGKILL)
     raise AssertionError("unreachable")

@@ -17,7 +17,7 @@ import pytest
 import redis
 from tracing.otlp import HttpReceiver
 
-from .conftest import ROOT, Fleet
+from .conftest import POSTGRES, ROOT, Fleet, require_postgres
 
 pytestmark = [pytest.mark.fleet]
 
@@ -26,17 +26,6 @@ CARD = "4111111111111111"  # Luhn-valid test number
 CARD_SPACED = "4111 1111 1111 1111"
 TOKEN = "tok-08e06f887e2ea4df3051"  # what `login` returns as api_token (sha256 prefix)
 KEY = "3q2-7wM0h5VYkZ0m4rP3iJ8s1l8Qh1yq7w0mYx6mH2k="  # a Fernet key made for this test
-POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def _postgres_up() -> bool:
-    try:
-        import psycopg
-
-        psycopg.connect(POSTGRES, connect_timeout=2).close()
-    except Exception:
-        return False
-    return True
 
 
 def redis_bytes(url_base: str) -> bytes:
@@ -97,8 +86,8 @@ def checkpoint_bytes(url: str, tmp: Path, run_id: str) -> bytes:
 def test_secret_login_across_the_fleet_leaves_no_plaintext(
     fleet: Fleet, tmp_path: Path, store: str
 ) -> None:
-    if store == "postgres" and not _postgres_up():
-        pytest.skip(f"no PostgreSQL at {POSTGRES}")
+    if store == "postgres":
+        require_postgres()
     otlp = HttpReceiver().start()
     try:
         env = {k: v for k, v in fleet.env.items() if k != "OTEL_SDK_DISABLED"}
