@@ -83,8 +83,14 @@ def check_answer(answer: str) -> None:
     )
 
 
-def print_error(console: Any, exc: BaseException, *, label: str = "error") -> None:
-    """Print ``exc`` for a person: one scrubbed line, and the traceback with ``--debug``."""
-    if _DEBUG:
+def print_error(console: Any, exc: BaseException | str, *, label: str = "error") -> None:
+    """Print ``exc`` (an error or a message) for a person: ``label:`` in red, then the text
+    scrubbed and as it is (never read as rich markup, so ``[...]`` in it survives); the
+    traceback too with ``--debug``."""
+    from rich.text import Text
+
+    if _DEBUG and isinstance(exc, BaseException):
         traceback.print_exception(exc, file=sys.stderr)
-    console.print(f"[red bold]{label}:[/] {redact_text(str(exc))}", highlight=False)
+    line = Text(f"{label}:", style="red bold")
+    line.append(f" {redact_text(str(exc))}")
+    console.print(line, highlight=False, soft_wrap=True)

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from orchestra.cli.common import print_error
 from orchestra.errors import ExecutorError, LeaseLost, RunInputError, RunLeaseHeld, SpecError
 from orchestra.redact import redact, redact_text
 from orchestra.results import Decision, RunResult
@@ -38,14 +39,6 @@ _STYLE = {
     "backtrack": "yellow bold",
     "compensate": "magenta bold",
 }
-
-
-def print_error(console: Console, message: object, *, label: str = "error") -> None:
-    """``label: message`` in red; the message is printed as it is (never read as rich markup,
-    so ``[...]`` in an error survives)."""
-    text = Text(f"{label}:", style="red bold")
-    text.append(f" {message}")
-    console.print(text, highlight=False, soft_wrap=True)
 
 
 def print_decision(console: Console, d: Decision) -> None:
@@ -105,10 +98,8 @@ def fail_with(console: Console, exc: Exception) -> NoReturn:
     """Print a user-facing error and exit: 2 for bad input or spec (or a run another driver
     holds), 5 for the executor (or a lease lost to another driver)."""
     if isinstance(exc, LeaseLost):
-        console.print(f"[red bold]stopped:[/] {exc}", highlight=False)
+        print_error(console, exc, label="stopped")
         raise typer.Exit(EXIT_EXECUTOR) from None
-    from orchestra.cli.common import print_error
-
     if isinstance(exc, ExecutorError):
         print_error(console, exc, label="executor error")
         raise typer.Exit(EXIT_EXECUTOR) from None
