@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from orchestra.errors import ModelError
 from orchestra.models.base import ChatMessage, ChatModel
+from orchestra.models.budget import book_unreserved, meter_model_call
 
 __all__ = ["DemotionChoice", "choose_fallback"]
 
@@ -62,6 +63,15 @@ async def choose_fallback(
         )
     except ModelError as exc:
         return DemotionChoice(None, f"demotion model {model.name} failed: {exc}", 1)
+    if not resp.booked:  # a model that is not a router: its cost goes on the run's ledger
+        await book_unreserved(
+            resp.cost_usd,
+            resp.usage.input_tokens + resp.usage.output_tokens,
+            label="demotion",
+        )
+        # a router (with a ledger of its own) counted its calls already
+        routed = getattr(resp, "decision", None) is not None
+        meter_model_call(calls=0 if routed else 1, booked_usd=resp.cost_usd)
     names = [n for n, _ in reachable]
     found = [
         (m.start(), n) for n in names for m in [re.search(rf"\b{re.escape(n)}\b", resp.text)] if m

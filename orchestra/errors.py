@@ -125,7 +125,8 @@ class UntrustedPathError(SpecError):
     """A data file (a YAML/JSON graph, a fleet file) names code outside the paths it may name.
 
     Such a file may only name catalogs and skill code inside its own directory tree or under
-    ``ORCHESTRA_TRUSTED_PATHS``; nothing is imported before this is checked.
+    ``ORCHESTRA_TRUSTED_PATHS`` or its project's ``[tool.orchestra] trusted-paths``; nothing is
+    imported before this is checked.
     """
 
 

@@ -207,7 +207,7 @@ def load_graph_yaml(path: str | Path, *, skills: SkillRegistry | None = None) ->
         from orchestra.trust import check_trusted, trusted_roots
 
         # A YAML graph is data: it may only name code inside its own folder (or a trusted one).
-        roots = trusted_roots(p.parent)
+        roots = trusted_roots(p.parent, project_of=p.parent)
         folder = check_trusted(p.parent / spec.catalog, roots, field="catalog", source=str(p))
         for sk in load_catalog(folder, trusted=roots):
             registry.add(sk, replace=True)

@@ -96,7 +96,8 @@ def test_a_yaml_step_names_its_dependencies_with_after_or_depends_on(
 ) -> None:
     from orchestra.loaders import load_graph
 
-    monkeypatch.setenv("ORCHESTRA_TRUSTED_PATHS", str(ROOT / "skills"))
+    monkeypatch.setenv("ORCHESTRA_TRUSTED_PATHS", str(ROOT / "skills"))  # a graph outside
+
     spec = (ROOT / "graphs" / "refund.yaml").read_text().replace("after:", f"{key}:")
     f = tmp_path / "g.yaml"
     f.write_text(spec.replace("catalog: ../skills", f"catalog: {ROOT / 'skills'}"))

@@ -27,13 +27,21 @@ over p) and ``always:MODEL``:
   cost + the largest output cost seen on the fit split, the ``max_tokens`` cap), falls back to
   cheaper models when that could cross the limit, and is demoted (score 0, no spend) when
   nothing fits.  A response longer than the cap is truncated (charged the cap, score 0).
-  ``budget_violations`` counts calls after which spend exceeded the budget.
+  ``budget_violations`` counts calls after which spend exceeded the budget;
+* ``zero_router`` (RouterBench's baseline): the cost-quality convex hull of the always-one-model
+  policies (and of answering nothing, at no cost): any mix of single models, at its best.
+  ``gain_over_zero_router`` is the router's score minus the zero router's score at the same
+  cost (what the router spent), overall and under each budget; > 0 means routing per prompt
+  beats any fixed mix of models;
+* ``oracle``, for reference: per prompt, the cheapest model that scores best on it (it sees
+  the scores; no router can).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -271,6 +279,21 @@ def evaluate(
     def always(j: int) -> Callable[[int], list[int]]:
         return lambda _i: [j]
 
+    # The zero router and the oracle.
+    hull = _upper_hull(
+        [(0.0, 0.0)] + [(float(c_test[:, j].sum()), float(s_test[:, j].mean())) for j in range(k)]
+    )
+    best = s_test.max(axis=1, keepdims=True)
+    oracle_cols = np.where(s_test >= best - 1e-12, c_test, np.inf).argmin(axis=1)
+    policies["orchestra"]["gain_over_zero_router"] = o_score - _hull_score(hull, o_cost)
+    zero_router = {
+        "score": _hull_score(hull, o_cost),
+        "cost_usd": o_cost,
+        "hull": [{"cost_usd": c, "score": sc} for c, sc in hull],
+    }
+    o_sc, o_co = run_cols(oracle_cols)
+    oracle = {"score": o_sc, "cost_usd": o_co}
+
     budget_reports: list[dict[str, Any]] = []
     for budget in budgets:
         per: dict[str, dict[str, Any]] = {}
@@ -286,7 +309,23 @@ def evaluate(
             per[f"always:{m}"] = asyncio.run(
                 _simulate(budget, n, s_test, c_test, bound_test, order=always(j))
             )
-        budget_reports.append({"budget_usd": float(budget), "policies": per})
+        spent = per["orchestra"]["spend_usd"]
+        zero = _hull_score(hull, spent)
+        gain = per["orchestra"]["score"] - zero
+        per["orchestra"]["gain_over_zero_router"] = gain
+        budget_reports.append(
+            {
+                "budget_usd": float(budget),
+                "policies": per,
+                "zero_router": {"spend_usd": spent, "score": zero},
+                "gain_over_zero_router": gain,
+                "oracle": asyncio.run(
+                    _simulate(
+                        budget, n, s_test, c_test, bound_test, order=lambda i: [int(oracle_cols[i])]
+                    )
+                ),
+            }
+        )
     for name, pol in policies.items():
         pol["budget_violations"] = int(
             sum(b["policies"][name]["budget_violations"] for b in budget_reports)
@@ -300,8 +339,38 @@ def evaluate(
         "cheapest": models[cheapest],
         "strongest": models[strongest],
         "policies": policies,
+        "zero_router": zero_router,
+        "oracle": oracle,
         "budgets": budget_reports,
     }
+
+
+def _upper_hull(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The cost-quality frontier of ``points`` (cost, score): non-dominated and concave."""
+    pts = sorted(set(points), key=lambda p: (p[0], -p[1]))
+    frontier: list[tuple[float, float]] = []
+    for p in pts:
+        if frontier and p[1] <= frontier[-1][1]:
+            continue  # costs more, scores no better
+        while len(frontier) >= 2:
+            (x1, y1), (x2, y2) = frontier[-2], frontier[-1]
+            # drop the middle point when it lies on or below the chord to p
+            if (y2 - y1) * (p[0] - x1) <= (p[1] - y1) * (x2 - x1):
+                frontier.pop()
+            else:
+                break
+        frontier.append(p)
+    return frontier
+
+
+def _hull_score(hull: Sequence[tuple[float, float]], cost: float) -> float:
+    """The zero router's score at ``cost``: the frontier, linearly between its points."""
+    if cost <= hull[0][0]:
+        return hull[0][1]
+    for (x1, y1), (x2, y2) in itertools.pairwise(hull):
+        if cost <= x2:
+            return y1 + (y2 - y1) * (cost - x1) / (x2 - x1)
+    return hull[-1][1]
 
 
 def _fallback_order(first: int, expected: Any) -> list[int]:
@@ -441,13 +510,20 @@ def register(app: typer.Typer) -> None:
                 name,
                 _fmt(p["score"]),
                 _fmt(p["cost_usd"]),
-                _fmt(p["apgr"], 3),
-                _fmt(p["cpt50"], 1),
-                _fmt(p["cpt80"], 1),
+                _fmt(p.get("apgr"), 3),
+                _fmt(p.get("cpt50"), 1),
+                _fmt(p.get("cpt80"), 1),
                 _fmt(p.get("apgr_by_calls"), 3),
                 str(p["budget_violations"]),
             )
+        for name in ("zero_router", "oracle"):
+            p = report[name]
+            t.add_row(name, _fmt(p["score"]), _fmt(p["cost_usd"]), "", "", "", "", "")
         console.print(t)
+        console.print(
+            "gain_over_zero_router (orchestra's score minus the zero router's at the same cost): "
+            f"{report['policies']['orchestra']['gain_over_zero_router']:+.4f}"
+        )
         bt = Table(title="under a hard budget, every call through the ledger")
         for col in (
             "budget USD",
@@ -457,19 +533,26 @@ def register(app: typer.Typer) -> None:
             "demoted",
             "truncated",
             "violations",
+            "gain over zero router",
         ):
             bt.add_column(col, justify="left" if col == "policy" else "right")
         for b in report["budgets"]:
-            for i, (name, v) in enumerate(b["policies"].items()):
+            lines = {
+                **b["policies"],
+                "zero_router": b["zero_router"],
+                "oracle": b["oracle"],
+            }
+            for i, (name, v) in enumerate(lines.items()):
                 bt.add_row(
                     f"{b['budget_usd']:.4f}" if i == 0 else "",
                     name,
                     f"{v['spend_usd']:.4f}",
                     f"{v['score']:.4f}",
-                    str(v["demoted"]),
-                    str(v["truncated"]),
-                    str(v["budget_violations"]),
-                    end_section=i == len(b["policies"]) - 1,
+                    str(v.get("demoted", "-")),
+                    str(v.get("truncated", "-")),
+                    str(v.get("budget_violations", "-")),
+                    _fmt(v.get("gain_over_zero_router")),
+                    end_section=i == len(lines) - 1,
                 )
         console.print(bt)
         if json_out is not None:

@@ -83,14 +83,13 @@ def check_answer(answer: str) -> None:
     )
 
 
-def print_error(console: Any, exc: BaseException | str, *, label: str = "error") -> None:
-    """Print ``exc`` (an error or a message) for a person: ``label:`` in red, then the text
-    scrubbed and as it is (never read as rich markup, so ``[...]`` in it survives); the
-    traceback too with ``--debug``."""
+def print_error(console: Any, exc: object, *, label: str = "error") -> None:
+    """Print an error for a person: ``label: message``, scrubbed, printed as it is (never read
+    as rich markup, so ``[...]`` in it survives); the traceback too with ``--debug``."""
     from rich.text import Text
 
     if _DEBUG and isinstance(exc, BaseException):
         traceback.print_exception(exc, file=sys.stderr)
-    line = Text(f"{label}:", style="red bold")
-    line.append(f" {redact_text(str(exc))}")
-    console.print(line, highlight=False, soft_wrap=True)
+    text = Text(f"{label}:", style="red bold")
+    text.append(f" {redact_text(str(exc))}")
+    console.print(text, highlight=False, soft_wrap=True)

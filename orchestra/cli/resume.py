@@ -7,6 +7,8 @@
     orchestra resume 3f2a9c1b7d4e --answer retry     # it escalated: try the stuck step again
     orchestra resume 3f2a9c1b7d4e --answer approve   # let an amount over the limit through
     orchestra resume 3f2a9c1b7d4e --answer goal:refund
+    orchestra resume 3f2a9c1b7d4e --answer 'done:{"refund_id": "re_9", "amount": 5, "provider": "stripe"}'
+    orchestra resume 3f2a9c1b7d4e --answer not-done  # unknown_outcome: the charge did not happen
     orchestra resume 3f2a9c1b7d4e --budget 0.05 --answer retry   # it ran out of budget
     orchestra resume 3f2a9c1b7d4e --answer 'output:{"refund_id": "manual-1", "amount": 5, "provider": "bank"}'
 """
@@ -98,7 +100,8 @@ def register(app: typer.Typer) -> None:
                 "--answer",
                 "-a",
                 help="A human's answer to an escalated run: retry, approve, goal:NAME, "
-                "output:{json} (or output:STEP={json})",
+                "output:{json} (or output:STEP={json}); after unknown_outcome: done:{json} "
+                "(the side effect happened: its output) or not-done",
             ),
         ] = None,
         graph: Annotated[

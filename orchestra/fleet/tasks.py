@@ -88,9 +88,15 @@ class WorkerContext:
         client = getattr(self._local, "aredis", None)
         if client is None or getattr(self._local, "aredis_pid", None) != os.getpid():
             import redis.asyncio as aredis
+            from redis.asyncio.retry import Retry as AsyncRetry
+            from redis.backoff import ExponentialBackoff
 
             client = aredis.Redis.from_url(
-                self.settings.result_backend, socket_timeout=10.0, socket_connect_timeout=2.0
+                self.settings.result_backend,
+                socket_timeout=10.0,
+                socket_connect_timeout=2.0,
+                retry=AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), 12),
+                retry_on_error=[redis.ConnectionError, redis.TimeoutError],
             )
             self._local.aredis = client
             self._local.aredis_pid = os.getpid()
@@ -374,6 +380,11 @@ async def _run_in_budget(ctx: WorkerContext, skill: Skill, task: StepTask) -> St
         ledger = await RedisLedger.attach(client, task.run_id)
     except ConfigError as exc:
         return _failure(f"step {task.step_id!r}: the run's budget is gone: {exc}", task)
+    except (redis.RedisError, OSError) as exc:  # the tool has not run: a plain failure
+        return _failure(
+            f"step {task.step_id!r}: cannot reach the run's budget in the result store: {exc}",
+            task,
+        )
     with use_ledger(ledger):
         return await run_skill(skill, task)
 

@@ -81,7 +81,7 @@ class FleetFile(BaseModel):
         # directory (its paths are relative to it) or ORCHESTRA_TRUSTED_PATHS.
         from orchestra.trust import check_trusted, trusted_roots
 
-        roots = trusted_roots(p.parent, Path.cwd())
+        roots = trusted_roots(p.parent, Path.cwd(), project_of=p.parent)
         for name, role in fleet.roles.items():
             for key in ("skills", "graph"):
                 for i, path in enumerate(getattr(role, key)):

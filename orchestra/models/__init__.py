@@ -4,7 +4,7 @@
 * :mod:`~orchestra.models.backends` — :class:`Backend` specs and :class:`LiteLLMChatModel`
   (the only module that imports litellm);
 * :mod:`~orchestra.models.budget` — the run's hard budget: :class:`InMemoryLedger`,
-  :class:`RedisLedger`;
+  :class:`RedisLedger`, and :func:`current_ledger` (the ledger of the run that calls);
 * :mod:`~orchestra.models.policy` — difficulty features, :class:`SuccessPredictor`,
   :class:`RoutingPolicy` and its ``quality`` knob;
 * :mod:`~orchestra.models.router` — :class:`ModelRouter`, a ChatModel that picks a backend
@@ -19,14 +19,18 @@ from orchestra.models.base import ChatMessage, ChatModel, ChatResponse, Usage
 from orchestra.models.budget import (
     BudgetRefusal,
     BudgetSnapshot,
+    CallMeter,
     InMemoryLedger,
     Ledger,
     RedisLedger,
     Reservation,
+    current_ledger,
+    use_ledger,
 )
 from orchestra.models.policy import RoutingPolicy, RoutingRow, SuccessPredictor, load_rows
 from orchestra.models.router import (
     AllBackendsFailed,
+    AnswerCheck,
     BackendHealth,
     ModelRouter,
     RouteDecision,
@@ -37,11 +41,13 @@ from orchestra.models.settings import ModelSettings, build_router
 
 __all__ = [
     "AllBackendsFailed",
+    "AnswerCheck",
     "Backend",
     "BackendError",
     "BackendHealth",
     "BudgetRefusal",
     "BudgetSnapshot",
+    "CallMeter",
     "ChatMessage",
     "ChatModel",
     "ChatResponse",
@@ -61,5 +67,7 @@ __all__ = [
     "Usage",
     "VLLMServer",
     "build_router",
+    "current_ledger",
     "load_rows",
+    "use_ledger",
 ]

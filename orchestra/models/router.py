@@ -9,10 +9,21 @@ For each call :class:`ModelRouter`
 3. walks that ranking: a backend whose worst-case cost (prompt bytes + chat template +
    ``max_tokens``, at its prices) could cross the run's remaining hard budget is skipped,
    which falls back to cheaper tiers; the first that fits is reserved on the
-   :class:`~orchestra.models.budget.Ledger` and called;
+   :class:`~orchestra.models.budget.Ledger` and called.  When none fits at the full
+   ``max_tokens``, they are tried again with ``max_tokens`` cut to what the budget allows
+   (never below a quarter of the request), so a response cannot cost more than it reserved;
 4. books the real cost from the response's usage, or, when the backend errors, times out or
    rate-limits, releases the reservation, cools the backend down (like a failing tool) and
-   moves on to the next candidate.
+   moves on to the next candidate;
+5. checks the answer with the step's output check, if any: a rejected answer (its cost is
+   booked) is a failure of that backend for this call, not a cooldown; the call cascades to
+   the stronger tiers first (FrugalGPT), then to the rest.
+
+The ledger is the router's own when it was given one, else the ledger of the run that calls
+(:func:`~orchestra.models.budget.current_ledger`): one budget for the run's tools and models.
+Every call is counted on the step's :class:`~orchestra.models.budget.CallMeter`, and the
+answer's ``reason`` (tier, predicted success, expected cost, budget left, every fallback) is
+what the run's decision log and the ``chat`` span (``orchestra.route_reason``) show.
 
 When no candidate can run within the budget it raises :class:`~orchestra.errors.BudgetExceeded`
 whose message lists every candidate and why it was refused: the caller (the core) demotes or
@@ -457,7 +468,7 @@ class ModelRouter:
                 run_id=structlog.contextvars.get_contextvars().get("run_id", ledger.run_id),
             )
             return RoutedResponse(
-                **{**resp.model_dump(), "booked": booked},
+                **{**resp.model_dump(exclude={"decision"}), "booked": booked},
                 decision=decision,
             )
         detail = "; ".join(f"{k}: {v}" for k, v in {**skipped, **failed}.items())

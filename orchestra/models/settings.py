@@ -69,8 +69,10 @@ class ModelSettings(BaseSettings):
 async def build_router(
     settings: ModelSettings | None = None, *, run_id: str | None = None
 ) -> ModelRouter:
-    """A router for one run: its backends, a predictor (fitted on ``routing_rows`` if set)
-    and the run's ledger (in Redis when ``redis_url`` is set, so workers share it)."""
+    """A router: its backends, a predictor (fitted on ``routing_rows`` if set) and, when a
+    budget or ``redis_url`` is set, a ledger of its own for run ``run_id`` (in Redis when
+    ``redis_url`` is set, so workers share it).  Without one, each call books on the ledger
+    of the run that makes it (``Runner.run(..., budget_usd=...)``)."""
     s = settings if settings is not None else ModelSettings()
     if not s.backends:
         raise ConfigError(
@@ -78,8 +80,10 @@ async def build_router(
             '{"model": "provider/name", "tier": N, ...}) or pass ModelSettings(backends=[...])',
             field="backends",
         )
-    ledger: Ledger
-    if s.redis_url:
+    ledger: Ledger | None
+    if s.budget_usd is None and s.budget_tokens is None and not s.redis_url:
+        ledger = None  # each call books on the ledger of the run that makes it
+    elif s.redis_url:
         import uuid
 
         import redis.asyncio as aredis

@@ -253,6 +253,10 @@ class TestRedisRestartMidStep:
         assert result.status == "completed", result.reason
         assert effects(fleet, rid) == 1
         assert result.outputs["pay"]["skill"] == "slow_charge"
+        from orchestra import journal
+
+        (call,) = journal.effects_of(fleet.env["ORCHESTRA_CHECKPOINT_URL"], rid)
+        assert (call.skill, call.state) == ("slow_charge", "done")
         for w in workers:
             assert w.proc.poll() is None, f"worker {w.name} exited:\n{w.output()}"
             assert "Unrecoverable error" not in w.output(), w.output()

@@ -98,10 +98,34 @@ def test_cli_on_a_three_model_file(tmp_path: Path) -> None:
     assert tight["demoted"] == 0 and tight["spend_usd"] >= 0.9 * 0.001
     big_tight = report["budgets"][0]["policies"]["always:big"]
     assert big_tight["demoted"] >= report["test_rows"] // 2 and big_tight["spend_usd"] <= 0.001
+    # the zero router (any fixed mix of models) and the oracle, for reference
+    assert report["zero_router"]["hull"][0] == {"cost_usd": 0.0, "score": 0.0}
+    assert report["oracle"]["score"] == 1.0
+    for b in report["budgets"]:
+        assert b["gain_over_zero_router"] > 0, b
+        assert b["zero_router"]["spend_usd"] == b["policies"]["orchestra"]["spend_usd"]
+        assert b["oracle"]["spend_usd"] <= b["budget_usd"] + 1e-12
     # the router learns the structure: close to the strongest model's score for far less
     o, big = report["policies"]["orchestra"], report["policies"]["always:big"]
     assert o["apgr"] > report["policies"]["random"]["apgr"] + 0.2
     assert o["score"] >= 0.95 * big["score"] and o["cost_usd"] < big["cost_usd"]
+
+
+def test_zero_router_is_the_frontier_of_single_models() -> None:
+    """The zero router: dominated models are dropped, the frontier is concave, and its score
+    at a cost is read linearly between frontier points (capped at the best model)."""
+    from orchestra.bench.router import _hull_score, _upper_hull
+
+    hull = _upper_hull([(0, 0), (1, 0.5), (2, 0.55), (3, 0.9), (4, 0.8), (5, 0.95)])
+    assert hull == [
+        (0, 0),
+        (1, 0.5),
+        (3, 0.9),
+        (5, 0.95),
+    ]  # (2, .55) under the chord; (4, .8) dominated
+    assert _hull_score(hull, 2) == pytest.approx(0.7)
+    assert _hull_score(hull, 0.5) == pytest.approx(0.25)
+    assert _hull_score(hull, 10) == 0.95
 
 
 def test_too_few_models_is_a_usage_error(tmp_path: Path) -> None:
@@ -124,3 +148,6 @@ def test_acceptance_on_routellm_rows(shared_data: Path) -> None:
             assert v["budget_violations"] == 0, (b["budget_usd"], name)
             assert v["spend_usd"] <= b["budget_usd"] + 1e-12
             assert v["ledger_spent_usd"] == pytest.approx(v["spend_usd"], abs=1e-8)
+        # per prompt routing beats every fixed mix of the two models at the same cost
+        assert b["gain_over_zero_router"] > 0, b["budget_usd"]
+    assert pol["orchestra"]["gain_over_zero_router"] > 0

@@ -6,9 +6,17 @@ the run that calls it: ``Runner.run(..., budget_usd=...)`` is the one limit for 
 
 from __future__ import annotations
 
+import pytest
+from pydantic import BaseModel
+
 from orchestra import Graph, Runner
 from orchestra.agents import AgentProfile, agent_skill
 from orchestra.models import Backend, ModelRouter
+
+
+class Doc(BaseModel):
+    doc: str
+
 
 PROFILE = AgentProfile(
     name="writer", role="a writer", instructions="Answer briefly.", max_tokens=100, prompt="{text}"
@@ -66,3 +74,45 @@ async def test_max_tokens_is_capped_to_what_the_budget_allows(endpoint_factory) 
     assert r.spent_usd <= (half + full) / 2
     line = next(d.reason for d in r.decisions if d.kind == "succeed")
     assert "max_tokens capped" in line, line
+
+
+async def test_the_demotion_call_books_on_the_run_budget() -> None:
+    """The demotion model (a router built without a ledger) reserves and books on the run's
+    ledger: the run's spend includes the demotion call, and it is counted."""
+    from pydantic import BaseModel
+
+    from orchestra import skill
+    from orchestra.models import ChatMessage
+    from orchestra.testing import misbehave
+
+    from .doubles import FakeModel
+
+    class Doc(BaseModel):
+        doc: str
+
+    @skill(cost=0.001)
+    def fetch() -> Doc:
+        return Doc(doc="d")
+
+    @skill(cost=0.001)
+    def publish(doc: str) -> Doc:
+        return Doc(doc=doc)
+
+    backend = Backend(
+        model="openai/judge",
+        name="judge",
+        tier=1,
+        input_cost_per_token=1e-6,
+        output_cost_per_token=1e-6,
+        max_output_tokens=50,
+    )
+    judge = FakeModel("judge", ["fetch"], cost=backend.prices.cost(40, 2))
+    router = ModelRouter([(backend, judge)])  # no ledger: the run's
+    g = Graph("pub", goal="publish")
+    g.step("fetch", [fetch])
+    g.step("publish", [misbehave(publish, "exception")], after="fetch")
+    g.fallback("fetch")
+    r = await Runner(demotion_model=router).run(g, budget_usd=0.01)
+    assert r.status == "demoted" and len(judge.calls) == 1 and r.llm_calls == 1
+    assert r.spent_usd == pytest.approx(0.001 + judge.cost)
+    assert isinstance(judge.calls[0][0][0], ChatMessage)

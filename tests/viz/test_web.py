@@ -214,4 +214,4 @@ def test_unknown_run_is_a_404_with_a_reason(ui: str, store: str) -> None:
 
     r = httpx.get(f"{ui}/runs/nosuchrun", timeout=5)
     assert r.status_code == 404 and "no run 'nosuchrun'" in r.text
-    assert orchestra("trace", "nosuchrun", "-o", "/tmp/x.svg", store=store).returncode == 1
+    assert orchestra("trace", "nosuchrun", "-o", "/tmp/x.svg", store=store).returncode == 2
