@@ -220,7 +220,7 @@ class SaverCheckpointer:
                 seen.add(run_id)
                 raw = tup.checkpoint["channel_values"].get(_CHANNEL)
                 if raw is not None:
-                    out.append(RunState.model_validate_json(open_record(raw)))
+                    out.append(_listed(raw, tup.metadata or {}, run_id))
                 if len(out) >= limit:
                     break
         return out
@@ -258,3 +258,24 @@ def open_checkpointer(url: str | None = None) -> SaverCheckpointer | None:
             field="checkpoint_url",
         )
     return SaverCheckpointer(url)
+
+
+def _listed(raw: Any, metadata: dict[str, Any], run_id: str) -> RunState:
+    """A run as a listing shows it; one sealed with a key this process lacks (another team's,
+    or an old key dropped from ``ORCHESTRA_SECRET_KEY``) is listed from its plain metadata
+    instead of failing the whole listing."""
+    from typing import get_args
+
+    from orchestra.errors import SecretKeyError
+    from orchestra.results import RunStatus
+
+    try:
+        return RunState.model_validate_json(open_record(raw))
+    except SecretKeyError as exc:
+        status = metadata.get("status")
+        return RunState(
+            run_id=run_id,
+            graph=str(metadata.get("graph", "?")),
+            status=status if status in get_args(RunStatus) else "running",
+            reason=f"sealed: {exc}",
+        )
