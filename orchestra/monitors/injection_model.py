@@ -4,15 +4,26 @@ The rules of :mod:`orchestra.monitors.injection` know the phrasings they were wr
 this model scores how much a text *looks like* the attacks it was trained on (a hashing
 vectorizer over character 2-5-grams of the normalised text, plus word 1-2-grams, into a
 class-balanced logistic regression; scikit-learn, already a dependency).  It is trained on
-public labelled sets (``orchestra bench injection --save-model PATH`` trains it on the
-bench's dev sources and saves it), and its threshold is set on benign text so that the
-false-positive rate stays under a target.  Use it next to the rules::
+public labelled sets, and its threshold is set on benign text so that the false-positive
+rate stays under a target.
 
-    RiskMonitor(learned=LearnedInjectionDetector.load("injection-model.npz"))
+A trained model ships with the package (``injection_model.npz`` next to this file: the
+weights of the hashed n-grams, the intercept and the threshold, read with
+``numpy.load(allow_pickle=False)``, so loading runs no code).  It was trained on the dev half
+of ``orchestra bench injection`` only; regenerate it, reproducibly, with::
+
+    orchestra bench injection --save-model orchestra/monitors/injection_model.npz
+
+:class:`~orchestra.monitors.risk.RiskMonitor` loads it on first use and asks it about what the
+rules let through; ``RiskMonitor(learned=None)`` or ``ORCHESTRA_INJECTION_MODEL=off`` turns it
+off, ``ORCHESTRA_INJECTION_MODEL=PATH`` (or ``learned=LearnedInjectionDetector.load(PATH)``)
+uses another model.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,9 +32,13 @@ import numpy as np
 
 from orchestra.monitors.injection import normalize
 
-__all__ = ["LearnedInjectionDetector"]
+__all__ = ["SHIPPED_MODEL", "LearnedInjectionDetector", "default_detector"]
 
 _FEATURES = 2**18
+#: the model trained on the dev half of ``orchestra bench injection`` (package data)
+SHIPPED_MODEL = Path(__file__).with_name("injection_model.npz")
+#: the seed of the training run (the solver is deterministic; fixed for reproducibility)
+SEED = 0
 
 
 def _vectorizers() -> tuple[Any, Any]:
@@ -51,10 +66,14 @@ def _vectorizers() -> tuple[Any, Any]:
 class LearnedInjectionDetector:
     """Scores texts in [0, 1]; ``flags(text)`` when the score reaches ``threshold``."""
 
-    def __init__(self, coef: np.ndarray, intercept: float, threshold: float = 0.5):
+    def __init__(
+        self, coef: np.ndarray, intercept: float, threshold: float = 0.5, trained_on: str = ""
+    ):
         self.coef = coef.astype(np.float32)
         self.intercept = float(intercept)
         self.threshold = float(threshold)
+        #: what the model was trained on, in words (saved with it)
+        self.trained_on = trained_on
         self._chars, self._words = _vectorizers()
 
     # ------------------------------------------------------------------ training
@@ -77,7 +96,7 @@ class LearnedInjectionDetector:
         chars, words = _vectorizers()
         norm = [normalize(t) for t in texts]
         x = hstack([chars.transform(norm), words.transform(norm)]).tocsr()
-        model = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
+        model = LogisticRegression(C=c, class_weight="balanced", max_iter=2000, random_state=SEED)
         model.fit(x, np.asarray(labels, dtype=bool))
         det = cls(model.coef_[0], float(model.intercept_[0]))
         benign = list(calibration) or [t for t, y in zip(texts, labels, strict=True) if not y]
@@ -119,12 +138,43 @@ class LearnedInjectionDetector:
             size=np.int64(self.coef.shape[0]),
             intercept=np.float64(self.intercept),
             threshold=np.float64(self.threshold),
+            trained_on=np.str_(self.trained_on),
         )
 
     @classmethod
     def load(cls, path: Path | str) -> LearnedInjectionDetector:
         """Read a model written by :meth:`save`."""
-        with np.load(Path(path)) as f:
+        with np.load(Path(path), allow_pickle=False) as f:
             coef = np.zeros(int(f["size"]), dtype=np.float32)
             coef[f["index"]] = f["value"]
-            return cls(coef, float(f["intercept"]), float(f["threshold"]))
+            trained_on = str(f["trained_on"]) if "trained_on" in f.files else ""
+            return cls(coef, float(f["intercept"]), float(f["threshold"]), trained_on)
+
+
+_default_lock = threading.Lock()
+_default: dict[str, LearnedInjectionDetector | None] = {}
+
+
+def default_detector() -> LearnedInjectionDetector | None:
+    """The detector a :class:`~orchestra.monitors.risk.RiskMonitor` uses unless told otherwise.
+
+    The shipped model, or the file ``ORCHESTRA_INJECTION_MODEL`` names; ``None`` when that
+    variable is ``off`` (or ``0``/``false``/``none``).  Loaded once per process, on first use.
+    """
+    setting = os.environ.get("ORCHESTRA_INJECTION_MODEL", "").strip()
+    if setting.lower() in {"off", "0", "false", "no", "none"}:
+        return None
+    path = Path(setting) if setting else SHIPPED_MODEL
+    key = str(path)
+    with _default_lock:
+        if key not in _default:
+            if not path.is_file():
+                from orchestra.errors import ConfigError
+
+                raise ConfigError(
+                    f"ORCHESTRA_INJECTION_MODEL names {key!r}, which is not a file: give the "
+                    "path of a model saved by 'orchestra bench injection --save-model', "
+                    "or 'off'"
+                )
+            _default[key] = LearnedInjectionDetector.load(path)
+        return _default[key]
