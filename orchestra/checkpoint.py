@@ -36,6 +36,7 @@ from orchestra.secrets import open_record, seal_record
 
 __all__ = ["Checkpointer", "SaverCheckpointer", "open_checkpointer"]
 
+_SETUP_LOCK = 0x4F52_4348_5354  # a PostgreSQL advisory lock key: "ORCHST"
 _CHANNEL = "run"
 _NS = ""
 
@@ -117,7 +118,22 @@ class SaverCheckpointer:
                         field="checkpoint_url",
                     ) from exc
                 saver = await stack.enter_async_context(AsyncPostgresSaver.from_conn_string(url))
-                await saver.setup()
+                # Drivers, workers and submitters may open a fresh database at once; its
+                # migrations (CREATE TABLE ...) must run one process at a time.
+                # (Polled: a session blocked on the lock would hold a snapshot that the
+                # migrations' CREATE INDEX CONCURRENTLY waits for, a deadlock.)
+                while True:
+                    cur = await saver.conn.execute(
+                        "SELECT pg_try_advisory_lock(%s) AS taken", (_SETUP_LOCK,)
+                    )
+                    row = await cur.fetchone()  # a dict: the saver's connection uses dict rows
+                    if row and row["taken"]:
+                        break
+                    await asyncio.sleep(0.05)
+                try:
+                    await saver.setup()
+                finally:
+                    await saver.conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK,))
                 # A commit need not wait for Postgres's disk flush: a driver that dies loses
                 # nothing (the server has the row), only a Postgres crash could lose the last
                 # few hundred milliseconds, and a fleet run recovers those steps from Redis.
