@@ -1,12 +1,14 @@
 """``orchestra bench injection``: recall and false-positive rate of the prompt-injection check.
 
-The check is :func:`orchestra.monitors.injection.detect_injection`, exactly as the risk
-monitor runs it on every string a tool returns.  The texts, all public and offline:
+Three checks are measured: the rules (:func:`orchestra.monitors.injection.detect_injection`),
+the learned detector that ships with the package alone, and the default
+:class:`~orchestra.monitors.risk.RiskMonitor` (rules, then that detector), exactly as it runs
+on every string a tool returns.  The texts, all public and offline:
 
 ===================  =====================================================  ==========  ======
 source               what                                                   licence     role
 ===================  =====================================================  ==========  ======
-bastioncorpus 0.6.0  118 attacks (direct, indirect, obfuscated, persona,   MIT         test
+bastioncorpus 0.6.0  118 attacks (direct, indirect, obfuscated, persona,   MIT         halves
                      exfiltration; en/de/fr/es/it) and 63 benign false-
                      positive traps ("ignore case when sorting", "system
                      requirements"…), labelled by its authors
@@ -14,17 +16,18 @@ agent-injection-     21 attacks embedded in tool outputs, web pages and    MIT  
 bench 0.1.0          documents, and 3 benign controls
 jailbreak-corpus-    15 attacks (injection, leaks, role hijack, smuggling) MIT         dev
 mini-py 0.1.0
-MetaTool             199 tool descriptions (benign tool text)              MIT         test
-Seal-Tools           4,076 tool descriptions and response descriptions     Apache-2.0  test
-Agent Skills         paragraphs of 11 SKILL.md files: text written *to*    Apache-2.0  test
+MetaTool             199 tool descriptions (benign tool text)              MIT         halves
+Seal-Tools           4,076 tool descriptions and response descriptions     Apache-2.0  halves
+Agent Skills         paragraphs of 11 SKILL.md files: text written *to*    Apache-2.0  halves
                      an agent, full of instructions, none an attack
 ===================  =====================================================  ==========  ======
 
 The first three ship inside their PyPI wheels (``pip install 'orchestra[bench]'``); the last
-three are read from ``../shared/data``.  ``dev`` sources (and the variants in
-``tests/security/test_injection.py``) are what the rules were written against; ``test``
-sources were not looked at while writing them (bastioncorpus's benign rows excepted: its
-README shows some).  The figures of both are printed apart: the ``test`` ones count.
+three are read from ``../shared/data``; bastioncorpus and the tool text are split in two
+halves by hash (``dev``/``test``).  ``dev`` samples are what the rules were written against
+(with the variants in ``tests/security/test_injection.py``) and all the shipped model was
+trained on; ``test`` samples were not looked at while writing the rules nor used in training
+(bastioncorpus's benign rows excepted: its README shows some).  The figures of both are printed apart: the ``test`` ones count.
 """
 
 from __future__ import annotations
