@@ -67,13 +67,22 @@ class LearnedInjectionDetector:
     """Scores texts in [0, 1]; ``flags(text)`` when the score reaches ``threshold``."""
 
     def __init__(
-        self, coef: np.ndarray, intercept: float, threshold: float = 0.5, trained_on: str = ""
+        self,
+        coef: np.ndarray,
+        intercept: float,
+        threshold: float = 0.5,
+        trained_on: str = "",
+        min_words: int = 0,
     ):
         self.coef = coef.astype(np.float32)
         self.intercept = float(intercept)
         self.threshold = float(threshold)
         #: what the model was trained on, in words (saved with it)
         self.trained_on = trained_on
+        #: texts with fewer words score 0: the model never saw an attack that short (the
+        #: fewest words of its training attacks), and on a lone word or two it only guesses
+        #: (``"customer"`` scored 0.81); short attacks are the rules' job
+        self.min_words = int(min_words)
         self._chars, self._words = _vectorizers()
 
     # ------------------------------------------------------------------ training
@@ -98,7 +107,8 @@ class LearnedInjectionDetector:
         x = hstack([chars.transform(norm), words.transform(norm)]).tocsr()
         model = LogisticRegression(C=c, class_weight="balanced", max_iter=2000, random_state=SEED)
         model.fit(x, np.asarray(labels, dtype=bool))
-        det = cls(model.coef_[0], float(model.intercept_[0]))
+        shortest = min((len(t.split()) for t, y in zip(norm, labels, strict=True) if y), default=0)
+        det = cls(model.coef_[0], float(model.intercept_[0]), min_words=shortest)
         benign = list(calibration) or [t for t, y in zip(texts, labels, strict=True) if not y]
         scores = np.sort(det.scores(benign))[::-1]
         allowed = int(max_fpr * len(scores))  # benign texts that may score over the threshold
@@ -117,7 +127,8 @@ class LearnedInjectionDetector:
         norm = [normalize(t) for t in texts]
         x = hstack([self._chars.transform(norm), self._words.transform(norm)]).tocsr()
         z = x @ self.coef + self.intercept
-        return np.asarray(1.0 / (1.0 + np.exp(-z)))
+        short = np.array([len(t.split()) < self.min_words for t in norm], dtype=bool)
+        return np.where(short, 0.0, np.asarray(1.0 / (1.0 + np.exp(-z))))
 
     def score(self, text: str) -> float:
         return float(self.scores([text])[0])
@@ -139,6 +150,7 @@ class LearnedInjectionDetector:
             intercept=np.float64(self.intercept),
             threshold=np.float64(self.threshold),
             trained_on=np.str_(self.trained_on),
+            min_words=np.int64(self.min_words),
         )
 
     @classmethod
@@ -148,7 +160,8 @@ class LearnedInjectionDetector:
             coef = np.zeros(int(f["size"]), dtype=np.float32)
             coef[f["index"]] = f["value"]
             trained_on = str(f["trained_on"]) if "trained_on" in f.files else ""
-            return cls(coef, float(f["intercept"]), float(f["threshold"]), trained_on)
+            min_words = int(f["min_words"]) if "min_words" in f.files else 0
+            return cls(coef, float(f["intercept"]), float(f["threshold"]), trained_on, min_words)
 
 
 _default_lock = threading.Lock()

@@ -40,7 +40,16 @@ def test_the_shipped_weights_are_plain_arrays_in_the_package() -> None:
     assert SHIPPED_MODEL.is_file() and SHIPPED_MODEL.stat().st_size < 4_000_000
     with zipfile.ZipFile(SHIPPED_MODEL) as z:  # every member is a plain .npy array
         assert set(z.namelist()) == {
-            f"{k}.npy" for k in ("index", "value", "size", "intercept", "threshold", "trained_on")
+            f"{k}.npy"
+            for k in (
+                "index",
+                "value",
+                "size",
+                "intercept",
+                "threshold",
+                "trained_on",
+                "min_words",
+            )
         }
     with np.load(SHIPPED_MODEL, allow_pickle=False) as f:  # raises if anything needs pickle
         assert f["value"].dtype == np.float32 and f["index"].dtype == np.int32
@@ -91,6 +100,9 @@ def test_the_default_monitor_stops_what_only_the_model_recognises(text: str) -> 
         ),
         '{"status": "ok", "order": 5591, "shipped": true}',
         "Refund approved.",
+        "customer",  # a lone field value (scored 0.81 before the model ignored short texts)
+        "send_email",
+        "this driver",
     ],
 )
 def test_benign_text_passes_the_shipped_detector_and_the_default_monitor(text: str) -> None:
