@@ -247,8 +247,8 @@ def run_injection_bench(
     """Run the checks on every sample; figures per role (dev/test) and per source.
 
     ``rules`` is :func:`detect_injection` alone.  ``rules+learned`` is the risk monitor
-    exactly as a user gets it, ``RiskMonitor()``: the rules, then the learned detector that
-    ships with the package for what they let through; ``learned`` is that detector alone.
+    exactly as a user gets it with ``ORCHESTRA_INJECTION_MODEL=on``: the rules, then the
+    learned detector that ships with the package for what they let through; ``learned`` is that detector alone.
     With ``save_model``, a detector is first trained on the dev samples (as the shipped one
     was), saved there, loaded back and measured instead.  The top-level ``recall`` and
     ``false_positive_rate`` are those of the best detector run, on the test samples.
@@ -274,14 +274,10 @@ def run_injection_bench(
             monitor = RiskMonitor(learned=LearnedInjectionDetector.load(path))
         else:
             path = SHIPPED_MODEL
-            monitor = RiskMonitor()  # the default, as a user gets it
+            # as a user gets it with ORCHESTRA_INJECTION_MODEL=on
+            monitor = RiskMonitor(learned=LearnedInjectionDetector.load(path))
         model = monitor.learned
-        if model is None:
-            raise typer.BadParameter(
-                "the learned detector is turned off (ORCHESTRA_INJECTION_MODEL=off): unset it "
-                "or pass --no-learned",
-                param_hint="orchestra bench injection",
-            )
+        assert model is not None
         t2 = time.perf_counter()
         scores = model.scores([s.text for s in samples])
         learned_us = (time.perf_counter() - t2) / max(len(samples), 1) * 1e6
@@ -350,7 +346,7 @@ def register(app: typer.Typer) -> None:
             title="prompt-injection detection: recall on attacks / false-positive rate on benign",
             caption="dev: what the rules were written against and the model trained on; "
             "test: held out (bastioncorpus split by id hash, tool text by text hash); "
-            "RiskMonitor(): the default monitor, rules then the shipped learned detector",
+            "RiskMonitor(+model): ORCHESTRA_INJECTION_MODEL=on, rules then the shipped model",
         )
         table.add_column("source", no_wrap=True)
         table.add_column("attacks", justify="right")
@@ -358,7 +354,7 @@ def register(app: typer.Typer) -> None:
         label = {
             "rules": "rules",
             "learned": "learned",
-            "rules+learned": "RiskMonitor()",
+            "rules+learned": "RiskMonitor(+model)",
         }
         for d in detectors:
             table.add_column(f"{label[d]}\nrecall", justify="right")

@@ -14,10 +14,13 @@ of ``orchestra bench injection`` only; regenerate it, reproducibly, with::
 
     orchestra bench injection --save-model orchestra/monitors/injection_model.npz
 
-:class:`~orchestra.monitors.risk.RiskMonitor` loads it on first use and asks it about what the
-rules let through; ``RiskMonitor(learned=None)`` or ``ORCHESTRA_INJECTION_MODEL=off`` turns it
-off, ``ORCHESTRA_INJECTION_MODEL=PATH`` (or ``learned=LearnedInjectionDetector.load(PATH)``)
-uses another model.
+It is **opt-in**: ``ORCHESTRA_INJECTION_MODEL=on`` (or ``=PATH`` of another model, or
+``RiskMonitor(learned=LearnedInjectionDetector.load(PATH))``) makes the
+:class:`~orchestra.monitors.risk.RiskMonitor` load it on first use and ask it about what the
+rules let through.  It is off by default because it flags about 2% of ordinary English
+sentences that are not tool descriptions ("You must restart the system."): a step whose tool
+writes prose would be vetoed now and then.  Unset, ``off`` or ``RiskMonitor(learned=None)``:
+the rules alone.
 """
 
 from __future__ import annotations
@@ -171,13 +174,14 @@ _default: dict[str, LearnedInjectionDetector | None] = {}
 def default_detector() -> LearnedInjectionDetector | None:
     """The detector a :class:`~orchestra.monitors.risk.RiskMonitor` uses unless told otherwise.
 
-    The shipped model, or the file ``ORCHESTRA_INJECTION_MODEL`` names; ``None`` when that
-    variable is ``off`` (or ``0``/``false``/``none``).  Loaded once per process, on first use.
+    ``None`` (the rules alone) unless ``ORCHESTRA_INJECTION_MODEL`` is ``on`` (the shipped
+    model) or names a model file.  Loaded once per process, on first use.
     """
     setting = os.environ.get("ORCHESTRA_INJECTION_MODEL", "").strip()
-    if setting.lower() in {"off", "0", "false", "no", "none"}:
+    if setting.lower() in {"", "off", "0", "false", "no", "none"}:
         return None
-    path = Path(setting) if setting else SHIPPED_MODEL
+    on = setting.lower() in {"on", "1", "true", "yes", "shipped"}
+    path = SHIPPED_MODEL if on else Path(setting)
     key = str(path)
     with _default_lock:
         if key not in _default:
@@ -187,7 +191,7 @@ def default_detector() -> LearnedInjectionDetector | None:
                 raise ConfigError(
                     f"ORCHESTRA_INJECTION_MODEL names {key!r}, which is not a file: give the "
                     "path of a model saved by 'orchestra bench injection --save-model', "
-                    "or 'off'"
+                    "'on' (the shipped model) or 'off'"
                 )
             _default[key] = LearnedInjectionDetector.load(path)
         return _default[key]

@@ -9,8 +9,8 @@ Two places look at risk:
 * :meth:`RiskMonitor.inspect_output` runs after a skill returned: output that carries a prompt
   injection (:mod:`orchestra.monitors.injection`: normalised text, overrides in several
   languages, chat-template markers, fake tool calls, persona switches, and then, for what
-  the rules let through, the learned detector that ships with the package:
-  :mod:`orchestra.monitors.injection_model`), or a payment card number, is treated as a
+  the rules let through and when ``ORCHESTRA_INJECTION_MODEL=on``, the learned detector that
+  ships with the package: :mod:`orchestra.monitors.injection_model`), or a payment card number, is treated as a
   failure of that skill (the run reroutes to another skill for the step and never passes
   that text on).  E-mail addresses
   and phone numbers give a ``note``.
@@ -64,9 +64,9 @@ class RiskMonitor:
         self.block_card_numbers = block_card_numbers
         #: the learned detector (``score(text) -> float`` and ``threshold``, see
         #: :class:`~orchestra.monitors.injection_model.LearnedInjectionDetector`) asked about
-        #: what the rules let through: ``"shipped"`` (the default) loads the model that ships
-        #: with the package on first use (``ORCHESTRA_INJECTION_MODEL=off`` or a path
-        #: overrides it), ``None`` turns it off
+        #: what the rules let through: ``"shipped"`` (the default) follows
+        #: ``ORCHESTRA_INJECTION_MODEL`` (unset/``off``: none; ``on``: the model that ships
+        #: with the package; a path: that model), ``None`` turns it off
         self._learned = learned
 
     @property

@@ -56,7 +56,17 @@ def test_the_shipped_weights_are_plain_arrays_in_the_package() -> None:
         assert "dev samples" in str(f["trained_on"])
 
 
-def test_the_risk_monitor_uses_the_shipped_detector_by_default() -> None:
+@pytest.fixture(autouse=True)
+def model_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about the shipped model: turned on as a user turns it on."""
+    monkeypatch.setenv("ORCHESTRA_INJECTION_MODEL", "on")
+
+
+def test_the_shipped_detector_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off by default (it flags ~2% of plain English prose), on with the setting."""
+    monkeypatch.delenv("ORCHESTRA_INJECTION_MODEL")
+    assert RiskMonitor().learned is None
+    monkeypatch.setenv("ORCHESTRA_INJECTION_MODEL", "on")
     model = RiskMonitor().learned
     assert isinstance(model, LearnedInjectionDetector)
     assert model is default_detector()  # loaded once per process
