@@ -41,7 +41,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from orchestra.errors import ConfigError, OrchestraError
+from orchestra.errors import ConfigError, SecretKeyError
 from orchestra.logs import get_logger
 from orchestra.results import Decision, RunState, StepRecord
 from orchestra.secrets import open_record, seal_record
@@ -50,6 +50,7 @@ __all__ = ["Checkpointer", "SaverCheckpointer", "open_checkpointer"]
 
 log = get_logger("orchestra.checkpoint")
 
+_SETUP_LOCK = 0x4F52_4348_5354  # a PostgreSQL advisory lock key: "ORCHST"
 _CHANNEL = "run"
 _NS = ""
 
@@ -144,7 +145,22 @@ class SaverCheckpointer:
                         field="checkpoint_url",
                     ) from exc
                 saver = await stack.enter_async_context(AsyncPostgresSaver.from_conn_string(url))
-                await saver.setup()
+                # Drivers, workers and submitters may open a fresh database at once; its
+                # migrations (CREATE TABLE ...) must run one process at a time.
+                # (Polled: a session blocked on the lock would hold a snapshot that the
+                # migrations' CREATE INDEX CONCURRENTLY waits for, a deadlock.)
+                while True:
+                    cur = await saver.conn.execute(
+                        "SELECT pg_try_advisory_lock(%s) AS taken", (_SETUP_LOCK,)
+                    )
+                    row = await cur.fetchone()  # a dict: the saver's connection uses dict rows
+                    if row and row["taken"]:
+                        break
+                    await asyncio.sleep(0.05)
+                try:
+                    await saver.setup()
+                finally:
+                    await saver.conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK,))
                 # A commit need not wait for Postgres's disk flush: a driver that dies loses
                 # nothing (the server has the row), only a Postgres crash could lose the last
                 # few hundred milliseconds, and a fleet run recovers those steps from Redis.
@@ -285,7 +301,13 @@ class SaverCheckpointer:
                 seen.add(run_id)
                 try:
                     found = _read(tup)
-                except (ValueError, OrchestraError) as exc:  # not JSON, sealed with another key
+                except SecretKeyError:  # sealed with a key this process lacks: its metadata
+                    raw = tup.checkpoint["channel_values"].get(_CHANNEL)
+                    meta = tup.metadata or {}
+                    if raw is not None:
+                        out.append((float(meta.get("saved_at") or 0.0), _listed(raw, meta, run_id)))
+                    continue
+                except ValueError as exc:  # not a state this version can read
                     log.warning("checkpoint.unreadable", run_id=run_id, error=str(exc)[:200])
                     continue
                 if found is not None:
@@ -451,3 +473,24 @@ def open_checkpointer(
             field="checkpoint_url",
         )
     return SaverCheckpointer(url, retention_s=parse_duration(retention, field="retention"))
+
+
+def _listed(raw: Any, metadata: dict[str, Any], run_id: str) -> RunState:
+    """A run as a listing shows it; one sealed with a key this process lacks (another team's,
+    or an old key dropped from ``ORCHESTRA_SECRET_KEY``) is listed from its plain metadata
+    instead of failing the whole listing."""
+    from typing import get_args
+
+    from orchestra.errors import SecretKeyError
+    from orchestra.results import RunStatus
+
+    try:
+        return RunState.model_validate_json(open_record(raw))
+    except SecretKeyError as exc:
+        status = metadata.get("status")
+        return RunState(
+            run_id=run_id,
+            graph=str(metadata.get("graph", "?")),
+            status=status if status in get_args(RunStatus) else "running",
+            reason=f"sealed: {exc}",
+        )

@@ -109,22 +109,22 @@ def _status(state: RunState) -> str:
     return f'<span id="run-status" class="status {_e(state.status)}">{_e(state.status)}</span>'
 
 
-def _page(title: str, body: str) -> str:
+def _page(title: str, body: str, root: str = "") -> str:
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>"
-        '<header><a href="/">Orchestra runs</a></header>'
+        f'<header><a href="{_e(root)}/">Orchestra runs</a></header>'
         f"<main>{body}</main></body></html>"
     )
 
 
-def _runs_table(states: list[RunState]) -> str:
+def _runs_table(states: list[RunState], root: str = "") -> str:
     rows = []
     for s in states:
         rows.append(
             "<tr>"
-            f'<td><a href="/runs/{_e(s.run_id)}">{_e(s.run_id)}</a></td>'
+            f'<td><a href="{_e(root)}/runs/{_e(s.run_id)}">{_e(s.run_id)}</a></td>'
             f"<td>{_e(s.graph)}</td>"
             f'<td><span class="status {_e(s.status)}">{_e(s.status)}</span></td>'
             f"<td>{len(s.completed)}</td>"
@@ -208,18 +208,20 @@ def _live_html(state: RunState) -> str:
     )
 
 
-def _run_page(state: RunState) -> str:
+def _run_page(state: RunState, root: str = "") -> str:
     live = state.status in ("running", "queued")
     body = (
         f"<h2>run {_e(state.run_id)} {_status(state)}</h2>"
-        f'<div id="live" data-src="/runs/{_e(state.run_id)}/live">{_live_html(state)}</div>'
-        + (_LIVE_SCRIPT if live else "")
+        f'<div id="live" data-src="{_e(root)}/runs/{_e(state.run_id)}/live">'
+        f"{_live_html(state)}</div>" + (_LIVE_SCRIPT if live else "")
     )
-    return _page(f"run {state.run_id} — Orchestra", body)
+    return _page(f"run {state.run_id} — Orchestra", body, root)
 
 
-def ui_router(checkpointer: Checkpointer) -> APIRouter:
-    """The web view's routes over a checkpoint store (mount it into any FastAPI app)."""
+def ui_router(checkpointer: Checkpointer, *, root: str = "") -> APIRouter:
+    """The web view's routes over a checkpoint store. Mount it into any FastAPI app with
+    ``app.include_router(ui_router(cp, root="/ui"), prefix="/ui")`` (``root``: the prefix its
+    pages link under; the runs API serves it at ``/ui``)."""
     from fastapi import APIRouter, HTTPException
     from fastapi.responses import HTMLResponse, JSONResponse, Response
 
@@ -234,7 +236,7 @@ def ui_router(checkpointer: Checkpointer) -> APIRouter:
     @router.get("/", response_class=HTMLResponse)
     async def runs(limit: int = 50) -> str:
         states = await checkpointer.list_runs(limit)
-        return _page("Orchestra runs", "<h2>Recent runs</h2>" + _runs_table(states))
+        return _page("Orchestra runs", "<h2>Recent runs</h2>" + _runs_table(states, root), root)
 
     @router.get("/runs/{run_id}.svg")
     async def run_svg(run_id: str) -> Response:
@@ -257,7 +259,7 @@ def ui_router(checkpointer: Checkpointer) -> APIRouter:
 
     @router.get("/runs/{run_id}", response_class=HTMLResponse)
     async def run_page(run_id: str) -> str:
-        return _run_page(await load(run_id))
+        return _run_page(await load(run_id), root)
 
     @router.get("/api/runs/{run_id}")
     async def run_json(run_id: str) -> dict[str, Any]:

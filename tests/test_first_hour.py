@@ -84,6 +84,7 @@ def test_the_yaml_example_graph_runs_and_reroutes() -> None:
         '{"customer_id": "C-1001", "order_id": "O-17", "amount": 30}',
         "--fail",
         "stripe_refund",
+        env={"ORCHESTRA_TRUSTED_PATHS": str(ROOT / "skills")},  # the catalog it names
     )
     assert p.returncode == 0, p.stdout + p.stderr
     assert "rerouted to" in p.stdout and "COMPLETED" in p.stdout

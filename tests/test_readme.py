@@ -9,8 +9,9 @@ temporary folder, nothing else).
   ends.  Servers (``orchestra ui``...) run in the foreground for a bounded time, then are
   stopped; they pass if they did not fail before.
 * "The services this machine runs" are private ones here: a ``redis-server`` on a free port
-  (the ``ORCHESTRA_*_URL`` variables point at it) and an OTLP receiver standing in for
-  ``http://localhost:4318``.
+  (the ``ORCHESTRA_*_URL`` variables point at it), an OTLP receiver standing in for
+  ``http://localhost:4318``, a private run store for the shared PostgreSQL database, and a
+  free port for ``--port N``.
 * A block that needs what a test machine does not have (docker, Jaeger, another machine) is
   preceded in the README by ``<!-- readme-test: skip: REASON -->``; single commands that must
   not run here are in :data:`SKIP_COMMANDS`, with the reason.
@@ -44,6 +45,9 @@ SKIP_COMMANDS = {
 SERVERS = ("orchestra ui", "orchestra serve-api", "orchestra serve-model")
 SERVER_S = 15.0  # how long a server must stay up
 LOCAL_OTLP = "http://localhost:4318"
+# The machine's PostgreSQL database `test` is shared by other suites (their runs, sealed with
+# their keys): the README's lines get this test's private run store instead.
+SHARED_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
 _FENCE = re.compile(
     r"(?:^[ ]*<!--\s*readme-test:\s*(?P<directive>.*?)\s*-->\s*\n)?"
@@ -175,23 +179,25 @@ class Shell:
         self.background: list[tuple[subprocess.Popen[bytes], str]] = []
 
     def _subst(self, command: str) -> str:
-        return command.replace(LOCAL_OTLP, self.otlp_url)
+        command = command.replace(LOCAL_OTLP, self.otlp_url)
+        command = command.replace(SHARED_PG, self.env["ORCHESTRA_CHECKPOINT_URL"])
+        return re.sub(r"--port \d+", f"--port {_free_port()}", command)
 
     def run(self, block: Block, command: str, expected: int) -> None:
         command = self._subst(command)
         where = f"{block}: {command}"
-        m = re.fullmatch(r"export (\w+)=(.+)", command)
-        if m:  # the value as bash reads it ($(orchestra keygen), "$HOME/...", quotes)
-            value = subprocess.run(
-                ["bash", "-c", f"printf %s {m[2]}"],
+        m = re.fullmatch(r"(?:export )?([A-Za-z_]\w*)=(\S+|\$\(.*\))", command)
+        if m:  # a variable for the lines after this one: bash works out its value
+            p = subprocess.run(
+                ["bash", "-c", f'{m[1]}={m[2]} && printf %s "${m[1]}"'],
                 cwd=self.cwd,
                 env=self.env,
                 capture_output=True,
                 text=True,
-                timeout=120,
+                timeout=300,
             )
-            assert value.returncode == 0, f"{where}\n{value.stderr}"
-            self.env[m[1]] = value.stdout
+            assert p.returncode == 0, f"{where}\nexit {p.returncode}\n{p.stdout}\n{p.stderr}"
+            self.env[m[1]] = p.stdout
             return
         if command.endswith("&"):
             log = self.logs / f"bg-{len(self.background)}.log"
@@ -318,7 +324,11 @@ def test_every_readme_block_runs_as_written(
 
             spec = checkout / "graphs" / f"readme_{block.line}.yaml"
             spec.write_text(block.body)
-            load_graph(spec).validate()
+            os.environ["ORCHESTRA_TRUSTED_PATHS"] = shell.env.get("ORCHESTRA_TRUSTED_PATHS", "")
+            try:
+                load_graph(spec).validate()
+            finally:
+                del os.environ["ORCHESTRA_TRUSTED_PATHS"]
         elif block.lang == "bash":
             try:
                 for command, expected in commands(block.body):

@@ -1,12 +1,14 @@
 """``orchestra bench injection``: recall and false-positive rate of the prompt-injection check.
 
-The check is :func:`orchestra.monitors.injection.detect_injection`, exactly as the risk
-monitor runs it on every string a tool returns.  The texts, all public and offline:
+Three checks are measured: the rules (:func:`orchestra.monitors.injection.detect_injection`),
+the learned detector that ships with the package alone, and the default
+:class:`~orchestra.monitors.risk.RiskMonitor` (rules, then that detector), exactly as it runs
+on every string a tool returns.  The texts, all public and offline:
 
 ===================  =====================================================  ==========  ======
 source               what                                                   licence     role
 ===================  =====================================================  ==========  ======
-bastioncorpus 0.6.0  118 attacks (direct, indirect, obfuscated, persona,   MIT         test
+bastioncorpus 0.6.0  118 attacks (direct, indirect, obfuscated, persona,   MIT         halves
                      exfiltration; en/de/fr/es/it) and 63 benign false-
                      positive traps ("ignore case when sorting", "system
                      requirements"…), labelled by its authors
@@ -14,17 +16,18 @@ agent-injection-     21 attacks embedded in tool outputs, web pages and    MIT  
 bench 0.1.0          documents, and 3 benign controls
 jailbreak-corpus-    15 attacks (injection, leaks, role hijack, smuggling) MIT         dev
 mini-py 0.1.0
-MetaTool             199 tool descriptions (benign tool text)              MIT         test
-Seal-Tools           4,076 tool descriptions and response descriptions     Apache-2.0  test
-Agent Skills         paragraphs of 11 SKILL.md files: text written *to*    Apache-2.0  test
+MetaTool             199 tool descriptions (benign tool text)              MIT         halves
+Seal-Tools           4,076 tool descriptions and response descriptions     Apache-2.0  halves
+Agent Skills         paragraphs of 11 SKILL.md files: text written *to*    Apache-2.0  halves
                      an agent, full of instructions, none an attack
 ===================  =====================================================  ==========  ======
 
 The first three ship inside their PyPI wheels (``pip install 'orchestra[bench]'``); the last
-three are read from ``../shared/data``.  ``dev`` sources (and the variants in
-``tests/security/test_injection.py``) are what the rules were written against; ``test``
-sources were not looked at while writing them (bastioncorpus's benign rows excepted: its
-README shows some).  The figures of both are printed apart: the ``test`` ones count.
+three are read from ``../shared/data``; bastioncorpus and the tool text are split in two
+halves by hash (``dev``/``test``).  ``dev`` samples are what the rules were written against
+(with the variants in ``tests/security/test_injection.py``) and all the shipped model was
+trained on; ``test`` samples were not looked at while writing the rules nor used in training
+(bastioncorpus's benign rows excepted: its README shows some).  The figures of both are printed apart: the ``test`` ones count.
 """
 
 from __future__ import annotations
@@ -211,17 +214,47 @@ def _report(samples: list[Sample], hits: list[bool]) -> dict[str, Any]:
     }
 
 
+def train_dev_model(samples: list[Sample]) -> Any:
+    """The learned detector trained on the ``dev`` samples only (never on ``test`` ones).
+
+    Threshold: no false positive on the dev benign texts that talk like instructions (the
+    traps, the controls, tool descriptions, SKILL.md prose); the thousands of short Seal-Tools
+    descriptions would set it far too low.  This is how the shipped model was made.
+    """
+    from orchestra.monitors.injection_model import LearnedInjectionDetector
+
+    dev = [s for s in samples if s.role == "dev"]
+    traps = [s.text for s in dev if not s.attack and s.source != "seal-tools"]
+    model = LearnedInjectionDetector.train(
+        [s.text for s in dev], [s.attack for s in dev], calibration=traps, max_fpr=0.0
+    )
+    model.trained_on = (
+        f"{sum(s.attack for s in dev)} attacks and {sum(not s.attack for s in dev)} benign "
+        "texts (the dev samples of orchestra bench injection)"
+    )
+    return model
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def run_injection_bench(
     data_dir: Path | None = None, *, learned: bool = True, save_model: Path | None = None
 ) -> dict[str, Any]:
     """Run the checks on every sample; figures per role (dev/test) and per source.
 
-    ``rules`` is :func:`detect_injection` alone; with ``learned``, a
-    :class:`~orchestra.monitors.injection_model.LearnedInjectionDetector` is trained on the
-    dev samples (threshold: no false positive on the dev benign texts but Seal-Tools') and
-    ``rules+learned`` flags a text when either does.  The top-level ``recall`` and
+    ``rules`` is :func:`detect_injection` alone.  ``rules+learned`` is the risk monitor
+    exactly as a user gets it with ``ORCHESTRA_INJECTION_MODEL=on``: the rules, then the
+    learned detector that ships with the package for what they let through; ``learned`` is that detector alone.
+    With ``save_model``, a detector is first trained on the dev samples (as the shipped one
+    was), saved there, loaded back and measured instead.  The top-level ``recall`` and
     ``false_positive_rate`` are those of the best detector run, on the test samples.
     """
+    from orchestra.monitors.risk import RiskMonitor
+
     samples = load_samples(data_dir)
     t0 = time.perf_counter()
     rule_hits = [detect_injection(s.text) is not None for s in samples]
@@ -230,18 +263,21 @@ def run_injection_bench(
     out["rules"]["mean_us_per_text"] = round(rules_us, 1)
     best, name = out["rules"], "rules"
     if learned:
-        from orchestra.monitors.injection_model import LearnedInjectionDetector
+        from orchestra.monitors.injection_model import SHIPPED_MODEL, LearnedInjectionDetector
 
-        dev = [s for s in samples if s.role == "dev"]
-        t1 = time.perf_counter()
-        # threshold: no false positive on the dev benign texts that talk like instructions
-        # (the traps, the controls, tool descriptions, SKILL.md prose); the 5,000 short
-        # Seal-Tools descriptions would set it far too low
-        traps = [s.text for s in dev if not s.attack and s.source != "seal-tools"]
-        model = LearnedInjectionDetector.train(
-            [s.text for s in dev], [s.attack for s in dev], calibration=traps, max_fpr=0.0
-        )
-        train_s = time.perf_counter() - t1
+        train_s = None
+        if save_model is not None:
+            t1 = time.perf_counter()
+            train_dev_model(samples).save(save_model)
+            train_s = round(time.perf_counter() - t1, 2)
+            path = save_model if save_model.suffix == ".npz" else Path(f"{save_model}.npz")
+            monitor = RiskMonitor(learned=LearnedInjectionDetector.load(path))
+        else:
+            path = SHIPPED_MODEL
+            # as a user gets it with ORCHESTRA_INJECTION_MODEL=on
+            monitor = RiskMonitor(learned=LearnedInjectionDetector.load(path))
+        model = monitor.learned
+        assert model is not None
         t2 = time.perf_counter()
         scores = model.scores([s.text for s in samples])
         learned_us = (time.perf_counter() - t2) / max(len(samples), 1) * 1e6
@@ -249,16 +285,23 @@ def run_injection_bench(
         out["learned"] = _report(samples, model_hits)
         out["learned"] |= {
             "threshold": round(model.threshold, 4),
-            "train_s": round(train_s, 2),
             "mean_us_per_text": round(learned_us, 1),
-            "trained_on": f"{sum(s.attack for s in dev)} attacks and "
-            f"{sum(not s.attack for s in dev)} benign texts (the dev samples)",
+            "trained_on": model.trained_on,
+            "model": str(path),
+            "model_sha256": _sha256(path) if path.is_file() else None,
+            "model_bytes": path.stat().st_size if path.is_file() else None,
         }
-        both = [a or b for a, b in zip(rule_hits, model_hits, strict=True)]
-        out["rules+learned"] = _report(samples, both)
+        if train_s is not None:
+            out["learned"]["train_s"] = train_s
+        monitor_hits = [
+            any(
+                sig.kind == "block" and "prompt injection" in sig.reason
+                for sig in monitor.inspect_output("tool", {"text": s.text})
+            )
+            for s in samples
+        ]
+        out["rules+learned"] = _report(samples, monitor_hits)
         best, name = out["rules+learned"], "rules+learned"
-        if save_model is not None:
-            model.save(save_model)
     out["detector"] = name
     out["recall"] = best["test"]["recall"]
     out["false_positive_rate"] = best["test"]["false_positive_rate"]
@@ -280,11 +323,15 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--show-misses", help="Print missed attacks and false positives")
         ] = False,
         learned: Annotated[
-            bool, typer.Option(help="Also train and measure the learned detector")
+            bool,
+            typer.Option(help="Also measure the shipped learned detector (RiskMonitor's default)"),
         ] = True,
         save_model: Annotated[
             Path | None,
-            typer.Option(help="Save the learned detector here (for RiskMonitor(learned=...))"),
+            typer.Option(
+                help="Train the learned detector on the dev samples, save it here and measure "
+                "it (orchestra/monitors/injection_model.npz regenerates the shipped one)"
+            ),
         ] = None,
     ) -> None:
         """Recall and false-positive rate of the prompt-injection check on public labelled sets."""
@@ -298,14 +345,20 @@ def register(app: typer.Typer) -> None:
         table = Table(
             title="prompt-injection detection: recall on attacks / false-positive rate on benign",
             caption="dev: what the rules were written against and the model trained on; "
-            "test: held out (bastioncorpus split by id hash, tool text by text hash)",
+            "test: held out (bastioncorpus split by id hash, tool text by text hash); "
+            "RiskMonitor(+model): ORCHESTRA_INJECTION_MODEL=on, rules then the shipped model",
         )
         table.add_column("source", no_wrap=True)
         table.add_column("attacks", justify="right")
         table.add_column("benign", justify="right")
+        label = {
+            "rules": "rules",
+            "learned": "learned",
+            "rules+learned": "RiskMonitor(+model)",
+        }
         for d in detectors:
-            table.add_column(f"{d}\nrecall", justify="right")
-            table.add_column(f"{d}\nFPR", justify="right")
+            table.add_column(f"{label[d]}\nrecall", justify="right")
+            table.add_column(f"{label[d]}\nFPR", justify="right")
 
         def pct(v: float | None) -> str:
             return "-" if v is None else f"{v:.3f}"
@@ -333,7 +386,9 @@ def register(app: typer.Typer) -> None:
             f"rules: {first['mean_us_per_text']} µs per text"
             + (
                 f"; learned: {result['learned']['mean_us_per_text']} µs per text, threshold "
-                f"{result['learned']['threshold']}, trained on {result['learned']['trained_on']}"
+                f"{result['learned']['threshold']}, model {result['learned']['model']} "
+                f"({result['learned']['model_bytes']} bytes), trained on "
+                f"{result['learned']['trained_on']}"
                 if "learned" in result
                 else ""
             ),

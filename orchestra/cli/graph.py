@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from orchestra.cli.common import print_error
 from orchestra.errors import OrchestraError
 
 __all__ = ["register", "write_picture"]
@@ -65,6 +66,6 @@ def register(app: typer.Typer) -> None:
             loaded, _ = load_any_graph(graph, scenario=scenario)
             data = viz.render(viz.graph_picture(loaded), fmt)
         except (OrchestraError, OSError, ValueError) as exc:
-            console.print(f"[red bold]error:[/] {exc}", highlight=False, markup=True)
+            print_error(console, exc)
             raise typer.Exit(2) from None
         write_picture(data, fmt, output, console)

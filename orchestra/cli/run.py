@@ -98,9 +98,8 @@ def fail_with(console: Console, exc: Exception) -> NoReturn:
     """Print a user-facing error and exit: 2 for bad input or spec (or a run another driver
     holds), 5 for the executor (or a lease lost to another driver)."""
     if isinstance(exc, LeaseLost):
-        console.print(f"[red bold]stopped:[/] {exc}", highlight=False)
+        print_error(console, exc, label="stopped")
         raise typer.Exit(EXIT_EXECUTOR) from None
-
     if isinstance(exc, ExecutorError):
         print_error(console, exc, label="executor error")
         raise typer.Exit(EXIT_EXECUTOR) from None

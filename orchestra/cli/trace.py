@@ -318,7 +318,7 @@ def _draw(state: RunState, fmt: str | None, output: Path | None) -> None:
     try:
         data = viz.render(viz.run_picture(state, viz.graph_of_run(state)), chosen)
     except OrchestraError as exc:
-        err.print(f"[red bold]error:[/] {exc}", highlight=False)
+        print_error(err, exc)
         raise typer.Exit(2) from None
     write_picture(data, chosen, output, err)
 

@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from orchestra.cli.common import print_error
+
 __all__ = ["DEFAULT_PORT", "register"]
 
 DEFAULT_PORT = 8765
@@ -37,10 +39,10 @@ def register(app: typer.Typer) -> None:
 
             from orchestra.ui import create_app
         except ModuleNotFoundError as exc:
-            console.print(
-                f"[red bold]error:[/] the web view needs {exc.name}: "
-                "pip install -e '.[service]' (in the Orchestra checkout)",
-                highlight=False,
+            print_error(
+                console,
+                f"the web view needs {exc.name}: pip install -e '.[service]' "
+                "(in the Orchestra checkout)",
             )
             raise typer.Exit(2) from None
         from orchestra.config import get_settings
@@ -49,7 +51,7 @@ def register(app: typer.Typer) -> None:
         try:
             web = create_app(checkpoint or get_settings().checkpoint_url)
         except ConfigError as exc:
-            console.print(f"[red bold]error:[/] {exc}", highlight=False)
+            print_error(console, exc)
             raise typer.Exit(2) from None
         console.print(f"Orchestra runs: http://{host}:{port}/", highlight=False)
         uvicorn.run(web, host=host, port=port, log_level="warning")

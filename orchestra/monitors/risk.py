@@ -8,8 +8,11 @@ Two places look at risk:
   so the run escalates instead of paying).
 * :meth:`RiskMonitor.inspect_output` runs after a skill returned: output that carries a prompt
   injection (:mod:`orchestra.monitors.injection`: normalised text, overrides in several
-  languages, chat-template markers, fake tool calls, persona switches), or a payment card number, is treated as a failure of that skill (the run
-  reroutes to another skill for the step and never passes that text on).  E-mail addresses
+  languages, chat-template markers, fake tool calls, persona switches, and then, for what
+  the rules let through and when ``ORCHESTRA_INJECTION_MODEL=on``, the learned detector that
+  ships with the package: :mod:`orchestra.monitors.injection_model`), or a payment card number, is treated as a
+  failure of that skill (the run reroutes to another skill for the step and never passes
+  that text on).  E-mail addresses
   and phone numbers give a ``note``.
 """
 
@@ -53,16 +56,27 @@ class RiskMonitor:
         amount_fields: tuple[str, ...] = ("amount", "amount_usd", "total"),
         block_injection: bool = True,
         block_card_numbers: bool = True,
-        learned: Any = None,
+        learned: Any = "shipped",
     ):
         self.max_amount = max_amount
         self.amount_fields = amount_fields
         self.block_injection = block_injection
         self.block_card_numbers = block_card_numbers
-        #: an optional learned detector (``flags(text) -> bool``, ``score(text) -> float``,
-        #: see :class:`~orchestra.monitors.injection_model.LearnedInjectionDetector`) asked
-        #: about what the rules let through
-        self.learned = learned
+        #: the learned detector (``score(text) -> float`` and ``threshold``, see
+        #: :class:`~orchestra.monitors.injection_model.LearnedInjectionDetector`) asked about
+        #: what the rules let through: ``"shipped"`` (the default) follows
+        #: ``ORCHESTRA_INJECTION_MODEL`` (unset/``off``: none; ``on``: the model that ships
+        #: with the package; a path: that model), ``None`` turns it off
+        self._learned = learned
+
+    @property
+    def learned(self) -> Any:
+        """The learned detector in use, or ``None``; the shipped one is loaded lazily."""
+        if isinstance(self._learned, str) and self._learned == "shipped":
+            from orchestra.monitors.injection_model import default_detector
+
+            self._learned = default_detector()
+        return self._learned
 
     async def check(self, ctx: MonitorContext) -> list[Signal]:
         limits = [
@@ -95,9 +109,10 @@ class RiskMonitor:
         for text in _strings(output):
             found = detect_injection(text) if self.block_injection else None
             hit = str(found) if found is not None else None
-            if hit is None and self.block_injection and self.learned is not None:
-                score = float(self.learned.score(text))
-                if score >= self.learned.threshold:
+            learned = self.learned if hit is None and self.block_injection else None
+            if learned is not None:
+                score = float(learned.score(text))
+                if score >= learned.threshold:
                     hit = f"learned detector, score {score:.2f}"
             if hit is not None:
                 signals.append(

@@ -8,6 +8,7 @@
 ``GET  /runs/{id}/result``  ``?timeout=S``: its result once it ended (408 if not by then)
 ``POST /runs/{id}/cancel``  ask it to stop (202)
 ``GET  /runs/{id}/events``  the decision log, live, as server-sent events
+``GET  /ui/``               the web view: recent runs, a page per run (:mod:`orchestra.ui`)
 ==========================  =====================================================
 
 This module imports FastAPI: import it only where the API is served.  Graphs are named,
@@ -73,6 +74,10 @@ def create_api(settings: Settings | None = None, *, registry: GraphRegistry | No
             await service.aclose()
 
     app = FastAPI(title="Orchestra runs", version="1", lifespan=lifespan)
+    # the web view of the same runs (list, run pages with the route picture, live updates)
+    from orchestra.ui import ui_router
+
+    app.include_router(ui_router(service.checkpointer(), root="/ui"), prefix="/ui")
 
     def error(status: int, exc: Exception) -> JSONResponse:
         return JSONResponse({"error": str(exc), "type": type(exc).__name__}, status_code=status)

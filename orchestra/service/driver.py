@@ -101,6 +101,7 @@ class RunDriver:
         self._background: list[asyncio.Task[None]] = []
         self._stopping = False
         self._not_service: set[str] = set()
+        self._rescan_task: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -324,6 +325,8 @@ class RunDriver:
         run's lease for up to its TTL: the lease expires unless it renews it, then this one
         takes the run (and the old one, if alive, stops at its next renewal: LeaseLost).
         """
+        if state.status == "queued":
+            await self._await_step_workers(graph)
         deadline = time.monotonic() + 4 * self.runner.lease_ttl_s
         while True:
             try:
@@ -346,6 +349,25 @@ class RunDriver:
                 state = await self.runner.checkpointer.load(state.run_id) or state
                 if state.status in TERMINAL:
                     return result_from_state(state)
+
+    async def _await_step_workers(self, graph: Any) -> None:
+        """Before a run starts, wait (up to ``queue_wait_s``) for a step worker of its graph.
+
+        Drivers and step workers often start together (a deploy, a laptop): a run taken
+        before any step worker is up would find every skill unserved and escalate at once.
+        """
+        view = getattr(self.runner.executor, "view", None)
+        if view is None:
+            return
+        skills = {n for n in graph.skills if not graph.skills[n].milestone}
+        deadline = time.monotonic() + self.settings.queue_wait_s
+        while time.monotonic() < deadline:
+            try:
+                if skills & set(await view.serving()):
+                    return
+            except ExecutorError:
+                pass
+            await asyncio.sleep(0.5)
 
     async def _fail(self, state: RunState, reason: str) -> RunResult:
         """End a run that cannot go on (bad input, unknown graph) as escalated, saying why."""
@@ -500,6 +522,7 @@ class RunDriver:
     async def _beat(self) -> None:
         r = self._redis
         pipe = r.pipeline(transaction=False)
+        pipe.set(store.ALIVE, self.name, nx=True)
         pipe.set(store.driver_key(self.name), json.dumps({"runs": len(self._active)}),
                  px=int(self.settings.heartbeat_ttl_s * 1000))  # fmt: skip
         if self.registry.names():
@@ -510,6 +533,10 @@ class RunDriver:
         for a in runs:
             pipe.hget(store.ACTIVE, a.run_id)
         replies = await pipe.execute()
+        if replies[0]:
+            # this driver is the first to see this Redis: a new fleet, or Redis lost its data
+            # (and with it the messages of queued runs): queue the service's open runs again
+            self._rescan_task = asyncio.ensure_future(self._rescan())
         owners = replies[-len(runs) :] if runs else []
         for a, owner in zip(runs, owners, strict=True):
             if owner != a.entry and not a.superseded and a.task is not None:
@@ -554,7 +581,7 @@ class RunDriver:
                 f"driver {driver} was lost; {self.name} queued the run again",
             )
 
-    async def _requeue(self, run_id: str, graph: str, why: str) -> None:
+    async def _requeue(self, run_id: str, graph: str, why: str, *, count: bool = True) -> None:
         """Queue a lost run again as a takeover, once however many drivers noticed it."""
         once = _requeued_key(run_id)
         ttl = int(4 * self.runner.lease_ttl_s + 4 * self.settings.heartbeat_ttl_s)
@@ -563,7 +590,8 @@ class RunDriver:
         if await self._redis.hexists(store.ACTIVE, run_id):
             await self._redis.delete(once)  # claimed meanwhile: nothing was lost
             return
-        await self._redis.incr(store.TAKEOVERS)
+        if count:
+            await self._redis.incr(store.TAKEOVERS)
         self._event(store.RunEvent(type="takeover", run_id=run_id, detail=why))
         await self._service.enqueue(store.RunMessage(run_id=run_id, graph=graph, takeover=True))
         log.warning("run taken over", run_id=run_id, why=why, by=self.name)
@@ -607,6 +635,49 @@ class RunDriver:
                 str(state.origin.get("graph_name", state.graph)),
                 f"the run's lease lapsed and no driver claims it; {self.name} queued it again",
             )
+
+    async def _rescan(self) -> None:
+        """Queue again every open service run of the checkpoint store that no driver claims.
+
+        Only runs submitted before this Redis was seen: a run submitted since has its message.
+        """
+        seen_at = time.time()
+        try:
+            states = await self.runner.checkpointer.list_runs(100_000)
+        except Exception as exc:
+            log.warning("cannot list runs to requeue them", error=str(exc))
+            return
+        held = await asyncio.to_thread(self._held_leases)
+        for state in states:
+            if state.status not in ("queued", "running") or not state.origin.get("service"):
+                continue
+            if state.status == "queued" and state.origin.get("submitted_at", 0) >= seen_at:
+                continue
+            if state.run_id in held or state.run_id in self._active:
+                continue  # a live driver has it (its claim comes back with its next beat)
+            if await self._redis.hexists(store.ACTIVE, state.run_id):
+                continue
+            await self._requeue(
+                state.run_id,
+                str(state.origin.get("graph_name", state.graph)),
+                f"Redis was new to {self.name} (restarted or flushed); the run was queued again",
+                count=False,
+            )
+
+    def _held_leases(self) -> set[str]:
+        """Runs whose lease a driver holds now (from the lease table)."""
+        url = getattr(self.runner.checkpointer, "url", None)
+        if not url:
+            return set()
+        from orchestra.durable import durable_store
+        from orchestra.lease import _dead_here
+
+        with durable_store(url).transaction() as cur:
+            rows = cur.execute(
+                "SELECT run_id, holder FROM orchestra_run_leases WHERE expires_at > ?",
+                (time.time(),),
+            ).fetchall()
+        return {str(r[0]) for r in rows if not _dead_here(str(r[1]))}
 
 
 def _requeued_key(run_id: str) -> str:

@@ -10,6 +10,7 @@ the service live, and all of it can be rebuilt or lost without losing a run::
     orchestra:runs:driver:<name>    str     a driver's heartbeat (expires: the driver is gone)
     orchestra:runs:graphs           set     graph names some driver has registered
     orchestra:runs:takeovers        int     runs taken over from a lost driver
+    orchestra:runs:alive            str     set by the first driver to see this Redis
     orchestra:runs:requeued:<run>   str     a lost run was queued again (until a driver claims it)
 
 :data:`CLAIM` places a run on a driver atomically, within the fleet-wide limits;
@@ -30,6 +31,7 @@ from orchestra.results import Decision
 
 __all__ = [
     "ACTIVE",
+    "ALIVE",
     "CLAIM",
     "GRAPHS",
     "RELEASE",
@@ -48,6 +50,7 @@ __all__ = [
 RUN_TASK = "orchestra.run"
 RUNS_QUEUE = "orchestra.runs"
 ACTIVE = "orchestra:runs:active"
+ALIVE = "orchestra:runs:alive"
 GRAPHS = "orchestra:runs:graphs"
 TAKEOVERS = "orchestra:runs:takeovers"
 EVENTS_MAX = 10_000

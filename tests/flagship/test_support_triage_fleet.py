@@ -139,7 +139,9 @@ def test_flagship_on_a_fleet_reroutes_the_refund_in_one_trace(
         # execute_tool ← process (CONSUMER, worker) ← send (PRODUCER, driver) ← step
         consumer = index[tool.parent_span_id]
         producer = index[consumer.parent_span_id]
-        assert consumer.name.startswith("process orchestra.skill.") and consumer.kind == 5  # CONSUMER
+        assert (
+            consumer.name.startswith("process orchestra.skill.") and consumer.kind == 5
+        )  # CONSUMER
         assert producer.name.startswith("send orchestra.skill.") and producer.kind == 4  # PRODUCER
         step = index[producer.parent_span_id]
         assert step in refund_steps

@@ -5,6 +5,7 @@ These tests need no fleet: an escalated run is resumed the same way embedded or 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -104,6 +105,31 @@ class TestCheckpointers:
             await other.aclose()
         again = await store.load(run_id)
         assert again is not None and "s9" in again.completed
+
+
+async def test_a_fresh_postgres_database_opened_by_many_stores_at_once_is_set_up_once() -> None:
+    """Drivers, workers and submitters may all open a new database at the same moment."""
+    require_postgres()
+    import psycopg
+
+    admin = psycopg.connect(POSTGRES, autocommit=True)
+    name = f"orchestra_setup_{uuid.uuid4().hex[:8]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        stores = [open_checkpointer(POSTGRES.rsplit("/", 1)[0] + "/" + name) for _ in range(8)]
+        try:
+            got = await asyncio.gather(*(s.load("none") for s in stores if s is not None))
+        finally:
+            for s in stores:
+                if s is not None:
+                    await s.aclose()
+        assert got == [None] * 8
+    finally:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.close()
 
 
 def test_a_bad_checkpoint_url_is_a_config_error() -> None:

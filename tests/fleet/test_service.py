@@ -277,6 +277,28 @@ class TestTakeover:
             assert len(revived) == 1 and "lease lapsed" in revived[0].detail
             assert [done_count(fleet, f"rv{i}") for i in range(1, 5)] == [1, 1, 1, 1]
 
+    async def test_a_queued_run_whose_message_redis_lost_is_queued_again(
+        self, tmp_path: Path
+    ) -> None:
+        with _fleet(tmp_path) as fleet:
+            fleet.start(1, concurrency=4)
+            async with RunService(fleet.settings) as service:
+                r = service.redis()
+                await r.sadd(keys.GRAPHS, "chain")  # known, but no driver is up yet
+                handle = await service.submit("chain", chain_input("lost"))
+                flush = redis.Redis.from_url(fleet.env["ORCHESTRA_BROKER_URL"])
+                try:
+                    flush.flushall()  # Redis lost everything: the queued message too
+                finally:
+                    flush.close()
+                assert (await handle.state()).status == "queued"  # the record did not
+                start_driver(fleet, "--graph", CHAIN)
+                events = await all_events(handle)
+                result = await handle.result(timeout=60)
+            assert result.status == "completed"
+            assert any(e.type == "takeover" and "queued again" in e.detail for e in events)
+            assert [done_count(fleet, f"lost{i}") for i in range(1, 5)] == [1, 1, 1, 1]
+
     async def test_a_driver_told_to_stop_hands_its_run_to_another(self, tmp_path: Path) -> None:
         with _fleet(tmp_path) as fleet:
             fleet.start(1, concurrency=4)
@@ -401,6 +423,13 @@ class TestHttpApi:
             assert got["decisions"][-1]["kind"] == "complete"
             cancel = await client.post(f"/runs/{run_id}/cancel")
             assert "already ended" in cancel.json()["detail"]
+            # the same process serves the web view of the runs, its links under /ui
+            page = await client.get("/ui/")
+            assert page.status_code == 200 and f'href="/ui/runs/{run_id}"' in page.text
+            run_page = await client.get(f"/ui/runs/{run_id}")
+            assert run_page.status_code == 200
+            assert 'id="decisions"' in run_page.text and "completed" in run_page.text
+            assert 'href="/ui/"' in run_page.text
 
     async def test_errors_name_what_to_fix(self, api: str) -> None:
         import httpx

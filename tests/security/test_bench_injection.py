@@ -1,9 +1,11 @@
 """``orchestra bench injection --json OUT``: recall and false-positive rate on public labelled
 sets (bastioncorpus, agent-injection-bench, jailbreak-corpus-mini; benign tool text from
-../shared/data), the rules alone and with the learned detector."""
+../shared/data), the rules alone, the shipped learned detector alone, and the default
+``RiskMonitor()`` (both), as a user gets it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -32,6 +34,13 @@ def test_bench_injection_reports_recall_and_false_positive_rate(
     assert {"recall", "false_positive_rate"} <= set(r)
     assert r["recall"] == r["rules+learned"]["test"]["recall"]
     rules, both = r["rules"], r["rules+learned"]
+    # the learned figures are those of the model that ships in the package, not a fresh one
+    from orchestra.monitors.injection_model import SHIPPED_MODEL
+
+    shipped = r["learned"]
+    assert Path(shipped["model"]).resolve() == SHIPPED_MODEL.resolve()
+    assert shipped["model_sha256"] == hashlib.sha256(SHIPPED_MODEL.read_bytes()).hexdigest()
+    assert "train_s" not in shipped and "dev samples" in shipped["trained_on"]
     # every source is there, with attacks and benign texts on both sides of the split
     assert {"bastioncorpus-dev", "bastioncorpus-test", "agent-injection-bench"} <= set(
         rules["by_source"]

@@ -131,3 +131,30 @@ async def test_a_yaml_graph_declares_a_secret_input(key: str, tmp_path) -> None:
     state = await cp.load("y1")
     assert state is not None and secrets.is_sealed(state.input["password"])
     await cp.aclose()
+
+
+async def test_a_run_sealed_with_another_key_is_listed_not_fatal(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """`orchestra runs list`/`trace` over a store shared with another key: the foreign run is
+    listed from its plain metadata (graph, status), the rest as usual."""
+    url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+    monkeypatch.setenv(secrets.KEY_ENV, secrets.generate_key())
+    cp = open_checkpointer(url)
+    assert cp is not None
+    seen.clear()
+    await Runner(checkpointer=cp).run(
+        graph(), {"user": "ann", "password": PASSWORD}, run_id="theirs"
+    )
+    await cp.aclose()
+    monkeypatch.setenv(secrets.KEY_ENV, secrets.generate_key())  # another team's key
+    cp = open_checkpointer(url)
+    assert cp is not None
+    try:
+        listed = await cp.list_runs(10)
+        assert [(s.run_id, s.graph, s.status) for s in listed] == [("theirs", "login", "completed")]
+        assert listed[0].reason.startswith("sealed:") and PASSWORD not in listed[0].reason
+        with pytest.raises(SecretKeyError):  # loading it in full still needs its key
+            await cp.load("theirs")
+    finally:
+        await cp.aclose()
