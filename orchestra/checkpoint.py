@@ -9,9 +9,10 @@ human answers (``orchestra resume RUN_ID --answer ...``).
 run.  A save writes only what changed since the previous one (the new step records and
 decisions, the attempts that changed, the run's small fields) as a LangGraph *pending write*
 on the run's latest checkpoint, so a run of N steps stores O(N) bytes, not O(N²).  Once the
-deltas on a checkpoint add up to the size of the state, the next save writes the whole state
-as a new checkpoint (its parent the previous one) and deltas start again from it: the total
-stays within a small multiple of the final state.  :meth:`~SaverCheckpointer.load` reads the
+deltas on a checkpoint add up to the size of the state, or the run's status changes (the
+checkpoint's metadata shows it, readable without the key of a sealed run), the next save
+writes the whole state as a new checkpoint (its parent the previous one) and deltas start
+again from it: the total stays within a small multiple of the final state.  :meth:`~SaverCheckpointer.load` reads the
 latest checkpoint and applies its deltas in order.  With ``ORCHESTRA_SECRET_KEY`` set, each
 state and each delta is sealed (Fernet, see :mod:`orchestra.secrets`) before the saver sees
 it.  :func:`open_checkpointer` picks the saver from a URL:
@@ -217,6 +218,7 @@ class SaverCheckpointer:
         if (
             delta is None
             or last is None
+            or state.status != last.status  # the checkpoint's metadata shows the status
             or last.delta_bytes > max(4 * last.base_bytes, self.compact_bytes)
         ):
             await self._save_whole(saver, state, last)
@@ -376,8 +378,10 @@ class _Saved:
         self.completed: set[str] = set()
         self.attempts: dict[str, int] = {}
         self.fixed: tuple[Any, ...] = ()
+        self.status = ""
 
     def remember(self, state: RunState) -> None:
+        self.status = state.status
         self.decisions = len(state.decisions)
         self.completed = set(state.completed)
         self.attempts = dict(state.attempts)
