@@ -178,7 +178,7 @@ def run_picture(state: RunState, graph: Graph | None = None) -> GraphPicture:
     Without the graph (its file moved or no longer loads), the steps and skills are read
     from the decision log alone: everything that ran is still drawn.
     """
-    from orchestra.cli.trace import Attempt, step_views
+    from orchestra.runlog import Attempt, step_views
 
     pic = (
         graph_picture(graph)
