@@ -187,7 +187,7 @@ class _Fleet:
     def start_redis(self) -> None:
         import shutil
 
-        import redis
+        from orchestra.bench.fleet import wait_for_redis
 
         binary = shutil.which("redis-server")
         if binary is None:
@@ -198,17 +198,7 @@ class _Fleet:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the private redis-server did not start") from None
-                time.sleep(0.05)
-        client.close()
+        wait_for_redis(self.url)
 
     def stop_redis(self) -> None:
         if self.redis is not None and self.redis.poll() is None:

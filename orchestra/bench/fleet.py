@@ -45,7 +45,7 @@ from pydantic import BaseModel
 
 from orchestra.skills import skill
 
-__all__ = ["nap_200ms", "noop", "noop_async", "register", "run_fleet_bench"]
+__all__ = ["nap_200ms", "noop", "noop_async", "register", "run_fleet_bench", "wait_for_redis"]
 
 
 class Nothing(BaseModel):
@@ -80,6 +80,25 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_for_redis(url: str, timeout_s: float = 10.0) -> None:
+    """Return once the redis-server a benchmark just started answers PING at ``url``."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the private redis-server did not start") from None
+                time.sleep(0.05)
+    finally:
+        client.close()
+
+
 @contextlib.contextmanager
 def _private_redis() -> Iterator[str]:
     binary = shutil.which("redis-server")
@@ -93,19 +112,7 @@ def _private_redis() -> Iterator[str]:
     )
     url = f"redis://127.0.0.1:{port}"
     try:
-        import redis
-
-        client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the private redis-server did not start") from None
-                time.sleep(0.05)
-        client.close()
+        wait_for_redis(url)
         yield url
     finally:
         proc.terminate()
