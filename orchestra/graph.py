@@ -198,6 +198,9 @@ class CompiledGraph:
     version: int = field(default=0, init=False, compare=False)
     _skills: list[Skill] | None = field(default=None, init=False, repr=False, compare=False)
     _position: dict[str, int] | None = field(default=None, init=False, repr=False, compare=False)
+    _node_index: (
+        tuple[int, dict[str, list[tuple[str, str]]], dict[str, list[tuple[str, str]]]] | None
+    ) = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -231,6 +234,19 @@ class CompiledGraph:
 
     def nodes(self) -> list[tuple[str, str]]:
         return [(s, k) for s in self.order for k in self.candidates[s]]
+
+    def node_index(
+        self,
+    ) -> tuple[dict[str, list[tuple[str, str]]], dict[str, list[tuple[str, str]]]]:
+        """The route nodes by step and by skill (cached until :meth:`candidates_changed`)."""
+        if self._node_index is None or self._node_index[0] != self.version:
+            by_step: dict[str, list[tuple[str, str]]] = {}
+            by_skill: dict[str, list[tuple[str, str]]] = {}
+            for n in self.nodes():
+                by_step.setdefault(n[0], []).append(n)
+                by_skill.setdefault(n[1], []).append(n)
+            self._node_index = (self.version, by_step, by_skill)
+        return self._node_index[1], self._node_index[2]
 
     def transition(self, a: str, b: str) -> float | None:
         """Cost of following skill ``a`` with skill ``b``; ``None`` if not allowed."""

@@ -83,6 +83,8 @@ class RunLedger:
         # again from what the run knows it spent (the generation tells old reservations apart)
         self._remake = remake
         self._generation = 0
+        #: The snapshot taken by the last :meth:`settle_step` (where the budget stood after it).
+        self.last: BudgetSnapshot | None = None
 
     async def _op(self, fn: Callable[[Ledger], Awaitable[T]]) -> T:
         """``fn(ledger)``; when the ledger's store dropped the connection (Redis restarted),
@@ -158,6 +160,7 @@ class RunLedger:
                         f"${declared_usd:.6g} it declared and reserved; the run spends nothing more"
                     )
         snap = await self._op(lambda lg: lg.snapshot())
+        self.last = snap
         missed = snap.overrun_usd - self._overrun_seen - over
         self._overrun_seen = snap.overrun_usd
         if missed > 1e-12:

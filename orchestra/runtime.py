@@ -35,7 +35,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 from pydantic import BaseModel
 
-from orchestra import planner, tracing
+from orchestra import aio, planner, tracing
 from orchestra.demotion import choose_fallback
 from orchestra.errors import ErrorPayload, MissingStepInput, RunInputError, error_kind
 from orchestra.executors.base import Executor, StepOutcome, StepTask
@@ -330,7 +330,7 @@ class _Run:
             elapsed = max((d.at_ms for d in state.decisions), default=0.0) / 1e3
             state.started_at = time.time() - elapsed
         self.t0 = time.perf_counter() - elapsed
-        self.inflight: dict[asyncio.Task[StepOutcome], tuple[str, str, float]] = {}
+        self.inflight: dict[asyncio.Future[StepOutcome], tuple[str, str, float]] = {}
         self.failed_last: dict[
             str, tuple[str, str]
         ] = {}  # step -> (skill, error) of the last failure
@@ -355,9 +355,6 @@ class _Run:
         self.watch: set[str] = set()  # skills an incremental monitor blocks (time may lift it)
         self.local_nodes: set[tuple[str, str]] = set()
         self.dispatched: set[str] = set()
-        self.node_index: tuple[
-            int, dict[str, list[tuple[str, str]]], dict[str, list[tuple[str, str]]]
-        ] = (-1, {}, {})
         self.lease: LeaseKeeper | None = None  # released when the run stops driving
         self.log = log.bind(run_id=state.run_id, graph=compiled.name)
         self.spend: RunLedger | None = None  # the run's one ledger (made when it starts)
@@ -543,15 +540,8 @@ class _Run:
     def _nodes(
         self,
     ) -> tuple[dict[str, list[tuple[str, str]]], dict[str, list[tuple[str, str]]]]:
-        """The route nodes by step and by skill (rebuilt when a substitute joins a step)."""
-        if self.node_index[0] != self.c.version:
-            by_step: dict[str, list[tuple[str, str]]] = {}
-            by_skill: dict[str, list[tuple[str, str]]] = {}
-            for n in self.c.nodes():
-                by_step.setdefault(n[0], []).append(n)
-                by_skill.setdefault(n[1], []).append(n)
-            self.node_index = (self.c.version, by_step, by_skill)
-        return self.node_index[1], self.node_index[2]
+        """The route nodes by step and by skill (the graph's, rebuilt when a substitute joins)."""
+        return self.c.node_index()
 
     # ------------------------------------------------------------------ the run's ledger
 
@@ -584,7 +574,8 @@ class _Run:
             self.s.spent_usd += outcome.cost_usd
             return
         notes = await self.spend.settle_step(step, skill, self.c.skill(skill).cost, outcome)
-        self.s.spent_usd = (await self.spend.snapshot()).spent_usd
+        assert self.spend.last is not None  # settle_step's own snapshot: no second read
+        self.s.spent_usd = self.spend.last.spent_usd
         for note in notes:
             self.decide("overrun", note, step=step, skill=skill)
 
@@ -629,7 +620,7 @@ class _Run:
                 return
         self.s.attempts[key] = self.s.attempts.get(key, 0) + 1
         if sk.milestone:
-            task_ = asyncio.ensure_future(_milestone())
+            task_ = aio.start(_milestone())
         else:
             self.decide(
                 "execute",
@@ -648,7 +639,8 @@ class _Run:
                 timeout_s=sk.timeout_s,
                 ledger="redis" if self.spend is not None and self.spend.shared else None,
             )
-            task_ = asyncio.ensure_future(self._call(task, sk, route))
+            # started in place: a call that answers without waiting costs no task
+            task_ = aio.start(self._call(task, sk, route))
         self.inflight[task_] = (step, skill, time.perf_counter())
 
     async def _call(self, task: StepTask, sk: Any, route: Route) -> StepOutcome:
@@ -708,7 +700,25 @@ class _Run:
             await asyncio.sleep(0.25)
 
     async def collect(self) -> None:
-        done, _ = await asyncio.wait(list(self.inflight), return_when=asyncio.FIRST_COMPLETED)
+        """Wait for at least one call in flight to end; observe each that has."""
+        done = [fut for fut in self.inflight if fut.done()]  # started eagerly and answered
+        if not done:
+            if len(self.inflight) == 1:  # one call to wait for: no waiter of our own
+                fut = next(iter(self.inflight))
+                try:
+                    await fut
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise  # this loop is cancelled (not only the call)
+                except Exception:  # fut.result() below raises it again
+                    pass
+                done = [fut]
+            else:
+                finished, _ = await asyncio.wait(
+                    list(self.inflight), return_when=asyncio.FIRST_COMPLETED
+                )
+                done = [fut for fut in self.inflight if fut in finished]  # in dispatch order
         for fut in done:
             step, skill, _t = self.inflight.pop(fut)
             await self.observe(step, skill, fut.result())
@@ -748,7 +758,7 @@ class _Run:
             return
         vetoes: list[Signal] = []
         output = outcome.output or {}
-        if outcome.ok:
+        if outcome.ok and outcome._checked_by is not sk:  # not validated here already
             try:
                 output = sk.parse_output(output)
             except (ValueError, TypeError) as exc:
@@ -1384,8 +1394,8 @@ class _Run:
         return self.result()
 
     def result(self) -> RunResult:
-        order = self.c.order
-        recs = sorted(self.s.completed.values(), key=lambda r: order.index(r.step))
+        rank = self.c.position
+        recs = sorted(self.s.completed.values(), key=lambda r: rank[r.step])
         return RunResult(
             run_id=self.s.run_id,
             graph=self.c.name,

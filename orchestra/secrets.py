@@ -23,9 +23,13 @@ run that needs to seal a secret while no key is set fails with :class:`SecretKey
 
 from __future__ import annotations
 
+import datetime
+import enum
+import functools
 import os
 import re
 import threading
+import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -145,6 +149,35 @@ def unseal(value: str) -> str | bytes:
 # --------------------------------------------------------------------------- models
 
 
+@functools.lru_cache(maxsize=1024)
+def _may_hold_secrets(model: type[BaseModel]) -> bool:
+    """Whether an instance of ``model`` can hold a secret value anywhere (decided from its
+    declaration once, so models without one skip the walk over every dump)."""
+    if model.model_config.get("extra") == "allow":
+        return True
+    return any(_type_may_hold(f.annotation, set()) for f in model.model_fields.values())
+
+
+def _type_may_hold(tp: Any, seen: set[Any]) -> bool:
+    if tp in (str, int, float, bool, bytes, type(None), datetime.date, datetime.datetime):
+        return False
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        if tp in seen:
+            return False
+        seen.add(tp)
+        if tp.model_config.get("extra") == "allow":
+            return True
+        return any(_type_may_hold(f.annotation, seen) for f in tp.model_fields.values())
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return False
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is typing.Literal:
+        return False
+    if args:  # list[X], dict[K, V], X | None, Annotated[X, ...]: what they hold
+        return any(_type_may_hold(a, seen) for a in args if a is not Ellipsis)
+    return True  # SecretStr, Any, object or anything not known to be plain
+
+
 def _has_secrets(value: Any) -> bool:
     if isinstance(value, SecretStr | SecretBytes):
         return True
@@ -178,6 +211,8 @@ def dump_sealed(model: BaseModel) -> dict[str, Any]:
     Pydantic's own JSON dump writes ``"**********"`` in their place (the value is lost);
     this keeps it, sealed.  Without secret fields this is ``model_dump(mode="json")``.
     """
+    if not _may_hold_secrets(type(model)):
+        return model.model_dump(mode="json")
     data = model.model_dump(mode="python", by_alias=False)
     if not _has_secrets(data):
         return model.model_dump(mode="json")
@@ -218,6 +253,8 @@ def open_arguments(arguments: Mapping[str, Any]) -> tuple[dict[str, Any], list[s
     The skill gets the returned arguments; :func:`scrub` takes the plain values back out of
     what it returned.
     """
+    if not arguments or not any(_contains_sealed(v) for v in arguments.values()):
+        return dict(arguments), []  # the common case: nothing sealed, nothing to open
     opened: list[str] = []
 
     def walk(v: Any) -> Any:
@@ -231,8 +268,6 @@ def open_arguments(arguments: Mapping[str, Any]) -> tuple[dict[str, Any], list[s
             return [walk(x) for x in v]
         return v
 
-    if not any(_contains_sealed(v) for v in arguments.values()):
-        return dict(arguments), []
     out = {k: walk(v) for k, v in arguments.items()}
     return out, opened
 

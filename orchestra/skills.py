@@ -110,7 +110,7 @@ class Skill(BaseModel):
 
     @property
     def is_async(self) -> bool:
-        return inspect.iscoroutinefunction(self.fn)
+        return _is_coroutine_fn(self.fn)
 
     def parse_input(self, data: Mapping[str, Any]) -> BaseModel:
         """Validate ``data`` against the input model (raises ``ValidationError``)."""
@@ -124,7 +124,7 @@ class Skill(BaseModel):
         if isinstance(value, BaseModel):
             # python mode keeps SecretStr values whole (JSON mode would mask them)
             value = value.model_dump(mode="python")
-        if self.output_model.model_fields.keys() == {"result"} and not (
+        if _wraps_result(self.output_model) and not (
             isinstance(value, Mapping) and set(value) == {"result"}
         ):
             value = {"result": value}
@@ -141,7 +141,12 @@ class Skill(BaseModel):
             if self.milestone:
                 return {}
             raise SkillSpecError("has no implementation to call", field="fn", source=self.name)
-        parsed = self.parse_input(arguments)
+        return await self.invoke(self.parse_input(arguments))
+
+    async def invoke(self, parsed: BaseModel) -> Any:
+        """Call the function with arguments already validated by :meth:`parse_input`."""
+        if self.fn is None:
+            return await self.acall({})  # a milestone's nothing, or the missing-fn error
         kwargs = _kwargs_for(self.fn, parsed)
         if self.is_async:
             return await self.fn(**kwargs)
@@ -155,6 +160,26 @@ class Skill(BaseModel):
         return "\n".join(
             p for p in (self.name, self.description, self.capability, params, self.body) if p
         )
+
+
+# Cached by the function or model itself (not on the frozen Skill: ``model_copy`` would carry
+# a cached answer over to a copy with another ``fn``).
+def _is_coroutine_fn(fn: Any) -> bool:
+    try:
+        return _is_coroutine_fn_cached(fn)
+    except TypeError:  # an unhashable callable
+        return inspect.iscoroutinefunction(fn)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_coroutine_fn_cached(fn: Any) -> bool:
+    return inspect.iscoroutinefunction(fn)
+
+
+@functools.lru_cache(maxsize=4096)
+def _wraps_result(model: type[BaseModel]) -> bool:
+    """Whether ``model`` is ``{"result": ...}`` (a bare return value is wrapped in it)."""
+    return model.model_fields.keys() == {"result"}
 
 
 def _kwargs_for(fn: Callable[..., Any], parsed: BaseModel) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from orchestra.errors import ErrorPayload
 from orchestra.skills import Skill
@@ -57,6 +57,10 @@ class StepOutcome(BaseModel):
     booked_usd: float = 0.0
     llm_calls: int = 0
     routes: list[str] = Field(default_factory=list)
+    #: The skill whose output model already validated ``output`` in this process (set by
+    #: :func:`~orchestra.executors.local.run_skill`; never serialised): the driver's own
+    #: check of the output can skip the second validation of the same dict.
+    _checked_by: Any = PrivateAttr(default=None)
 
 
 @runtime_checkable

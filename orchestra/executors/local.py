@@ -9,7 +9,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from orchestra import secrets, tracing
+from orchestra import aio, secrets, tracing
 from orchestra.errors import (
     BudgetExceeded,
     ErrorPayload,
@@ -71,6 +71,7 @@ async def _run_skill(skill: Skill, task: StepTask) -> StepOutcome:
     outcome = await _call(skill, task, arguments)
     if outcome.output is not None:
         outcome.output = secrets.scrub(outcome.output, opened)
+        outcome._checked_by = None  # changed since its check: the driver checks it again
     if outcome.error is not None:
         outcome.error.message = secrets.scrub(outcome.error.message, opened)
     return outcome
@@ -83,7 +84,7 @@ async def _call(skill: Skill, task: StepTask, arguments: dict[str, Any]) -> Step
         return StepOutcome(ok=False, error=err, duration_ms=(time.perf_counter() - t0) * 1e3)
 
     try:
-        skill.parse_input(arguments)
+        parsed = skill.parse_input(arguments)
     except ValidationError as exc:
         return fail(
             to_payload(
@@ -93,7 +94,8 @@ async def _call(skill: Skill, task: StepTask, arguments: dict[str, Any]) -> Step
             )
         )
     try:
-        raw: Any = await asyncio.wait_for(skill.acall(arguments), timeout=task.timeout_s)
+        # no task and no timer for a call that answers without waiting
+        raw: Any = await aio.finish_within(skill.invoke(parsed), task.timeout_s)
     except TimeoutError:
         return fail(
             to_payload(
@@ -132,12 +134,14 @@ async def _call(skill: Skill, task: StepTask, arguments: dict[str, Any]) -> Step
         if isinstance(reported, int | float) and not isinstance(reported, bool)
         else 0.0
     )
-    return StepOutcome(
+    outcome = StepOutcome(
         ok=True,
         output=output,
         duration_ms=(time.perf_counter() - t0) * 1e3,
         cost_usd=skill.cost + max(extra, 0.0),
     )
+    outcome._checked_by = skill
+    return outcome
 
 
 class LocalExecutor:

@@ -27,6 +27,7 @@ server) so that one budget holds across a fleet of workers.
 from __future__ import annotations
 
 import contextvars
+import itertools
 import math
 import threading
 import uuid
@@ -217,6 +218,8 @@ class InMemoryLedger:
         self._reserved_tokens = 0
         self._calls = 0
         self._open: dict[str, Reservation] = {}
+        # reservation ids: unique (a uuid per ledger, a counter per reservation)
+        self._id_prefix, self._ids = f"{uuid.uuid4().hex}-", itertools.count(1)
         self._lock = threading.Lock()
 
     @property
@@ -259,7 +262,11 @@ class InMemoryLedger:
                     snapshot=self._snapshot(),
                 )
             res = Reservation(
-                id=uuid.uuid4().hex, run_id=self._run_id, nano=nano, tokens=tokens, label=label
+                id=f"{self._id_prefix}{next(self._ids)}",
+                run_id=self._run_id,
+                nano=nano,
+                tokens=tokens,
+                label=label,
             )
             self._reserved_nano += nano
             self._reserved_tokens += tokens

@@ -30,7 +30,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestra.aio import go_on
 
 if TYPE_CHECKING:
     from orchestra.graph import CompiledGraph
@@ -61,7 +63,10 @@ class Priority:
 
 
 class Signal(BaseModel):
-    """One monitor's verdict about a skill, a step, or the whole run."""
+    """One monitor's verdict about a skill, a step, or the whole run (immutable: a monitor may
+    give the same signal again while nothing it depends on changed)."""
+
+    model_config = ConfigDict(frozen=True)
 
     monitor: str
     kind: Literal["block", "penalize", "halt", "note"]
@@ -133,7 +138,7 @@ async def gather_signals(monitors: Sequence[Monitor], ctx: MonitorContext) -> li
         except Exception as exc:
             results[i] = exc
             continue
-        waiting[i] = asyncio.ensure_future(_go_on(coro, first))
+        waiting[i] = asyncio.ensure_future(go_on(coro, first))
     if waiting:
         done = await asyncio.gather(*waiting.values(), return_exceptions=True)
         for i, r in zip(waiting, done, strict=True):
@@ -154,28 +159,6 @@ async def gather_signals(monitors: Sequence[Monitor], ctx: MonitorContext) -> li
         else:
             out.append(r)
     return out
-
-
-async def _go_on(coro: Any, waits_on: Any) -> Any:
-    """Drive a coroutine that was started outside any task and now waits on ``waits_on``
-    (a future, or ``None`` for a bare yield) to its end, inside the current task."""
-    while True:
-        try:
-            if waits_on is None:
-                await asyncio.sleep(0)
-            else:
-                waits_on._asyncio_future_blocking = False
-                await asyncio.wait([waits_on])
-        except BaseException as exc:  # cancelled: let the coroutine handle it
-            try:
-                waits_on = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-            continue
-        try:
-            waits_on = coro.send(None)  # the future is done: its await returns its result
-        except StopIteration as stop:
-            return stop.value
 
 
 def is_incremental(monitor: Monitor) -> bool:

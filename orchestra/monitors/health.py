@@ -80,7 +80,8 @@ class HealthBoard:
     def get(self, skill: str) -> SkillHealth:
         """The record of ``skill`` (a fresh healthy one if never seen)."""
         with self._lock:
-            return self._records.get(skill, SkillHealth()).model_copy()
+            r = self._records.get(skill)
+            return r.model_copy() if r is not None else SkillHealth()
 
     def put(self, skill: str, record: SkillHealth) -> None:
         with self._lock:
@@ -120,7 +121,7 @@ class HealthBoard:
     # ---------------------------------------------------------------- reads
 
     def status(self, skill: str, record: SkillHealth | None = None) -> HealthStatus:
-        r = record if record is not None else self.get(skill)
+        r = record if record is not None else self.snapshot((skill,))[skill]  # read, no copy
         if r.down:
             return "down"
         if r.open:

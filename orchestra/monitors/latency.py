@@ -21,6 +21,11 @@ class LatencyMonitor:
     def __init__(self, *, latency_weight: float = 0.01, slow_factor: float = 3.0):
         self.latency_weight = latency_weight
         self.slow_factor = slow_factor
+        # per skill: what its signals depend on (observed EWMA, declared latency, the two
+        # settings) -> the signals they gave last time
+        self._last: dict[
+            str, tuple[tuple[float | None, float, float, float], tuple[Signal, ...]]
+        ] = {}
 
     async def check(self, ctx: MonitorContext) -> list[Signal]:
         signals: list[Signal] = []
@@ -30,8 +35,15 @@ class LatencyMonitor:
             if sk.milestone:
                 continue
             observed = records[sk.name].ewma_ms
+            key = (observed, sk.latency_ms, self.latency_weight, self.slow_factor)
+            known = self._last.get(sk.name)
+            if known is not None and known[0] == key:
+                signals.extend(known[1])  # nothing it depends on changed: the same signals
+                continue
+            mark = len(signals)
             ms = observed if observed is not None else sk.latency_ms
             if ms <= 0:
+                self._last[sk.name] = (key, ())
                 continue
             signals.append(
                 Signal(
@@ -57,4 +69,5 @@ class LatencyMonitor:
                         reason=f"{sk.name} is slow: {observed:.0f} ms vs {sk.latency_ms:.0f} ms declared",
                     )
                 )
+            self._last[sk.name] = (key, tuple(signals[mark:]))
         return signals
