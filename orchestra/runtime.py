@@ -354,6 +354,7 @@ class _Run:
         self.memo: list[dict[str, list[Signal]]] = []  # per monitor: skill -> its signals
         self.watch: set[str] = set()  # skills an incremental monitor blocks (time may lift it)
         self.local_nodes: set[tuple[str, str]] = set()
+        self._incremental = [is_incremental(m) for m in runner.monitors]
         self.dispatched: set[str] = set()
         self.lease: LeaseKeeper | None = None  # released when the run stops driving
         self.log = log.bind(run_id=state.run_id, graph=compiled.name)
@@ -425,9 +426,7 @@ class _Run:
         ctx = MonitorContext(
             graph=c,
             health=board,
-            ready=[
-                ReadyStep(s, c.candidates[s], planner.merged_arguments(c, self.s, s)) for s in ready
-            ],
+            ready=[ReadyStep(s, c.candidates[s], _Arguments(c, self.s, s)) for s in ready],
             outputs=_Outputs(self.s.completed),
             spent_usd=await self._committed_usd(),
             budget_usd=self.budget,
@@ -478,7 +477,7 @@ class _Run:
                     moved.add(k)
                     if _blocks(old) != _blocks(new):
                         reblocked.add(k)
-        incremental = [is_incremental(m) for m in self.r.monitors]
+        incremental = self._incremental
         if everything:
             self.watch = set()
         for k in {k for mem in self.memo for k in mem} if everything else moved:
@@ -758,7 +757,7 @@ class _Run:
             return
         vetoes: list[Signal] = []
         output = outcome.output or {}
-        if outcome.ok and outcome._checked_by is not sk:  # not validated here already
+        if outcome.ok and outcome.checked_by is not sk:  # not validated here already
             try:
                 output = sk.parse_output(output)
             except (ValueError, TypeError) as exc:
@@ -1435,6 +1434,29 @@ def _route_names(route: Route) -> list[str]:
         return named(route.nodes)
     shown = named(route.head(_ROUTE_SHOWN - 2))
     return [*shown, f"... {len(route) - len(shown) - 1} more", *named([route.last])]
+
+
+class _Arguments(Mapping[str, Any]):
+    """The arguments every candidate of a ready step could be called with, for monitors;
+    worked out only if a monitor reads them (most rounds, none does)."""
+
+    def __init__(self, c: CompiledGraph, state: RunState, step: str):
+        self._c, self._state, self._step = c, state, step
+        self._args: dict[str, Any] | None = None
+
+    def _get(self) -> dict[str, Any]:
+        if self._args is None:
+            self._args = planner.merged_arguments(self._c, self._state, self._step)
+        return self._args
+
+    def __getitem__(self, key: str) -> Any:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
 
 
 class _Outputs(Mapping[str, Mapping[str, Any]]):

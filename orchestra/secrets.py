@@ -224,12 +224,19 @@ def secret_field_names(models: Iterable[type[BaseModel]]) -> set[str]:
     """Top-level fields of ``models`` declared ``SecretStr``/``SecretBytes`` (or optional)."""
     names: set[str] = set()
     for m in models:
-        for name, info in m.model_fields.items():
-            ann = info.annotation
-            args = getattr(ann, "__args__", ()) or ()
-            if ann in (SecretStr, SecretBytes) or any(a in (SecretStr, SecretBytes) for a in args):
-                names.add(name)
+        names.update(_secret_fields_of(m))
     return names
+
+
+@functools.lru_cache(maxsize=4096)
+def _secret_fields_of(model: type[BaseModel]) -> frozenset[str]:
+    names = set()
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        args = getattr(ann, "__args__", ()) or ()
+        if ann in (SecretStr, SecretBytes) or any(a in (SecretStr, SecretBytes) for a in args):
+            names.add(name)
+    return frozenset(names)
 
 
 def seal_named(data: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:

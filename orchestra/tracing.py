@@ -53,7 +53,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -651,18 +651,28 @@ def answer_event(answer: str) -> None:
     )
 
 
-@contextmanager
+# what the span helpers return when nothing is traced: reusable, and no generator to run
+_NO_SPAN: AbstractContextManager[Span] = nullcontext(trace.INVALID_SPAN)
+_NOTHING: AbstractContextManager[None] = nullcontext()
+
+
 def step_span(
     step_id: str, *, run_id: str, skill: str, attributes: Mapping[str, Any] | None = None
-) -> Iterator[Span]:
+) -> AbstractContextManager[Span]:
     """The span of one attempt of one step, on the driver: ``step {step_id}``.
 
     Carries the route the attempt follows (``orchestra.route``) and, after a reroute, why
     (``orchestra.route_reason``), taken from the decision log.
     """
     if _off():
-        yield trace.INVALID_SPAN
-        return
+        return _NO_SPAN  # nothing to build: no generator, no attributes
+    return _step_span(step_id, run_id=run_id, skill=skill, attributes=attributes)
+
+
+@contextmanager
+def _step_span(
+    step_id: str, *, run_id: str, skill: str, attributes: Mapping[str, Any] | None
+) -> Iterator[Span]:
     attrs: dict[str, Any] = {
         "orchestra.run_id": run_id,
         "orchestra.step_id": step_id,
@@ -678,18 +688,23 @@ def step_span(
         yield span
 
 
-@contextmanager
 def tool_span(
     skill: str, *, run_id: str, step_id: str, attributes: Mapping[str, Any] | None = None
-) -> Iterator[Span]:
+) -> AbstractContextManager[Span]:
     """The span of one tool call: ``execute_tool {skill}``.
 
     When this process does not trace, the span is skipped and the caller's context (e.g. the
     driver's, extracted from a task) stays current, so log lines still carry its trace id.
     """
     if _off():
-        yield trace.INVALID_SPAN
-        return
+        return _NO_SPAN
+    return _tool_span(skill, run_id=run_id, step_id=step_id, attributes=attributes)
+
+
+@contextmanager
+def _tool_span(
+    skill: str, *, run_id: str, step_id: str, attributes: Mapping[str, Any] | None
+) -> Iterator[Span]:
     attrs: dict[str, Any] = {
         "gen_ai.operation.name": "execute_tool",
         "gen_ai.tool.name": skill,
@@ -818,12 +833,15 @@ def inject_context() -> dict[str, str]:
     return carrier
 
 
-@contextmanager
-def extract_context(carrier: Mapping[str, str]) -> Iterator[None]:
+def extract_context(carrier: Mapping[str, str]) -> AbstractContextManager[None]:
     """Make the trace context carried by ``carrier`` current (on a worker)."""
     if not carrier:
-        yield
-        return
+        return _NOTHING
+    return _extract_context(carrier)
+
+
+@contextmanager
+def _extract_context(carrier: Mapping[str, str]) -> Iterator[None]:
     token = otel_context.attach(propagate.extract(dict(carrier)))
     try:
         yield

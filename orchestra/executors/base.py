@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, Field, PrivateAttr
+from pydantic import BaseModel, Field
 
 from orchestra.errors import ErrorPayload
 from orchestra.skills import Skill
@@ -57,10 +57,11 @@ class StepOutcome(BaseModel):
     booked_usd: float = 0.0
     llm_calls: int = 0
     routes: list[str] = Field(default_factory=list)
-    #: The skill whose output model already validated ``output`` in this process (set by
-    #: :func:`~orchestra.executors.local.run_skill`; never serialised): the driver's own
-    #: check of the output can skip the second validation of the same dict.
-    _checked_by: Any = PrivateAttr(default=None)
+    #: The :class:`~orchestra.skills.Skill` object whose output model already validated
+    #: ``output`` in this process (set by :func:`~orchestra.executors.local.run_skill`; never
+    #: serialised): the driver's own check of the output skips a second validation when it is
+    #: the very skill it would check against (an identity no message can forge).
+    checked_by: Any = Field(default=None, exclude=True, repr=False)
 
 
 @runtime_checkable

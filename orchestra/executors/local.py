@@ -54,9 +54,10 @@ async def run_skill(skill: Skill, task: StepTask) -> StepOutcome:
         if not outcome.ok and outcome.error is not None:
             tracing.mark_error(span, outcome.error.message, outcome.error.type)
         # the model calls the step made (an agent's), for the run's decision log and ledger
-        outcome.llm_calls = meter.llm_calls
-        outcome.booked_usd = meter.booked_usd
-        outcome.routes = list(meter.routes)
+        if meter.llm_calls or meter.booked_usd or meter.routes:  # most tools call no model
+            outcome.llm_calls = meter.llm_calls
+            outcome.booked_usd = meter.booked_usd
+            outcome.routes = list(meter.routes)
         return outcome
 
 
@@ -71,7 +72,7 @@ async def _run_skill(skill: Skill, task: StepTask) -> StepOutcome:
     outcome = await _call(skill, task, arguments)
     if outcome.output is not None:
         outcome.output = secrets.scrub(outcome.output, opened)
-        outcome._checked_by = None  # changed since its check: the driver checks it again
+        outcome.checked_by = None  # changed since its check: the driver checks it again
     if outcome.error is not None:
         outcome.error.message = secrets.scrub(outcome.error.message, opened)
     return outcome
@@ -134,14 +135,13 @@ async def _call(skill: Skill, task: StepTask, arguments: dict[str, Any]) -> Step
         if isinstance(reported, int | float) and not isinstance(reported, bool)
         else 0.0
     )
-    outcome = StepOutcome(
+    return StepOutcome(
         ok=True,
         output=output,
         duration_ms=(time.perf_counter() - t0) * 1e3,
         cost_usd=skill.cost + max(extra, 0.0),
+        checked_by=skill,
     )
-    outcome._checked_by = skill
-    return outcome
 
 
 class LocalExecutor:

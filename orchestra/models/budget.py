@@ -76,6 +76,8 @@ def from_nano(nano: int) -> float:
 class BudgetSnapshot(BaseModel):
     """Where a run's budget stands.  ``None`` limits mean unlimited."""
 
+    model_config = ConfigDict(frozen=True)  # a ledger hands the same one out until it changes
+
     run_id: str
     limit_usd: float | None
     limit_tokens: int | None
@@ -218,6 +220,7 @@ class InMemoryLedger:
         self._reserved_tokens = 0
         self._calls = 0
         self._open: dict[str, Reservation] = {}
+        self._snap: BudgetSnapshot | None = None  # the last snapshot, until a change
         # reservation ids: unique (a uuid per ledger, a counter per reservation)
         self._id_prefix, self._ids = f"{uuid.uuid4().hex}-", itertools.count(1)
         self._lock = threading.Lock()
@@ -228,7 +231,9 @@ class InMemoryLedger:
         return self._run_id
 
     def _snapshot(self) -> BudgetSnapshot:
-        return BudgetSnapshot(
+        if self._snap is not None:
+            return self._snap  # nothing booked since it was taken
+        self._snap = BudgetSnapshot(
             run_id=self._run_id,
             limit_usd=None if self._limit_nano is None else from_nano(self._limit_nano),
             limit_tokens=self._limit_tokens,
@@ -239,6 +244,7 @@ class InMemoryLedger:
             calls=self._calls,
             overrun_usd=from_nano(self._overrun_nano),
         )
+        return self._snap
 
     async def reserve(self, usd: float, tokens: int, *, label: str = "") -> Reservation:
         """Hold ``usd``/``tokens``; raise :class:`BudgetRefusal` if it could cross the limit."""
@@ -271,6 +277,7 @@ class InMemoryLedger:
             self._reserved_nano += nano
             self._reserved_tokens += tokens
             self._open[res.id] = res
+            self._snap = None
             return res
 
     async def settle(self, reservation: Reservation, *, usd: float, tokens: int) -> float:
@@ -289,6 +296,7 @@ class InMemoryLedger:
             self._calls += 1
             over = max(0, nano - reservation.nano)
             self._overrun_nano += over
+            self._snap = None
             return from_nano(over)
 
     async def release(self, reservation: Reservation) -> None:
@@ -298,6 +306,7 @@ class InMemoryLedger:
                 return
             self._reserved_nano -= reservation.nano
             self._reserved_tokens -= reservation.tokens
+            self._snap = None
 
     async def snapshot(self) -> BudgetSnapshot:
         """Where the budget stands now."""
