@@ -581,7 +581,6 @@ class _Run:
     # ------------------------------------------------------------------ execute + observe
 
     def dispatch(self, step: str, skill: str, route: Route, goal: GoalSpec) -> None:
-        pref = planner.preferred(self.view, step, goal)
         last = self.failed_last.get(step)
         names = _route_names(route)
         if last is not None and last[0] != skill:
@@ -593,7 +592,7 @@ class _Run:
                 route=names,
                 cost=route.cost,
             )
-        elif last is None and pref != skill and self.c.route.blocked((step, pref)):
+        elif last is None and (pref := self._blocked_preference(step, skill, goal)) is not None:
             self.decide(
                 "reroute",
                 f"{planner.why_blocked(self.view, step, pref)}; routed to {skill}",
@@ -641,6 +640,16 @@ class _Run:
             # started in place: a call that answers without waiting costs no task
             task_ = aio.start(self._call(task, sk, route))
         self.inflight[task_] = (step, skill, time.perf_counter())
+
+    def _blocked_preference(self, step: str, skill: str, goal: GoalSpec) -> str | None:
+        """The skill the static weights prefer at ``step`` when it is blocked and ``skill``
+        serves instead (a reroute to log); ``None`` otherwise (no other candidate blocked:
+        the usual case, told without working out the preference)."""
+        rg = self.c.route
+        if not any(k != skill and rg.blocked((step, k)) for k in self.c.candidates[step]):
+            return None
+        pref = planner.preferred(self.view, step, goal)
+        return pref if pref != skill and rg.blocked((step, pref)) else None
 
     async def _call(self, task: StepTask, sk: Any, route: Route) -> StepOutcome:
         attrs = {

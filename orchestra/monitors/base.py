@@ -36,7 +36,7 @@ from orchestra.aio import go_on
 
 if TYPE_CHECKING:
     from orchestra.graph import CompiledGraph
-    from orchestra.monitors.health import HealthBoard
+    from orchestra.monitors.health import HealthBoard, SkillHealth
     from orchestra.skills import Skill
 
 __all__ = [
@@ -100,9 +100,21 @@ class MonitorContext:
     #: the skills an incremental monitor must look at this round (``None``: every skill in use)
     skills: Sequence[Skill] | None = None
 
+    _records: tuple[tuple[str, ...], Mapping[str, SkillHealth]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
     def checked_skills(self) -> Sequence[Skill]:
         """The skills to look at: :attr:`skills`, or every skill the graph uses."""
         return self.skills if self.skills is not None else self.graph.skills_in_use()
+
+    def health_records(self, skills: Sequence[Skill]) -> Mapping[str, SkillHealth]:
+        """The health records of ``skills``, read once per round for every monitor that asks
+        for the same skills (one round trip, not one per monitor, on a fleet's board)."""
+        names = tuple(s.name for s in skills)
+        if self._records is None or self._records[0] != names:
+            self._records = (names, self.health.snapshot(names))
+        return self._records[1]
 
 
 @runtime_checkable

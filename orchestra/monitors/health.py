@@ -198,7 +198,7 @@ class ToolHealthMonitor:
     async def check(self, ctx: MonitorContext) -> list[Signal]:
         signals: list[Signal] = []
         skills = ctx.checked_skills() if self.incremental else ctx.graph.skills_in_use()
-        records = ctx.health.snapshot(s.name for s in skills)
+        records = ctx.health_records(skills)
         for sk in skills:
             if sk.milestone:
                 continue

@@ -30,7 +30,7 @@ class LatencyMonitor:
     async def check(self, ctx: MonitorContext) -> list[Signal]:
         signals: list[Signal] = []
         skills = ctx.checked_skills()
-        records = ctx.health.snapshot(s.name for s in skills)
+        records = ctx.health_records(skills)
         for sk in skills:
             if sk.milestone:
                 continue
