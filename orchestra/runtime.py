@@ -652,14 +652,16 @@ class _Run:
         return pref if pref != skill and rg.blocked((step, pref)) else None
 
     async def _call(self, task: StepTask, sk: Any, route: Route) -> StepOutcome:
-        attrs = {
-            "orchestra.cost": sk.cost,
-            "orchestra.attempt": task.attempt,
-            "orchestra.route_cost": route.cost,
-            "orchestra.health": self.r.health.status(sk.name),
-        }
-        if self.budget is not None:
-            attrs["orchestra.budget_remaining"] = self.budget - self.s.spent_usd
+        attrs: dict[str, Any] | None = None
+        if tracing.active():  # a health read per step only for a span that records it
+            attrs = {
+                "orchestra.cost": sk.cost,
+                "orchestra.attempt": task.attempt,
+                "orchestra.route_cost": route.cost,
+                "orchestra.health": self.r.health.status(sk.name),
+            }
+            if self.budget is not None:
+                attrs["orchestra.budget_remaining"] = self.budget - self.s.spent_usd
         with tracing.step_span(
             task.step_id, run_id=task.run_id, skill=sk.name, attributes=attrs
         ) as span:

@@ -79,6 +79,7 @@ __all__ = [
     "InstrumentedChatModel",
     "SpanCapture",
     "TracingConfig",
+    "active",
     "answer_event",
     "capture_spans",
     "chat_span",
@@ -326,6 +327,12 @@ def tracer() -> trace.Tracer:
         t = _STATE.tracer
         assert t is not None
     return t
+
+
+def active() -> bool:
+    """Whether Orchestra's spans record anything in this process (worth building their
+    attributes)."""
+    return not _off()
 
 
 def _off() -> bool:
