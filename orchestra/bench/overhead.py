@@ -21,7 +21,8 @@ JSON (``--json OUT``)::
     {"chain": {"<n>": {"orchestra_ms_per_step", "langgraph_ms_per_step", "ratio"}},
      "fanout": {"<n>": {...}}, "checkpoint_bytes_per_step": {"<n>": ...},
      "fleet": {"orchestra_steps_per_s", "celery_steps_per_s", "ratio"},
-     "start": {"import_s", "help_s", "python_s"}}
+     "start": {"import_s", "help_s", "python_s"}, "chain_growth": <ms/step of the longest
+     chain / ms/step of the shortest>}
 """
 
 from __future__ import annotations
@@ -266,6 +267,11 @@ def run_overhead_bench(
             out["checkpoint_bytes_per_step"][str(n)] = asyncio.run(_checkpoint_bytes(n, folder))
         if fleet:
             out["fleet"] = _fleet(fleet_steps, folder)
+    lo, hi = str(min(sizes)), str(max(sizes))
+    # how the per-step cost grows with the run: ms/step of the longest chain over the shortest
+    out["chain_growth"] = round(
+        out["chain"][hi]["orchestra_ms_per_step"] / out["chain"][lo]["orchestra_ms_per_step"], 3
+    )
     out["cpus"] = os.cpu_count()
     out["load_avg_1m"] = round(os.getloadavg()[0], 2)
     return out
@@ -318,6 +324,10 @@ def register(app: typer.Typer) -> None:
                     f"{r['checkpoint_bytes_per_step'][str(n)]:,.0f}" if shape == "chain" else "",
                 )
         console.print(table)
+        console.print(
+            f"per-step cost of the {max(ns)}-step chain / the {min(ns)}-step chain: "
+            f"{r['chain_growth']:.2f}×"
+        )
         st = r["start"]
         console.print(
             f"start: import orchestra {st['import_s']:.2f} s, orchestra --help {st['help_s']:.2f} s "

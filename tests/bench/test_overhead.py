@@ -39,7 +39,12 @@ def test_the_overhead_bench_writes_every_figure(tmp_path: Path) -> None:
     assert {"orchestra_steps_per_s", "celery_steps_per_s", "ratio"} <= set(fleet)
     assert fleet["orchestra_steps_per_s"] > 0 and fleet["celery_steps_per_s"] > 0
     assert set(r["start"]) == {"import_s", "help_s", "python_s"}
+    assert r["chain_growth"] == pytest.approx(
+        r["chain"]["8"]["orchestra_ms_per_step"] / r["chain"]["3"]["orchestra_ms_per_step"],
+        rel=0.01,
+    )
     assert "fleet fan-out of 40 steps" in result.output
+    assert "per-step cost of the 8-step chain / the 3-step chain" in result.output
 
 
 def test_bad_sizes_are_refused() -> None:
