@@ -117,6 +117,9 @@ class RunView:
     blocked_steps: set[str] = field(init=False, default_factory=set)
     #: set by :meth:`refresh`: the next round must weigh every node again
     reweigh: bool = field(init=False, default=True)
+    #: field name -> completed steps whose output has it (a superset: a step taken back may
+    #: stay listed), so that a parameter no step returned is not looked for in every output
+    returned: dict[str, set[str]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.refresh()
@@ -130,9 +133,15 @@ class RunView:
         self._counted = set(done)
         self._undone: dict[str, int] = {}
         self.reweigh = True
+        self.returned = {}
+        for step, rec in done.items():
+            for name in rec.output:
+                self.returned.setdefault(name, set()).add(step)
 
     def completed(self, step: str) -> None:
         """``step`` was just recorded in ``state.completed``."""
+        for name in self.state.completed[step].output:  # its record may be new even if counted
+            self.returned.setdefault(name, set()).add(step)
         if step in self._counted:
             return
         self._counted.add(step)
@@ -242,8 +251,17 @@ def goal_consistent(state: RunState, g: GoalSpec) -> bool:
 # ---------------------------------------------------------------------- inputs
 
 
-def arguments(c: CompiledGraph, state: RunState, step: str, skill: str) -> dict[str, Any]:
+def arguments(
+    c: CompiledGraph,
+    state: RunState,
+    step: str,
+    skill: str,
+    returned: Mapping[str, set[str]] | None = None,
+) -> dict[str, Any]:
     """Arguments for ``skill`` at ``step``: explicit mappings, then nearest outputs, then input.
+
+    ``returned`` (:attr:`RunView.returned`) lets a parameter that no completed step returned
+    go straight to the run input instead of through every earlier output.
 
     Raises :class:`RunInputError` naming the parameter when a required one cannot be filled
     from the run's input, and :class:`MissingStepInput` when an earlier step's skill (after a
@@ -282,7 +300,8 @@ def arguments(c: CompiledGraph, state: RunState, step: str, skill: str) -> dict[
                 )
             args[name] = src[fld]
             continue
-        for src in sources():
+        nearest = sources() if returned is None or name in returned else iter((state.input,))
+        for src in nearest:
             if name in src:
                 args[name] = src[name]
                 break
@@ -316,12 +335,17 @@ def _expected_from(c: CompiledGraph, state: RunState, step: str, name: str) -> s
     return None
 
 
-def merged_arguments(c: CompiledGraph, state: RunState, step: str) -> dict[str, Any]:
+def merged_arguments(
+    c: CompiledGraph,
+    state: RunState,
+    step: str,
+    returned: Mapping[str, set[str]] | None = None,
+) -> dict[str, Any]:
     """The arguments every candidate of ``step`` could be called with, merged (for monitors)."""
     merged: dict[str, Any] = {}
     for k in c.candidates[step]:
         try:
-            merged.update(arguments(c, state, step, k))
+            merged.update(arguments(c, state, step, k, returned))
         except (RunInputError, MissingStepInput):
             continue
     return merged

@@ -426,7 +426,7 @@ class _Run:
         ctx = MonitorContext(
             graph=c,
             health=board,
-            ready=[ReadyStep(s, c.candidates[s], _Arguments(c, self.s, s)) for s in ready],
+            ready=[ReadyStep(s, c.candidates[s], _Arguments(self.view, s)) for s in ready],
             outputs=_Outputs(self.s.completed),
             spent_usd=await self._committed_usd(),
             budget_usd=self.budget,
@@ -607,7 +607,7 @@ class _Run:
         arguments: dict[str, Any] = {}
         if not sk.milestone:
             try:
-                arguments = planner.arguments(self.c, self.s, step, skill)
+                arguments = planner.arguments(self.c, self.s, step, skill, self.view.returned)
             except MissingStepInput as exc:
                 # what an earlier (rerouted) step returned does not feed this one: a step
                 # failure, healed by reroute, backtracking, demotion or escalation
@@ -1451,13 +1451,14 @@ class _Arguments(Mapping[str, Any]):
     """The arguments every candidate of a ready step could be called with, for monitors;
     worked out only if a monitor reads them (most rounds, none does)."""
 
-    def __init__(self, c: CompiledGraph, state: RunState, step: str):
-        self._c, self._state, self._step = c, state, step
+    def __init__(self, view: planner.RunView, step: str):
+        self._view, self._step = view, step
         self._args: dict[str, Any] | None = None
 
     def _get(self) -> dict[str, Any]:
         if self._args is None:
-            self._args = planner.merged_arguments(self._c, self._state, self._step)
+            v = self._view
+            self._args = planner.merged_arguments(v.graph, v.state, self._step, v.returned)
         return self._args
 
     def __getitem__(self, key: str) -> Any:

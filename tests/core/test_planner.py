@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from pydantic import create_model
+from pydantic import BaseModel, create_model
 
 from orchestra import Graph, RunInputError, Skill, planner
 from orchestra.graph import CompiledGraph
@@ -236,3 +236,69 @@ class TestInputs:
         with pytest.raises(RunInputError, match="needs 'order_id'"):
             planner.arguments(v.graph, v.state, "b", "b")
         assert planner.merged_arguments(v.graph, v.state, "b") == {}
+
+
+class _Note(BaseModel):
+    note: str = "from a step"
+    value: int = 1
+
+
+class _Bare(BaseModel):
+    value: int = 1
+
+
+class TestArgumentsIndex:
+    """``RunView.returned`` only skips the search through earlier outputs for a parameter no
+    completed step returned: the arguments are the same with it as without it."""
+
+    @staticmethod
+    def _chain() -> CompiledGraph:
+        from orchestra import skill
+
+        @skill(name="says_note")
+        def says_note(value: int = 0) -> _Note:
+            return _Note()
+
+        def take(i: int) -> Skill:
+            def fn(value: int = 0, note: str = "", tag: str = "none") -> _Bare:
+                return _Bare()
+
+            fn.__name__ = f"take{i}"
+            return skill(name=f"take{i}")(fn)
+
+        g = Graph("args_index")
+        g.step("first", [says_note])
+        for i in range(6):
+            g.step(f"s{i}", [take(i)], after="first" if i == 0 else f"s{i - 1}")
+        return g.compile()
+
+    def test_same_arguments_with_the_index_as_without(self) -> None:
+        c = self._chain()
+        s = RunState(run_id="r", graph=c.name, input={"tag": "from input", "value": 7})
+        view = planner.RunView(c, s)
+        s.completed["first"] = StepRecord(
+            step="first", skill="says_note", output={"note": "far back", "value": 2}
+        )
+        view.completed("first")
+        for i in range(6):
+            step, sk = f"s{i}", f"take{i}"
+            fast = planner.arguments(c, s, step, sk, view.returned)
+            assert fast == planner.arguments(c, s, step, sk)
+            # the far ancestor's note, the nearest value, the input's tag (no step returns it)
+            assert fast == {"value": 2 if i == 0 else 1, "note": "far back", "tag": "from input"}
+            s.completed[step] = StepRecord(step=step, skill=sk, output={"value": 1})
+            view.completed(step)
+        assert "tag" not in view.returned and view.returned["note"] == {"first"}
+
+    def test_a_record_replaced_without_a_refresh_is_still_read(self) -> None:
+        """A superset, never short: a step recorded again lists its new fields."""
+        c = self._chain()
+        s = RunState(run_id="r", graph=c.name, input={"tag": "from input"})
+        view = planner.RunView(c, s)
+        s.completed["first"] = StepRecord(step="first", skill="says_note", output={"value": 2})
+        view.completed("first")
+        s.completed["first"] = StepRecord(
+            step="first", skill="says_note", output={"value": 2, "tag": "from first"}
+        )
+        view.completed("first")
+        assert planner.arguments(c, s, "s0", "take0", view.returned)["tag"] == "from first"
