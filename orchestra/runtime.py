@@ -408,14 +408,20 @@ class _Run:
     async def observe_health(self, ready: Sequence[str]) -> list[Signal]:
         """Run the monitors on the ready steps, weigh the route graph; return the halts.
 
-        The first round weighs every node.  Later rounds give incremental monitors only the
+        The first round weighs every node, and so does the first after a substitute joined a
+        step (its node has no weight yet).  Later rounds give incremental monitors only the
         skills whose health changed, the ready steps' skills and the skills they block, and
         re-weigh only the nodes whose signals or attempts changed since the last round.
         Signals reach :func:`combine` in the order one whole round would give them.
         """
         c, board = self.c, self.r.health
+        # a substitute joined a step since the last round: its node has no weight yet (nor
+        # its skill any memoised signal), and it is not ready, so only a whole round weighs it
+        grown = self.node_index[0] != c.version
         by_step, by_skill = self._nodes()
-        everything = self.health_mark is None or self.view.reweigh or not self.r.incremental
+        everything = (
+            self.health_mark is None or self.view.reweigh or grown or not self.r.incremental
+        )
         self.view.reweigh = False
         changed = None if everything else board.changed_since(self.health_mark or 0)
         self.health_mark = board.mark()
