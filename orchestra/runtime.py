@@ -802,8 +802,17 @@ class _Run:
             else:
                 assert outcome.error is not None
                 err, kind = outcome.error.message, error_kind(outcome.error.type)
-            if kind == "budget":
-                # the skill is fine; the run cannot afford it: no retry, and say why
+            if kind == "config":
+                # the skill is fine; whoever ran it is set up wrong (e.g. a worker without the
+                # key to open a sealed secret): not a tool fault for the fleet's health board,
+                # and no retry here; the reason says what to fix, and `--answer retry` after
+                assert outcome.error is not None
+                err = (
+                    f"{skill} could not run on {outcome.worker or 'its executor'}: "
+                    f"{outcome.error.type}: {err}"
+                )
+            if kind in ("budget", "config"):
+                # the skill is fine; the run cannot afford it (or run it): no retry, say why
                 self.refused[(step, skill)] = err
                 self.s.attempts[f"{step}:{skill}"] = self.r.max_attempts
                 self.failed_last[step] = (skill, kind)
