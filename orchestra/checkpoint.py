@@ -331,18 +331,34 @@ class SaverCheckpointer:
         statuses: Iterable[str] | None = None,
         now: float | None = None,
     ) -> list[str]:
-        """Remove the runs (every checkpoint and delta) idle for more than ``older_than_s``
-        seconds and whose status is one of ``statuses`` (any, when ``None``); returns their
-        ids."""
+        """Remove the runs idle for more than ``older_than_s`` seconds and whose status is one
+        of ``statuses`` (any, when ``None``); returns their ids.
+
+        A run goes whole: every checkpoint and delta, then its lease and its effects journal
+        (:func:`orchestra.lease.forget_run`), in that order, so that a prune cut short never
+        leaves a resumable run without its journal.  A run a driver holds the lease of now
+        is live and kept, whatever its saved status says.  Which statuses are safe to name is
+        the caller's call: an escalated run may wait on a human for a call of unknown outcome
+        (``orchestra runs prune`` and the ``retention`` setting name completed and demoted
+        runs only, unless told otherwise).
+        """
+        from orchestra.lease import forget_run, live_holder
+
         saver = await self._open()
+        url = self.url or "memory://"  # where the runtime keeps the lease (Runner._lease_url)
         keep_until = (now if now is not None else time.time()) - (older_than_s or 0.0)
         wanted = set(statuses) if statuses is not None else None
         gone: list[str] = []
         for at, state in await self._latest():
             if at > keep_until or (wanted is not None and state.status not in wanted):
                 continue
+            holder = await asyncio.to_thread(live_holder, url, state.run_id)
+            if holder is not None:
+                log.info("checkpoint.prune_skipped_live", run_id=state.run_id, holder=holder)
+                continue
             await saver.adelete_thread(state.run_id)
             self._last.pop(state.run_id, None)
+            await asyncio.to_thread(forget_run, url, state.run_id)
             gone.append(state.run_id)
         return gone
 

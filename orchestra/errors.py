@@ -151,12 +151,15 @@ def did_you_mean(name: str, known: list[str] | tuple[str, ...], *, n: int = 3) -
 
 
 def error_kind(error_type: str) -> str:
-    """The kind of a step failure (``exception``, ``timeout``, ``malformed``, ``budget``) from
-    its error class name: the decision log's ``error_kind`` and the spans' ``error.type``."""
+    """The kind of a step failure (``exception``, ``timeout``, ``malformed``, ``budget``,
+    ``config``) from its error class name: the decision log's ``error_kind`` and the spans'
+    ``error.type``.  ``config``: whoever ran the call is set up wrong (a worker without
+    ``ORCHESTRA_SECRET_KEY``), not the tool."""
     return {
         "ToolTimeout": "timeout",
         "MalformedOutput": "malformed",
         "BudgetExceeded": "budget",
+        "SecretKeyError": "config",
     }.get(error_type, "exception")
 
 

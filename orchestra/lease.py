@@ -34,7 +34,15 @@ from dataclasses import dataclass, field
 from orchestra.durable import DurableStore, durable_store
 from orchestra.errors import ConfigError, LeaseLost, RunLeaseHeld
 
-__all__ = ["LeaseKeeper", "RunLease", "acquire_lease", "current_token", "default_holder"]
+__all__ = [
+    "LeaseKeeper",
+    "RunLease",
+    "acquire_lease",
+    "current_token",
+    "default_holder",
+    "forget_run",
+    "live_holder",
+]
 
 _HOST = socket.gethostname()
 
@@ -170,6 +178,32 @@ def current_token(url: str | None, run_id: str) -> int | None:
             "SELECT token FROM orchestra_run_leases WHERE run_id = ?", (run_id,)
         ).fetchone()
     return None if row is None else int(row[0])
+
+
+def live_holder(url: str | None, run_id: str) -> str | None:
+    """Who drives ``run_id`` now: the holder of its lease while the lease is unexpired and its
+    holder is not a dead process of this machine; ``None`` when no driver has the run."""
+    with durable_store(url).transaction() as cur:
+        row = cur.execute(
+            "SELECT holder, expires_at FROM orchestra_run_leases WHERE run_id = ?", (run_id,)
+        ).fetchone()
+    if row is None or float(row[1]) <= time.time() or _dead_here(str(row[0])):
+        return None
+    return str(row[0])
+
+
+def forget_run(url: str | None, run_id: str) -> int:
+    """Delete ``run_id``'s lease and its effects journal (the run was pruned: nothing will
+    drive it again, and rows left behind would only grow the tables); returns the rows gone.
+
+    Only for a run whose checkpoints are gone: without them the journal is what stops a
+    call that may have taken effect from running again.
+    """
+    with durable_store(url).transaction() as cur:
+        cur.execute("DELETE FROM orchestra_effects WHERE run_id = ?", (run_id,))
+        gone = cur.rowcount
+        cur.execute("DELETE FROM orchestra_run_leases WHERE run_id = ?", (run_id,))
+        return gone + cur.rowcount
 
 
 class LeaseKeeper:

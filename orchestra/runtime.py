@@ -406,14 +406,20 @@ class _Run:
     async def observe_health(self, ready: Sequence[str]) -> list[Signal]:
         """Run the monitors on the ready steps, weigh the route graph; return the halts.
 
-        The first round weighs every node.  Later rounds give incremental monitors only the
+        The first round weighs every node, and so does the first after a substitute joined a
+        step (its node has no weight yet).  Later rounds give incremental monitors only the
         skills whose health changed, the ready steps' skills and the skills they block, and
         re-weigh only the nodes whose signals or attempts changed since the last round.
         Signals reach :func:`combine` in the order one whole round would give them.
         """
         c, board = self.c, self.r.health
+        # a substitute joined a step since the last round: its node has no weight yet (nor
+        # its skill any memoised signal), and it is not ready, so only a whole round weighs it
+        grown = self.node_index[0] != c.version
         by_step, by_skill = self._nodes()
-        everything = self.health_mark is None or self.view.reweigh or not self.r.incremental
+        everything = (
+            self.health_mark is None or self.view.reweigh or grown or not self.r.incremental
+        )
         self.view.reweigh = False
         changed = None if everything else board.changed_since(self.health_mark or 0)
         self.health_mark = board.mark()
@@ -816,8 +822,17 @@ class _Run:
             else:
                 assert outcome.error is not None
                 err, kind = outcome.error.message, error_kind(outcome.error.type)
-            if kind == "budget":
-                # the skill is fine; the run cannot afford it: no retry, and say why
+            if kind == "config":
+                # the skill is fine; whoever ran it is set up wrong (e.g. a worker without the
+                # key to open a sealed secret): not a tool fault for the fleet's health board,
+                # and no retry here; the reason says what to fix, and `--answer retry` after
+                assert outcome.error is not None
+                err = (
+                    f"{skill} could not run on {outcome.worker or 'its executor'}: "
+                    f"{outcome.error.type}: {err}"
+                )
+            if kind in ("budget", "config"):
+                # the skill is fine; the run cannot afford it (or run it): no retry, say why
                 self.refused[(step, skill)] = err
                 self.s.attempts[f"{step}:{skill}"] = self.r.max_attempts
                 self.failed_last[step] = (skill, kind)

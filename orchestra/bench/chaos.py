@@ -47,6 +47,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from pydantic import BaseModel
 
+from orchestra.bench._procs import (
+    RedisServer,
+    fleet_env,
+    fleet_settings,
+    kill_group,
+    spawn_worker,
+)
 from orchestra.skills import skill
 
 if TYPE_CHECKING:
@@ -160,68 +167,23 @@ class _Worker:
 @dataclass
 class _Fleet:
     tmp: Path
-    port: int
+    redis: RedisServer
     env: dict[str, str]
     side_log: Path
-    redis: subprocess.Popen[bytes] | None = None
     workers: list[_Worker] = field(default_factory=list)
     deaths: int = 0
 
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
     def settings(self) -> Any:
-        from orchestra.fleet import FleetSettings
-
-        values: dict[str, Any] = {
-            "broker_url": self.env["ORCHESTRA_BROKER_URL"],
-            "result_backend": self.env["ORCHESTRA_RESULT_BACKEND"],
-            "health_url": self.env["ORCHESTRA_HEALTH_URL"],
-            "checkpoint_url": self.env["ORCHESTRA_CHECKPOINT_URL"],
-        }
-        values |= {k.removeprefix("ORCHESTRA_").lower(): v for k, v in _FAST.items()}
-        return FleetSettings.model_validate(values)
-
-    # redis
-    def start_redis(self) -> None:
-        import shutil
-
-        from orchestra.bench.fleet import wait_for_redis
-
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("bench chaos needs redis-server on PATH")
-        self.redis = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.tmp)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_for_redis(self.url)
-
-    def stop_redis(self) -> None:
-        if self.redis is not None and self.redis.poll() is None:
-            self.redis.kill()
-            self.redis.wait(timeout=10)
-        self.redis = None
-
-    def restart_redis(self, down_s: float = 1.0) -> None:
-        self.stop_redis()
-        time.sleep(down_s)
-        self.start_redis()
+        return fleet_settings(
+            self.env, **{k.removeprefix("ORCHESTRA_").lower(): v for k, v in _FAST.items()}
+        )
 
     # workers
     def start_worker(self) -> _Worker:
         name = f"chaos-{len(self.workers) + 1}-{uuid.uuid4().hex[:6]}"
         log = self.tmp / f"{name}.log"
-        cmd = [sys.executable, "-m", "orchestra", "worker", "--skills", __file__]
-        cmd += ["--name", name, "--concurrency", "2", "--loglevel", "INFO"]
-        with log.open("w") as out:
-            proc = subprocess.Popen(
-                cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        w = _Worker(name, proc, log)
+        args = ["--skills", __file__, "--name", name, "--concurrency", "2", "--loglevel", "INFO"]
+        w = _Worker(name, spawn_worker(args, self.env, log), log)
         self.workers.append(w)
         return w
 
@@ -256,19 +218,14 @@ class _Fleet:
             if died or "Unrecoverable error" in text:
                 self.deaths += 1
                 self.workers.remove(w)
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(w.proc.pid, signal.SIGKILL)
-                w.proc.wait(timeout=10)
+                kill_group(w.proc)
                 self.start_worker()
         self.wait_live()
 
     def close(self) -> None:
         for w in self.workers:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(w.proc.pid, signal.SIGKILL)
-        for w in self.workers:
-            w.proc.wait(timeout=10)
-        self.stop_redis()
+            kill_group(w.proc)
+        self.redis.stop()
 
     # the tools' own log
     def side(self) -> list[list[str]]:
@@ -289,27 +246,15 @@ class _Fleet:
 
 @contextlib.contextmanager
 def _fleet() -> Iterator[_Fleet]:
-    from orchestra.bench.fleet import _free_port
-
     with tempfile.TemporaryDirectory(prefix="orchestra-chaos-") as tmp_s:
         tmp = Path(tmp_s)
-        port = _free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHESTRA_", "OTEL_"))}
-        env.update(_FAST)
-        url = f"redis://127.0.0.1:{port}"
-        env.update(
-            {
-                "ORCHESTRA_BROKER_URL": f"{url}/0",
-                "ORCHESTRA_RESULT_BACKEND": f"{url}/1",
-                "ORCHESTRA_HEALTH_URL": f"{url}/2",
-                "ORCHESTRA_CHECKPOINT_URL": f"sqlite:///{tmp}/runs.sqlite",
-                _LOG_ENV: str(tmp / "side.log"),
-                "OTEL_SDK_DISABLED": "true",
-            }
+        server = RedisServer(workdir=tmp, missing="bench chaos needs redis-server on PATH")
+        env = fleet_env(
+            server.url, f"sqlite:///{tmp}/runs.sqlite", {**_FAST, _LOG_ENV: str(tmp / "side.log")}
         )
-        f = _Fleet(tmp, port, env, tmp / "side.log")
+        f = _Fleet(tmp, server, env, tmp / "side.log")
         try:
-            f.start_redis()
+            server.start()
             f.start_worker()
             f.start_worker()
             f.wait_live()
@@ -384,14 +329,14 @@ async def _fault(f: _Fleet, fault: str, trial: int) -> _Outcome:
         # Redis goes down while the charge runs and comes back (empty) only after the charge
         # finished: its reply and its stored outcome are lost with it
         await f.started(_CHARGES, tokens["s"])
-        await asyncio.to_thread(f.stop_redis)
+        await asyncio.to_thread(f.redis.stop)
         deadline = time.monotonic() + 30
         while not any(e[0] == "done" and e[2] == tokens["s"] for e in f.side()):
             if time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.05)
         await asyncio.sleep(1.0)
-        await asyncio.to_thread(f.start_redis)
+        await asyncio.to_thread(f.redis.start)
         return _Outcome(rid, tokens, await task)
     if fault == "garbage":
         import redis

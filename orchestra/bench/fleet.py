@@ -28,21 +28,22 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from pydantic import BaseModel
 
+from orchestra.bench._procs import (
+    fleet_env,
+    fleet_settings,
+    private_redis,
+    skill_workers,
+    wait_for_redis,
+)
 from orchestra.skills import skill
 
 __all__ = ["nap_200ms", "noop", "noop_async", "register", "run_fleet_bench", "wait_for_redis"]
@@ -69,97 +70,6 @@ async def nap_200ms() -> Nothing:
     """Wait 200 ms without using a CPU (a tool call waiting on I/O)."""
     await asyncio.sleep(0.2)
     return Nothing()
-
-
-# ----------------------------------------------------------------------------- processes
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_redis(url: str, timeout_s: float = 10.0) -> None:
-    """Return once the redis-server a benchmark just started answers PING at ``url``."""
-    import redis
-
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
-    deadline = time.monotonic() + timeout_s
-    try:
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the private redis-server did not start") from None
-                time.sleep(0.05)
-    finally:
-        client.close()
-
-
-@contextlib.contextmanager
-def _private_redis() -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server is not on PATH: pass --redis URL")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}"
-    try:
-        wait_for_redis(url)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-@contextlib.contextmanager
-def _workers(env: dict[str, str], n: int, concurrency: int) -> Iterator[list[str]]:
-    names = [f"bench-{i}-{uuid.uuid4().hex[:6]}" for i in range(n)]
-    procs = []
-    for name in names:
-        cmd = [sys.executable, "-m", "orchestra", "worker", "--skills", __file__]
-        cmd += ["--name", name, "--concurrency", str(concurrency)]
-        procs.append(
-            subprocess.Popen(
-                cmd,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
-        )
-    try:
-        import redis
-
-        client = redis.Redis.from_url(env["ORCHESTRA_HEALTH_URL"], decode_responses=True)
-        deadline = time.monotonic() + 90
-        while not all(client.exists(f"orchestra:worker:{n}") for n in names):
-            for p in procs:
-                if p.poll() is not None:
-                    err = p.stderr.read().decode(errors="replace") if p.stderr else ""
-                    raise RuntimeError(f"a bench worker exited: {err[-2000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("bench workers did not come up within 90 s")
-            time.sleep(0.1)
-        client.close()
-        yield names
-    finally:
-        for p in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -291,28 +201,10 @@ def run_fleet_bench(
     fanout_runs: int = 5,
 ) -> dict[str, Any]:
     """Start the fleet, measure (see the module doc), stop the fleet; returns the figures."""
-    from orchestra.fleet import FleetSettings
-
     with contextlib.ExitStack() as stack:
-        base = redis_url or stack.enter_context(_private_redis())
-        base = base.rstrip("/")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHESTRA_", "OTEL_"))}
-        env.update(
-            {
-                "ORCHESTRA_BROKER_URL": f"{base}/0",
-                "ORCHESTRA_RESULT_BACKEND": f"{base}/1",
-                "ORCHESTRA_HEALTH_URL": f"{base}/2",
-                "ORCHESTRA_CHECKPOINT_URL": "none",
-                "OTEL_SDK_DISABLED": "true",
-            }
-        )
-        stack.enter_context(_workers(env, workers, concurrency))
-        settings = FleetSettings(
-            broker_url=env["ORCHESTRA_BROKER_URL"],
-            result_backend=env["ORCHESTRA_RESULT_BACKEND"],
-            health_url=env["ORCHESTRA_HEALTH_URL"],
-            checkpoint_url="none",
-        )
+        env = fleet_env(redis_url or stack.enter_context(private_redis()), "none")
+        stack.enter_context(skill_workers(env, workers, concurrency, __file__))
+        settings = fleet_settings(env)
         figures = asyncio.run(
             _measure(settings, samples=samples, steps=steps, blocks=10, fanout_runs=fanout_runs)
         )

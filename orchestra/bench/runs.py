@@ -34,10 +34,8 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -46,6 +44,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from orchestra.bench._procs import (
+    fleet_env,
+    fleet_settings,
+    kill_group,
+    private_redis,
+    spawn_worker,
+    stop_groups,
+    wait_for_keys,
+)
 
 __all__ = ["register", "run_runs_bench"]
 
@@ -90,59 +98,6 @@ def _private_database(url: str) -> Iterator[str | None]:
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-@contextlib.contextmanager
-def _processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        yield procs
-    finally:
-        for p in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
-
-
-def _spawn(
-    procs: list[subprocess.Popen[bytes]], env: dict[str, str], args: list[str], log: Path
-) -> subprocess.Popen[bytes]:
-    with log.open("w") as out:
-        p = subprocess.Popen(
-            [sys.executable, "-m", "orchestra", "worker", *args],
-            env=env,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    procs.append(p)
-    return p
-
-
-def _wait_keys(
-    url: str, keys: list[str], procs: list[subprocess.Popen[bytes]], logs: list[Path]
-) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 240
-    try:
-        while not all(client.exists(k) for k in keys):
-            for p, log in zip(procs, logs, strict=False):
-                if p.poll() is not None:
-                    raise RuntimeError(f"a bench worker exited:\n{log.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"bench workers not up after 240 s: {keys}")
-            time.sleep(0.2)
-    finally:
-        client.close()
 
 
 async def _drive(
@@ -196,8 +151,7 @@ async def _drive(
                 counts = {n: sum(1 for d in active.values() if d == n) for n in drivers}
                 killed = max(counts, key=lambda n: counts[n])
                 held_by_victim = counts[killed]
-                os.killpg(drivers[killed].pid, signal.SIGKILL)
-                drivers[killed].wait(timeout=10)
+                kill_group(drivers[killed])
                 killed_at = now
             if killed_at is not None and now - killed_at > deadline_s:
                 break
@@ -253,66 +207,57 @@ def run_runs_bench(
     step_concurrency: int = 16,
 ) -> dict[str, Any]:
     """Start Redis and the workers, submit, kill a driver, wait; returns the figures."""
-    from orchestra.bench.fleet import _private_redis
-    from orchestra.fleet import FleetSettings
+    from orchestra.fleet.health import worker_key
     from orchestra.loaders import load_graph
+    from orchestra.service.store import driver_key
 
     graph = load_graph(FLAGSHIP)
     hosted = [n for n in graph.skills if not n.startswith("agent.")]
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="orchestra-bench-runs-")))
-        base = stack.enter_context(_private_redis()).rstrip("/")
+        base = stack.enter_context(private_redis())
         if checkpoint is None:
             checkpoint = stack.enter_context(_private_database(POSTGRES))
         if checkpoint is None:
             checkpoint = f"sqlite:///{tmp}/runs.sqlite"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHESTRA_", "OTEL_"))}
-        env.update(
+        env = fleet_env(
+            base,
+            checkpoint,
             {
-                "ORCHESTRA_BROKER_URL": f"{base}/0",
-                "ORCHESTRA_RESULT_BACKEND": f"{base}/1",
-                "ORCHESTRA_HEALTH_URL": f"{base}/2",
-                "ORCHESTRA_CHECKPOINT_URL": checkpoint,
                 "ORCHESTRA_VISIBILITY_TIMEOUT_S": "30",
                 "ORCHESTRA_RUNS_CONCURRENCY": str(runs),
                 "ORCHESTRA_LOCAL_MODEL_URL": "http://127.0.0.1:9/v1",  # no model server
                 "ORCHESTRA_LOG_LEVEL": "WARNING",
-                "OTEL_SDK_DISABLED": "true",
-            }
+            },
         )
-        procs = stack.enter_context(_processes())
-        logs: list[Path] = []
+        procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+        stack.callback(lambda: stop_groups((p for p, _ in procs), grace_s=40))
+
+        def spawn(name: str, args: list[str]) -> subprocess.Popen[bytes]:
+            log = tmp / f"{name}.log"
+            p = spawn_worker([*args, "--name", name], env, log, cwd=ROOT)
+            procs.append((p, log))
+            return p
+
         tag = uuid.uuid4().hex[:6]
         step_names = [f"bench-steps-{i}-{tag}" for i in range(2)]
         for name in step_names:
-            log = tmp / f"{name}.log"
-            logs.append(log)
-            _spawn(procs, env, [
-                "--graph", str(FLAGSHIP), "--queues", ",".join(hosted), "--name", name,
+            spawn(name, [
+                "--graph", str(FLAGSHIP), "--queues", ",".join(hosted),
                 "--pool", "threads", "--concurrency", str(step_concurrency),
-            ], log)  # fmt: skip
+            ])  # fmt: skip
         driver_names = [f"bench-driver-{i}-{tag}" for i in range(2)]
-        drivers: dict[str, subprocess.Popen[bytes]] = {}
-        for name in driver_names:
-            log = tmp / f"{name}.log"
-            logs.append(log)
-            drivers[name] = _spawn(
-                procs, env, ["--runs", "--graph", str(FLAGSHIP), "--name", name], log
-            )
-        from orchestra.fleet.health import worker_key
-        from orchestra.service.store import driver_key
-
-        _wait_keys(env["ORCHESTRA_HEALTH_URL"], [worker_key(n) for n in step_names], procs, logs)
-        _wait_keys(
-            env["ORCHESTRA_RESULT_BACKEND"], [driver_key(n) for n in driver_names], procs, logs
+        drivers = {n: spawn(n, ["--runs", "--graph", str(FLAGSHIP)]) for n in driver_names}
+        wait_for_keys(
+            env["ORCHESTRA_HEALTH_URL"], [worker_key(n) for n in step_names], procs, timeout_s=240
         )
-        settings = FleetSettings(
-            broker_url=env["ORCHESTRA_BROKER_URL"],
-            result_backend=env["ORCHESTRA_RESULT_BACKEND"],
-            health_url=env["ORCHESTRA_HEALTH_URL"],
-            checkpoint_url=checkpoint,
-            visibility_timeout_s=30,
+        wait_for_keys(
+            env["ORCHESTRA_RESULT_BACKEND"],
+            [driver_key(n) for n in driver_names],
+            procs,
+            timeout_s=240,
         )
+        settings = fleet_settings(env, visibility_timeout_s=30)
         figures = asyncio.run(_drive(settings, runs, drivers, deadline_s, kill_at))
         figures.update(_effects(checkpoint))
     figures.update(

@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import gc
 import json
-import os
 import random
 import statistics
 import time
@@ -127,28 +126,13 @@ def tracing_mode(mode: str) -> Iterator[None]:
 def _fleet() -> Iterator[Any]:
     """The fleet benchmark's set-up: a private Redis and two workers (tracing disabled) hosting
     its skills; yields fleet settings for a driver in this process."""
-    from orchestra.bench.fleet import _private_redis, _workers
-    from orchestra.fleet import FleetSettings
+    from orchestra.bench import fleet as bench_fleet
+    from orchestra.bench._procs import fleet_env, fleet_settings, private_redis, skill_workers
 
     with contextlib.ExitStack() as stack:
-        base = stack.enter_context(_private_redis()).rstrip("/")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHESTRA_", "OTEL_"))}
-        env.update(
-            {
-                "ORCHESTRA_BROKER_URL": f"{base}/0",
-                "ORCHESTRA_RESULT_BACKEND": f"{base}/1",
-                "ORCHESTRA_HEALTH_URL": f"{base}/2",
-                "ORCHESTRA_CHECKPOINT_URL": "none",
-                "OTEL_SDK_DISABLED": "true",
-            }
-        )
-        stack.enter_context(_workers(env, 2, 2))
-        yield FleetSettings(
-            broker_url=env["ORCHESTRA_BROKER_URL"],
-            result_backend=env["ORCHESTRA_RESULT_BACKEND"],
-            health_url=env["ORCHESTRA_HEALTH_URL"],
-            checkpoint_url="none",
-        )
+        env = fleet_env(stack.enter_context(private_redis()), "none")
+        stack.enter_context(skill_workers(env, 2, 2, bench_fleet.__file__))
+        yield fleet_settings(env)
 
 
 def _step_calls() -> None:

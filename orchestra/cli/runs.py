@@ -248,7 +248,9 @@ def graphs_cmd() -> None:
 
 # ----------------------------------------------------------------------------- prune
 
-_STATUSES = ("running", "completed", "demoted", "escalated")
+# every status a run may have but queued (a queued run waits for a driver); completed and
+# demoted are the default: an escalated or cancelled run may hold a call of unknown outcome
+_STATUSES = ("running", "completed", "demoted", "escalated", "cancelled")
 
 
 async def _prune(
@@ -276,7 +278,7 @@ def prune(
         typer.Option(
             "--status",
             help="Only runs with this status (repeat for several): "
-            "running, completed, demoted, escalated (default: completed, demoted)",
+            "running, completed, demoted, escalated, cancelled (default: completed, demoted)",
         ),
     ] = None,
     url: Annotated[
@@ -284,7 +286,8 @@ def prune(
         typer.Option("--url", help="Checkpoint store (default: ORCHESTRA_CHECKPOINT_URL)"),
     ] = None,
 ) -> None:
-    """Remove old runs (every checkpoint and step record) from the checkpoint store."""
+    """Remove old runs (every checkpoint and step record, their lease and effects journal)
+    from the checkpoint store; a run a driver holds now is kept."""
     from orchestra.config import parse_duration
     from orchestra.errors import ConfigError
 

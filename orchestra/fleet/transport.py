@@ -20,13 +20,14 @@ import json
 import time
 from typing import Any
 
-import structlog
 from kombu.transport import redis as kredis
 from kombu.transport.virtual import Empty  # type: ignore[attr-defined]
 
+from orchestra.logs import get_logger
+
 __all__ = ["Channel", "Consumer", "Transport", "dead_letter_raw"]
 
-log = structlog.get_logger("orchestra.fleet.transport")
+log = get_logger("orchestra.fleet.transport")
 
 RAW_LIMIT = 2000  # characters of an undecodable body kept in its dead letter
 

@@ -6,17 +6,23 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from skip_policy import missing
 from typer.testing import CliRunner
 
-from orchestra import ConfigError, Graph, Runner, Skill
+from orchestra import ConfigError, Graph, Runner, Skill, journal
 from orchestra.checkpoint import SaverCheckpointer, open_checkpointer
 from orchestra.cli import app
 from orchestra.config import parse_duration
-from orchestra.results import RunResult, RunState
+from orchestra.durable import durable_store
+from orchestra.executors.base import StepTask
+from orchestra.lease import acquire_lease, default_holder
+from orchestra.results import EscalationInfo, RunResult, RunState, UnknownEffect
 from orchestra.testing import misbehave
 
 from .helpers import Out
@@ -200,6 +206,175 @@ class TestPruning:
         assert bad.exit_code == 2 and "not a duration" in bad.output
         bad = cli.invoke(app, ["runs", "prune", "--status", "finished", "--url", url])
         assert bad.exit_code == 2 and "unknown status finished" in bad.output
+
+
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A checkpoint database of this test's own: a SQLite file, or a fresh PostgreSQL
+    database (pruning one shared with other tests would remove their runs)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'runs.sqlite'}"
+        return
+    try:
+        import psycopg
+
+        admin = psycopg.connect(POSTGRES, autocommit=True, connect_timeout=5)
+    except Exception as exc:
+        missing(f"no PostgreSQL at {POSTGRES} ({exc}); start it with scripts/ensure-services.sh")
+    name = f"orchestra_prune_{uuid.uuid4().hex[:8]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES.rsplit("/", 1)[0] + "/" + name
+    finally:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.close()
+
+
+def durable_rows(url: str, run_id: str) -> tuple[int, int]:
+    """(lease rows, effects journal rows) of ``run_id``."""
+    with durable_store(url).transaction() as cur:
+        leases = cur.execute(
+            "SELECT count(*) FROM orchestra_run_leases WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        effects = cur.execute(
+            "SELECT count(*) FROM orchestra_effects WHERE run_id = ?", (run_id,)
+        ).fetchone()
+    assert leases is not None and effects is not None
+    return int(leases[0]), int(effects[0])
+
+
+class TestPruningTheDurableTables:
+    """A pruned run leaves no lease and no effects journal behind; a kept run keeps them."""
+
+    def runs(self, url: str) -> dict[str, str]:
+        """``paid``: completed, through a skill that is not idempotent (journalled);
+        ``waiting``: escalated with a call of unknown outcome awaiting a human;
+        ``live``: saved as running, its lease held by a driver now."""
+        charge = noop("charge").model_copy(update={"idempotent": False})
+        g = Graph("pay")
+        g.step("pay", [charge])
+        g.step("mail", [noop("mail")], after="pay")
+        store = open_checkpointer(url)
+        assert store is not None
+        paid = asyncio.run(run_with(store, g))
+        assert paid.status == "completed"
+
+        waiting, live = "wait-" + uuid.uuid4().hex[:8], "live-" + uuid.uuid4().hex[:8]
+        lease = acquire_lease(url, waiting, default_holder(), ttl_s=30)
+        task = StepTask(run_id=waiting, step_id="pay", skill="charge", attempt=1, arguments={})
+        journal.record_intent(url, task, lease.token)
+        assert journal.begin(url, task, lease.token, "worker-1")[0] == "run"  # and never ended
+        lease.release()
+        unknown = UnknownEffect(
+            step="pay", skill="charge", attempt=1, token=lease.token, reason="worker lost"
+        )
+        acquire_lease(url, live, default_holder(), ttl_s=3600)  # this process drives it
+
+        async def save() -> None:
+            store = open_checkpointer(url)
+            assert store is not None
+            try:
+                await store.save(
+                    RunState(
+                        run_id=waiting,
+                        graph="pay",
+                        status="escalated",
+                        unknown={"pay": unknown},
+                        escalation=EscalationInfo(
+                            reason="unknown_outcome", kind="unknown_outcome", unknown=[unknown]
+                        ),
+                    )
+                )
+                await store.save(RunState(run_id=live, graph="pay", status="running"))
+            finally:
+                await store.aclose()
+
+        asyncio.run(save())
+        return {"paid": paid.run_id, "waiting": waiting, "live": live}
+
+    def prune(self, url: str, statuses: list[str] | None) -> list[str]:
+        async def go() -> list[str]:
+            store = open_checkpointer(url)
+            assert store is not None
+            try:
+                return await store.prune(
+                    older_than_s=3600, statuses=statuses, now=time.time() + 7200
+                )
+            finally:
+                await store.aclose()
+
+        return asyncio.run(go())
+
+    def test_pruned_runs_leave_no_lease_nor_journal_and_kept_runs_keep_theirs(
+        self, db_url: str
+    ) -> None:
+        ids = self.runs(db_url)
+        assert durable_rows(db_url, ids["paid"]) == (1, 1)
+        assert durable_rows(db_url, ids["waiting"]) == (1, 1)
+        assert durable_rows(db_url, ids["live"]) == (1, 0)
+
+        assert self.prune(db_url, ["completed", "demoted"]) == [ids["paid"]]
+        assert durable_rows(db_url, ids["paid"]) == (0, 0)
+        assert durable_rows(db_url, ids["waiting"]) == (1, 1), "it waits for a human"
+        effect = journal.effects_of(db_url, ids["waiting"])[0]
+        assert effect.unknown and effect.worker == "worker-1"
+
+        assert self.prune(db_url, ["escalated"]) == [ids["waiting"]], "asked for by name"
+        assert durable_rows(db_url, ids["waiting"]) == (0, 0)
+
+    def test_a_run_a_driver_holds_now_is_never_pruned(self, db_url: str) -> None:
+        ids = self.runs(db_url)
+        gone = self.prune(db_url, None)  # any status
+        assert ids["live"] not in gone and {ids["paid"], ids["waiting"]} <= set(gone)
+        assert durable_rows(db_url, ids["live"]) == (1, 0)
+        assert asyncio.run(load(db_url, ids["live"])).status == "running"
+
+    def test_a_cancelled_run_is_pruned_when_named(self, tmp_path: Path) -> None:
+        """``cancelled`` is a status a run ends in: the command takes it, never by default."""
+        url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+        rid = "cancelled-" + uuid.uuid4().hex[:8]
+        acquire_lease(url, rid, "driver-gone", ttl_s=30).release()
+
+        async def save() -> None:
+            store = open_checkpointer(url)
+            assert store is not None
+            try:
+                await store.save(RunState(run_id=rid, graph="pay", status="cancelled"))
+            finally:
+                await store.aclose()
+
+        asyncio.run(save())
+        cli = CliRunner()
+        out = cli.invoke(app, ["runs", "prune", "--older-than", "0s", "--url", url])
+        assert out.exit_code == 0 and "removed 0 run(s)" in out.output, out.output
+        out = cli.invoke(
+            app, ["runs", "prune", "--older-than", "0s", "--status", "cancelled", "--url", url]
+        )
+        assert out.exit_code == 0 and rid in out.output, out.output
+        assert durable_rows(url, rid) == (0, 0)
+
+    def test_retention_removes_the_rows_of_the_runs_it_removes(self, tmp_path: Path) -> None:
+        url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+        ids = self.runs(url)
+
+        async def open_with_retention() -> None:
+            store = open_checkpointer(url, retention="0s")
+            assert store is not None
+            try:
+                await store.list_runs(10)
+            finally:
+                await store.aclose()
+
+        asyncio.run(open_with_retention())
+        assert durable_rows(url, ids["paid"]) == (0, 0)
+        assert durable_rows(url, ids["waiting"]) == (1, 1)
+        assert durable_rows(url, ids["live"]) == (1, 0)
 
 
 class TestDurations:

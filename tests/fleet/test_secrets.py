@@ -152,3 +152,72 @@ def test_secret_login_across_the_fleet_leaves_no_plaintext(
     finally:
         otlp.stop()
         os.environ.pop("ORCHESTRA_SECRET_KEY", None)
+
+
+def test_a_worker_without_the_key_says_so_and_leaks_nothing(fleet: Fleet, tmp_path: Path) -> None:
+    """The driver seals the password with its key; the worker was started without
+    ``ORCHESTRA_SECRET_KEY``.  The run stops with a typed error that names the setting to
+    fix (not a broken tool: the skill's circuit stays closed for the fleet), the worker lives
+    on, and the password is in plaintext nowhere: Redis, dead letters, the result."""
+    fleet.start(1)  # the fleet's environment has no key
+    worker = fleet.workers[0]
+    env = {**fleet.env, "ORCHESTRA_SECRET_KEY": KEY}
+    run_id = f"nokey-{uuid.uuid4().hex[:8]}"
+    data = tmp_path / "input.json"
+    data.write_text(json.dumps({"user": "ann", "password": PASSWORD, "card": CARD_SPACED}))
+    out_json = tmp_path / "result.json"
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "orchestra", "run", "tests/fleet/secret_login_graph.py"),
+            *("--fleet", "-i", f"@{data}", "--json", str(out_json), "--run-id", run_id),
+        ],
+        env={**env, "COLUMNS": "200"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    printed = proc.stdout + proc.stderr
+    result = json.loads(out_json.read_text())
+    assert result["status"] == "escalated", printed[-3000:]
+    assert "SecretKeyError" in result["reason"], result["reason"]
+    assert "ORCHESTRA_SECRET_KEY" in result["reason"] and "every worker" in result["reason"]
+    assert "ORCHESTRA_SECRET_KEY" in printed
+    fails = [d for d in result["decisions"] if d["kind"] == "fail"]
+    assert len(fails) == 1 and fails[0]["error_kind"] == "config", fails
+    assert fleet.count("done", "login", "ann") == 0  # the tool never ran
+
+    # the worker lives on, and the skill was not blamed for the fleet
+    assert worker.proc.poll() is None and worker.name in fleet.live()
+    from orchestra.fleet.health import RedisHealthBoard
+
+    assert RedisHealthBoard(env["ORCHESTRA_HEALTH_URL"]).status("login") == "closed"
+
+    places = {
+        "Redis": redis_bytes(fleet.redis.url),
+        "--json": out_json.read_bytes(),
+        "stdout/stderr": printed.encode(),
+        "worker log": worker.output().encode(),
+    }
+    for where, blob in places.items():
+        assert PASSWORD.encode() not in blob, f"the password is in the {where}"
+    assert b"SecretKeyError" in places["Redis"]  # the outcome the worker stored says why
+
+    # what the reason says to do works: a worker with the key, then --answer retry
+    fleet.env = env
+    fleet.stop(worker)
+    fleet.start(1)
+    again = subprocess.run(
+        [
+            *(sys.executable, "-m", "orchestra", "resume", run_id, "--answer", "retry"),
+            *("--fleet", "--json", str(out_json)),
+        ],
+        env={**env, "COLUMNS": "200"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    assert json.loads(out_json.read_text())["status"] == "completed"
+    assert fleet.count("done", "login", "ann") == 1

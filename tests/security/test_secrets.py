@@ -158,3 +158,45 @@ async def test_a_run_sealed_with_another_key_is_listed_not_fatal(
             await cp.load("theirs")
     finally:
         await cp.aclose()
+
+
+@skill
+def login_backup(user: str, password: SecretStr, pin: SecretBytes | None = None) -> Token:
+    seen["backup"] = password.get_secret_value()
+    return Token(access=SecretStr("acc-" + password.get_secret_value()[::-1]))
+
+
+async def test_an_executor_without_the_key_is_a_setup_fault_not_a_broken_tool(
+    key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whoever runs ``login`` lacks the key (a worker started without it): the call fails
+    with ``SecretKeyError`` naming the setting, once (no retry), the tool's circuit stays
+    closed (it is not broken), and the run goes on with another candidate."""
+    from orchestra import HealthBoard
+    from orchestra.executors.base import StepOutcome, StepTask
+    from orchestra.executors.local import LocalExecutor
+    from orchestra.skills import Skill
+
+    class KeylessForLogin(LocalExecutor):
+        async def execute(self, task: StepTask, skill: Skill) -> StepOutcome:
+            if skill.name != "login":
+                return await super().execute(task, skill)
+            with monkeypatch.context() as m:
+                m.delenv(secrets.KEY_ENV)
+                return await super().execute(task, skill)
+
+    g = Graph("login2", input_model=LoginIn)
+    g.step("login", [login, login_backup])
+    g.step("use", [use_token], after=["login"])
+    board = HealthBoard()
+    seen.clear()
+    result = await Runner(executor=KeylessForLogin(), health=board).run(
+        g, {"user": "ann", "password": PASSWORD}
+    )
+    assert result.status == "completed", result.reason
+    assert result.chosen["login"] == "login_backup" and seen["backup"] == PASSWORD
+    fails = [d for d in result.decisions if d.kind == "fail"]
+    assert [(d.skill, d.error_kind) for d in fails] == [("login", "config")]
+    assert "SecretKeyError" in fails[0].reason and "ORCHESTRA_SECRET_KEY" in fails[0].reason
+    assert board.status("login") == "closed"
+    assert "password" not in seen and PASSWORD not in result.model_dump_json()

@@ -89,3 +89,39 @@ def test_a_model_route_inside_a_step_logs_the_runs_id_not_the_ledgers() -> None:
     (route,) = [x for x in lines if x["event"] == "model.route"]
     assert route["run_id"] == "run-42" and route["step_id"] == "summarize"
     assert router.ledger.run_id != "run-42"
+
+
+def test_the_fleet_transport_scrubs_its_first_line_before_anyone_configured_logging() -> None:
+    """A process that never configured logging (a library user of the fleet's transport) and
+    dead-letters an undecodable message with an API key in it: the line it logs is scrubbed,
+    as every Orchestra logger's (``orchestra.logs.get_logger`` applies the default set-up)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from orchestra.fleet.transport import dead_letter_raw\n"
+        f"dead_letter_raw('orchestra.skill.x', 'not json; api_key={KEY}', 'not JSON')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    out = proc.stdout + proc.stderr
+    assert "cannot write a dead letter" in out  # no worker here: it logs the letter instead
+    assert KEY not in out
+
+
+def test_every_module_logs_through_the_project_helper() -> None:
+    """``orchestra.logs.get_logger`` is the one entry point (it applies the default, scrubbing
+    set-up on first use); a bare ``structlog.get_logger`` skips that when nobody configured
+    logging."""
+    from pathlib import Path
+
+    import orchestra
+
+    root = Path(orchestra.__file__).parent
+    bare = [
+        str(p.relative_to(root))
+        for p in sorted(root.rglob("*.py"))
+        if p.name != "logs.py" and "structlog.get_logger(" in p.read_text()
+    ]
+    assert bare == []
