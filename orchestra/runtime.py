@@ -354,6 +354,7 @@ class _Run:
         self.memo: list[dict[str, list[Signal]]] = []  # per monitor: skill -> its signals
         self.watch: set[str] = set()  # skills an incremental monitor blocks (time may lift it)
         self.local_nodes: set[tuple[str, str]] = set()
+        self.graph_version = -1  # the compiled graph's version the last round saw
         self._incremental = [is_incremental(m) for m in runner.monitors]
         self.dispatched: set[str] = set()
         self.lease: LeaseKeeper | None = None  # released when the run stops driving
@@ -415,7 +416,7 @@ class _Run:
         c, board = self.c, self.r.health
         # a substitute joined a step since the last round: its node has no weight yet (nor
         # its skill any memoised signal), and it is not ready, so only a whole round weighs it
-        grown = self.node_index[0] != c.version
+        grown, self.graph_version = self.graph_version != c.version, c.version
         by_step, by_skill = self._nodes()
         everything = (
             self.health_mark is None or self.view.reweigh or grown or not self.r.incremental
