@@ -15,7 +15,7 @@ Role: the generic jailbreak rule of :mod:`orchestra.monitors.injection` (stock p
 modes, "developer mode enabled ... you can", questions after the prompt) was written from
 the kits' misses and checked for false positives on the bench's dev benign texts, 19,048
 benign requests of ``../shared/data`` (RouteLLM prompts, MetaTool and Seal-Tools queries)
-and 8,347 paragraphs of Python's docstrings and this package's strings; the bench's test
+and 8,192 paragraphs of Python's docstrings and this package's strings; the bench's test
 half played no part.  Any row whose normalised text equals a text the bench measures is
 dropped.  Training the learned detector on these texts (and on the benign requests) was
 tried by 5-fold cross-validation on the bench's dev half (as ``scripts/injection_cv.py``
