@@ -25,7 +25,8 @@ Agent Skills         paragraphs of 11 SKILL.md files: text written *to*    Apach
 The first three ship inside their PyPI wheels (``pip install 'orchestra[bench]'``); the last
 three are read from ``../shared/data``; bastioncorpus and the tool text are split in two
 halves by hash (``dev``/``test``).  ``dev`` samples are what the rules were written against
-(with the variants in ``tests/security/test_injection.py``) and all the shipped model was
+(with the variants in ``tests/security/test_injection.py`` and the attacks of four public
+red-team kits that ``scripts/injection_kits.py`` rebuilds) and all the shipped model was
 trained on; ``test`` samples were not looked at while writing the rules nor used in training
 (bastioncorpus's benign rows excepted: its README shows some).  The figures of both are printed apart: the ``test`` ones count.
 """

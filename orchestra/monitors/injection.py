@@ -343,7 +343,8 @@ _ANSWER_HIJACK = re.compile(
 _DECODE_AND_OBEY = re.compile(
     r"\b(?:decode|decrypt|translate|unscramble|reverse|apply rot-?13|base64[- ]?decode|"
     r"deobfuscate|interpret)\b[^.\n]{0,60}?\b(?:and|then)\s+(?:then\s+)?(?:follow|execute|run|"
-    r"obey|comply|do (?:it|that|this|what it says|as it says)|act on|carry out|perform)\b"
+    r"obey|comply|do (?:exactly |precisely |just )?(?:it|that|this|what it says|as it says|"
+    r"whatever it says|what it tells you)|act on|carry out|perform)\b"
 )
 # a hidden HTML comment that talks to the model
 _HIDDEN_NOTE = re.compile(r"<!--(?P<body>[\s\S]{0,800}?)-->")
@@ -376,6 +377,29 @@ _SAFETY_OFF = re.compile(
     r"(?:limits|restrictions|rules|filters|censorship|einschrankungen|regeln|restricciones|"
     r"restrizioni|limites|limiti|limitations)"
 )
+# the stock jailbreak personas and modes (DAN and its kin, "developer mode enabled", "godmode"),
+# and questions after the prompt the model was given: generic classes of public attack kits
+_JAILBREAK = re.compile(
+    r"\byou are (?:dan|anti-?dan)\b|\b(?:dan|stan|dude|aim)\b,? (?:which |that )?stands for\b"
+    r"|\byou are (?:an? )?(?:unrestricted|unfiltered|uncensored|amoral|unbound|unlimited|"
+    r"no[- ]limits?|jailbroken|liberated) (?:ai|assistant|model|chatbot|bot|version|llm)\b"
+    r"|\byou(?: are| re|'re)(?: now)? (?:completely |totally )?free (?:from|of) (?:all |any |your )?"
+    r"(?:constraints|restrictions|rules|guidelines|filters|limitations|censorship|ethical|moral)\b"
+    r"(?! (?:on|for|to|in|of|when|regarding)\b)"  # "free of any restrictions on commercial use"
+    r"|\b(?:god|dan|jailbreak) ?mode(?: is| has been| was|:)? (?:now )?(?:enabled|activated|"
+    r"active|unlocked|engaged|on)\b"
+    # "developer mode is enabled" alone is a phone setting; with the model freed behind it, not
+    r"|\b(?:developer|debug|unrestricted|admin|sudo|maintenance) mode(?: is| has been| was)? "
+    r"(?:now )?(?:enabled|activated|active|unlocked|engaged|on)\b[^\n]{0,80}?\b(?:you (?:can|are|"
+    r"must|will|may|now|should)|without (?:any )?(?:restrictions|limits|filters|censorship|rules)|"
+    r"no (?:restrictions|rules|limits|filters|censorship))"
+    r"|\b(?:disregard|ignore|abandon|drop|forget|remove) all (?:your )?(?:boundaries|limits|"
+    r"limitations|restraints|morals|ethics|filters|censorship)\b"
+    r"|\bwhat (?:were|was|are|is) (?:you|your) (?:told|instructed|given|programmed)\b[^.\n?]{0,40}"
+    r"\b(?:before|at the (?:start|beginning)|initially|first)\b"
+    r"|\bwhat (?:are|were) your (?:initial|original|hidden|secret|system|first) "
+    r"(?:instructions|prompt|directives|orders)\b"
+)
 # orders addressed to AI readers of a document
 _TO_AI_READERS = re.compile(
     r"\b(?:ai agents?|llms?|language models?|ai assistants?|ai models?|ai systems?|chatbots?|"
@@ -391,6 +415,7 @@ _EXTRA = (
     ("decode-and-obey", _DECODE_AND_OBEY),
     ("policy evasion", _POLICY_EVASION),
     ("safety switched off", _SAFETY_OFF),
+    ("jailbreak persona or prompt question", _JAILBREAK),
     ("orders to AI readers", _TO_AI_READERS),
 )
 
