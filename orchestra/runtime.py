@@ -361,6 +361,10 @@ class _Run:
         self.lease: LeaseKeeper | None = None  # released when the run stops driving
         self.log = log.bind(run_id=state.run_id, graph=compiled.name)
         self.spend: RunLedger | None = None  # the run's one ledger (made when it starts)
+        # while collect() records outcomes that came in together, their checkpoint waits
+        # for the last of them (see collect)
+        self.batching = False
+        self.unsaved = False
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -398,6 +402,9 @@ class _Run:
         self.view.completed(rec.step)
 
     async def checkpoint(self) -> None:
+        if self.batching:
+            self.unsaved = True
+            return
         if self.lease is not None:
             await self.lease.ensure()  # a driver that lost the run writes nothing
         if self.r.checkpointer is not None:
@@ -562,20 +569,23 @@ class _Run:
         snap = await self.spend.snapshot()
         return snap.spent_usd + snap.reserved_usd
 
-    async def reserve(self, step: str, skill: str) -> bool:
-        """Reserve the declared cost of ``skill`` at ``step`` before dispatch; a refusal is a
+    async def reserve(self, choices: Iterable[tuple[str, str]]) -> dict[str, str]:
+        """Reserve the declared cost of each ``(step, skill)`` before dispatch, in order (on
+        a shared ledger, in one round trip); returns the refusals by step.  A refusal is a
         budget failure of that skill (never retried; the step routes around it)."""
-        sk = self.c.skill(skill)
-        if sk.milestone or self.spend is None:
-            return True
-        refusal = await self.spend.reserve_step(step, skill, sk.cost)
-        if refusal is None:
-            return True
+        if self.spend is None:
+            return {}
+        todo = [(st, k, self.c.skill(k)) for st, k in choices]
+        asked = [(st, k, sk.cost) for st, k, sk in todo if not sk.milestone]
+        refusals = await self.spend.reserve_steps(asked)
+        return {st: why for (st, _, _), why in zip(asked, refusals, strict=True) if why}
+
+    def refuse(self, step: str, skill: str, refusal: str) -> None:
+        """Record a reservation refused by the budget."""
         self.refused[(step, skill)] = refusal
         self.s.attempts[f"{step}:{skill}"] = self.r.max_attempts
         self.failed_last[step] = (skill, "budget")
         self.decide("fail", refusal, step=step, skill=skill, error_kind="budget")
-        return False
 
     async def book(self, step: str, skill: str, outcome: StepOutcome) -> None:
         """Settle what a call cost on the run's ledger; count its model calls; log overruns."""
@@ -583,8 +593,8 @@ class _Run:
         if self.spend is None:
             self.s.spent_usd += outcome.cost_usd
             return
-        notes = await self.spend.settle_step(step, skill, self.c.skill(skill).cost, outcome)
-        self.s.spent_usd = (await self.spend.snapshot()).spent_usd
+        notes, snap = await self.spend.settle_step(step, skill, self.c.skill(skill).cost, outcome)
+        self.s.spent_usd = snap.spent_usd
         for note in notes:
             self.decide("overrun", note, step=step, skill=skill)
 
@@ -708,10 +718,20 @@ class _Run:
             await asyncio.sleep(0.25)
 
     async def collect(self) -> None:
+        """Record the outcomes that came in; one checkpoint for all of them, written before
+        anything else is dispatched (a fan-out saves one delta per batch, not per step).
+        A driver that dies before it is written is resumed as if it had died before the
+        batch came in: the fleet's stored outcomes (or the effects journal) say what ran."""
         done, _ = await asyncio.wait(list(self.inflight), return_when=asyncio.FIRST_COMPLETED)
-        for fut in done:
-            step, skill, _t = self.inflight.pop(fut)
-            await self.observe(step, skill, fut.result())
+        self.batching, self.unsaved = True, False
+        try:
+            for fut in done:
+                step, skill, _t = self.inflight.pop(fut)
+                await self.observe(step, skill, fut.result())
+        finally:
+            self.batching = False
+        if self.unsaved:
+            await self.checkpoint()
 
     async def observe(self, step: str, skill: str, outcome: StepOutcome, *, note: str = "") -> None:
         """Record what came of a call, live or recovered after a crash: the same checks
@@ -1372,8 +1392,12 @@ class _Run:
                     if await self.recover_route(plan, halts):
                         continue
                     break
+                # reserved together (never over the budget), then dispatched in order
+                refusals = await self.reserve((st, k) for st, (k, _) in plan.choices.items())
                 for step, (skill, route) in plan.choices.items():
-                    if await self.reserve(step, skill):  # together: never over the budget
+                    if step in refusals:
+                        self.refuse(step, skill, refusals[step])
+                    else:
                         self.dispatch(step, skill, route, goal)
                 if self.inflight:
                     await self.collect()

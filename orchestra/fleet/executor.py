@@ -6,7 +6,8 @@ Sending and awaiting never block the event loop:
   synchronous), to the skill's queue ``orchestra.skill.<name>``; steps the run loop
   dispatches together go out together and run on as many workers as are free;
 * the answer comes back on this driver's own reply list in Redis, read by one ``BLPOP``
-  loop for all steps in flight (no result-backend polling, no thread per step).
+  loop for all steps in flight (no result-backend polling, no thread per step); after each
+  ``BLPOP`` the replies already waiting are taken in one more round trip, not one each.
 
 A watchdog looks after steps in flight, once every half second:
 
@@ -58,6 +59,7 @@ __all__ = ["CeleryExecutor"]
 log = get_logger("orchestra.fleet.executor")
 
 _TICK_S = 0.5
+_DRAIN = 256  # replies read at most per round trip after a BLPOP
 
 # KEYS: epoch; ARGV: token.  The epoch becomes max(epoch, token); returns it.
 _RAISE_EPOCH = """
@@ -120,6 +122,9 @@ class CeleryExecutor:
         self._marker_at = 0.0
         self._closing = False
         self._background: set[asyncio.Future[None]] = set()
+        # steps waiting to be published: (task id, payload, queue, done when sent)
+        self._outbox: list[tuple[str, dict[str, Any], str, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -232,8 +237,7 @@ class CeleryExecutor:
                     + s.queue_wait_s,
                 )
                 self._pending[task_id] = pending
-                assert self._publisher is not None
-                await loop.run_in_executor(self._publisher, self._publish, task_id, payload, queue)
+                await self._send(task_id, payload, queue)
             return await pending.future
         except asyncio.CancelledError:
             # the run no longer wants this step: withdraw it unless a worker has it already
@@ -245,16 +249,69 @@ class CeleryExecutor:
         finally:
             self._pending.pop(task_id, None)
 
-    def _publish(self, task_id: str, payload: dict[str, Any], queue: str) -> None:
-        try:
-            self.app.send_task(
-                STEP_TASK, args=[payload], task_id=task_id, queue=queue, ignore_result=True
-            )
-        except Exception as exc:
-            raise ExecutorError(
+    async def _send(self, task_id: str, payload: dict[str, Any], queue: str) -> None:
+        """Publish one step; returns once it is on the broker (:class:`ExecutorError` if it
+        cannot be).  Steps sent together (a fan-out) go out as one batch on the publishing
+        thread, over one producer, rather than one thread hand-off each."""
+        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outbox.append((task_id, payload, queue, sent))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush())
+        await sent
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._outbox:
+            batch, self._outbox = self._outbox, []
+            # a step cancelled before it went out is not sent (execute withdraws it anyway)
+            batch = [b for b in batch if not b[3].done()]
+            assert self._publisher is not None
+            try:
+                errors = await loop.run_in_executor(
+                    self._publisher, self._publish, [(t, p, q) for t, p, q, _ in batch]
+                )
+            except asyncio.CancelledError:  # closing: whether they went out is unknown
+                for *_, sent in batch:
+                    if not sent.done():
+                        sent.set_exception(ExecutorError("the executor was closed"))
+                raise
+            for (*_, sent), error in zip(batch, errors, strict=True):
+                if sent.done():
+                    continue
+                if error is None:
+                    sent.set_result(None)
+                else:
+                    sent.set_exception(error)
+
+    def _publish(self, batch: list[tuple[str, dict[str, Any], str]]) -> list[ExecutorError | None]:
+        """Send ``batch`` over one producer (on the publishing thread); an error per step."""
+        out: list[ExecutorError | None] = []
+
+        def failed(payload: dict[str, Any], exc: Exception) -> ExecutorError:
+            return ExecutorError(
                 f"cannot send step {payload['task']['step_id']!r} to the broker at "
                 f"{_safe(self.settings.broker_url)}: {type(exc).__name__}: {exc}"
-            ) from exc
+            )
+
+        try:
+            with self.app.producer_or_acquire() as producer:
+                for task_id, payload, queue in batch:
+                    try:
+                        self.app.send_task(
+                            STEP_TASK,
+                            args=[payload],
+                            task_id=task_id,
+                            queue=queue,
+                            ignore_result=True,
+                            producer=producer,
+                        )
+                    except Exception as exc:
+                        out.append(failed(payload, exc))
+                    else:
+                        out.append(None)
+        except Exception as exc:  # no producer (or it failed on release): the rest failed
+            out += [failed(p, exc) for _, p, _ in batch[len(out) :]]
+        return out
 
     async def _withdraw(self, task_id: str, reason: str) -> None:
         with contextlib.suppress(redis.RedisError, OSError):
@@ -296,8 +353,29 @@ class CeleryExecutor:
                 await asyncio.sleep(0.2)
                 continue
             self._unreachable_since = None
-            if item is not None:
-                self._answer(str(item[1]))
+            if item is None:
+                continue
+            self._answer(str(item[1]))
+            # Replies come in bursts when many steps are in flight: take what else is waiting
+            # in one round trip rather than one BLPOP each.
+            try:
+                rest = await self._drain(key)
+            except (redis.RedisError, OSError) as exc:
+                if self._closing:
+                    return
+                self._trouble(exc)
+                continue
+            for message in rest:
+                self._answer(str(message))
+
+    async def _drain(self, key: str) -> list[Any]:
+        """Pop up to ``_DRAIN`` replies waiting on ``key`` (atomically: LRANGE + LTRIM)."""
+        assert self._blpop is not None
+        async with self._blpop.pipeline(transaction=True) as pipe:
+            pipe.lrange(key, 0, _DRAIN - 1)
+            pipe.ltrim(key, _DRAIN, -1)
+            got, _ = await pipe.execute()
+        return list(got)
 
     def _trouble(self, exc: BaseException) -> None:
         now = time.monotonic()
