@@ -9,7 +9,9 @@ Sending and awaiting never block the event loop:
   loop for all steps in flight (no result-backend polling, no thread per step); after each
   ``BLPOP`` the replies already waiting are taken in one more round trip, not one each.
 
-A watchdog looks after steps in flight, once every half second:
+A watchdog looks after steps in flight, once every half second (reading from Redis the
+state of the steps it may have to act on, and of every other step at least every two
+seconds):
 
 * an answer that was lost on the way (a reply list lost with Redis) is read from the
   step's stored outcome;
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import socket
 import time
@@ -59,6 +62,7 @@ __all__ = ["CeleryExecutor"]
 log = get_logger("orchestra.fleet.executor")
 
 _TICK_S = 0.5
+_REREAD_S = 2.0  # a step in flight has its stored state read at least this often
 _DRAIN = 256  # replies read at most per round trip after a BLPOP
 
 # KEYS: epoch; ARGV: token.  The epoch becomes max(epoch, token); returns it.
@@ -78,6 +82,7 @@ class _Pending:
     sent: float
     deadline: float
     lost_deadline: float | None = None
+    read_at: float = 0.0  # when the watchdog last read the task's stored state (or sent it)
 
 
 def _failure(task: StepTask, message: str) -> StepOutcome:
@@ -119,6 +124,7 @@ class CeleryExecutor:
         self._publisher: ThreadPoolExecutor | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._unreachable_since: float | None = None
+        self._listen_failed_at = -math.inf  # when reading replies last failed
         self._marker_at = 0.0
         self._closing = False
         self._background: set[asyncio.Future[None]] = set()
@@ -231,6 +237,7 @@ class CeleryExecutor:
                     task=task,
                     skill=skill,
                     sent=now,
+                    read_at=now,
                     deadline=now
                     + task.timeout_s * (1 + s.max_redeliveries)
                     + s.visibility_timeout_s
@@ -349,6 +356,7 @@ class CeleryExecutor:
             except (redis.RedisError, OSError) as exc:
                 if self._closing:
                     return
+                self._listen_failed_at = time.monotonic()
                 self._trouble(exc)
                 await asyncio.sleep(0.2)
                 continue
@@ -363,6 +371,7 @@ class CeleryExecutor:
             except (redis.RedisError, OSError) as exc:
                 if self._closing:
                     return
+                self._listen_failed_at = time.monotonic()
                 self._trouble(exc)
                 continue
             for message in rest:
@@ -420,20 +429,24 @@ class CeleryExecutor:
         old = [tid for tid, p in self._pending.items() if now - p.sent > _TICK_S]
         if not old:
             return
-        pipe = r.pipeline(transaction=False)
-        for tid in old:
-            pipe.hmget(store.task_key(tid), "outcome", "started")
-        states = await pipe.execute()
         serving: dict[str, list[Any]] | None = None
         if self.view is not None:
             try:
                 serving = await self.view.serving()
             except ExecutorError:
                 serving = None
+        old = [tid for tid in old if tid in self._pending and self._to_read(tid, now, serving)]
+        if not old:
+            return
+        pipe = r.pipeline(transaction=False)
+        for tid in old:
+            pipe.hmget(store.task_key(tid), "outcome", "started")
+        states = await pipe.execute()
         for tid, (outcome, started) in zip(old, states, strict=True):
             if tid not in self._pending:
                 continue
             p = self._pending[tid]
+            p.read_at = now
             if outcome:
                 self._resolve(tid, StepOutcome.model_validate_json(open_record(outcome)))
                 continue
@@ -468,6 +481,22 @@ class CeleryExecutor:
                     f"lost call may or may not have taken effect)",
                     force=True,
                 )
+
+    def _to_read(self, task_id: str, now: float, serving: dict[str, list[Any]] | None) -> bool:
+        """Whether this tick reads the stored state of step ``task_id``: when the watchdog
+        may have to act on it (past its deadline, Redis lost its data, no live worker for
+        its skill, a skill that is not idempotent), when its reply may have been lost on
+        the way (reading replies failed since it was sent), and otherwise every
+        ``_REREAD_S``.  With a thousand steps in flight, reading every one every tick would
+        cost the driver as much as running them."""
+        p = self._pending[task_id]
+        if p.lost_deadline is not None or now > p.deadline or self._listen_failed_at >= p.sent:
+            return True
+        if now - p.read_at >= _REREAD_S:
+            return True
+        if serving is None:
+            return False
+        return not p.skill.idempotent or not serving.get(p.task.skill)
 
     async def _give_up(self, task_id: str, reason: str, *, force: bool = False) -> None:
         verdict, detail = await self._cancel(
