@@ -78,6 +78,8 @@ class RunLedger:
         self.ledger = ledger
         self.budget_usd = budget_usd
         self._held: dict[tuple[str, str], tuple[int, Reservation]] = {}
+        # settlements made ahead (settle_ahead): (step, skill) -> (overrun, budget after)
+        self._ahead: dict[tuple[str, str], tuple[float, BudgetSnapshot]] = {}
         self._overrun_seen = 0.0
         # a shared ledger lives in Redis, which may restart and lose it: ``remake`` builds it
         # again from what the run knows it spent (the generation tells old reservations apart)
@@ -154,42 +156,77 @@ class RunLedger:
         A settlement reads the budget back in the same round trip (``settle_snapshot``, where
         the ledger has it): a fleet run books every step, so this is two Redis round trips
         per step fewer than settling, then reading the budget twice."""
-        held = self._held.pop((step, skill), None)
-        # a reservation made in a ledger that has since been rebuilt is gone with it
-        res = held[1] if held is not None and held[0] == self._generation else None
         own = max(0.0, outcome.cost_usd - outcome.booked_usd)
-        notes: list[str] = []
         over = 0.0
-        if res is None and own > 0:
-            # nothing reserved (a compensation, which the budget must not stop): book it all
-            # the same; past the limit it is an overrun
-            label = f"{step}/{skill}"
-            try:
-                res = await self._op(lambda lg: lg.reserve(own, 0, label=label))
-            except BudgetRefusal:
-                res = await self._op(lambda lg: lg.reserve(0.0, 0, label=label))
         snap: BudgetSnapshot | None = None
-        if res is not None:
-            kept = res
-            if own == 0 and not outcome.ok:
-                await self._op(lambda lg: lg.release(kept))
-            else:
-                over, snap = await self._op(lambda lg: _settle_snapshot(lg, kept, own))
-                if over > 0:
-                    notes.append(
-                        f"{skill} reported a cost of ${own:.6g}, ${over:.6g} over the "
-                        f"${declared_usd:.6g} it declared and reserved; the run spends nothing more"
-                    )
+        ahead = self._ahead.pop((step, skill), None)
+        if ahead is not None:  # settled already, with the outcomes that came in with it
+            over, snap = ahead
+        else:
+            held = self._held.pop((step, skill), None)
+            # a reservation made in a ledger that has since been rebuilt is gone with it
+            res = held[1] if held is not None and held[0] == self._generation else None
+            if res is None and own > 0:
+                # nothing reserved (a compensation, which the budget must not stop): book it
+                # all the same; past the limit it is an overrun
+                label = f"{step}/{skill}"
+                try:
+                    res = await self._op(lambda lg: lg.reserve(own, 0, label=label))
+                except BudgetRefusal:
+                    res = await self._op(lambda lg: lg.reserve(0.0, 0, label=label))
+            if res is not None:
+                kept = res
+                if own == 0 and not outcome.ok:
+                    await self._op(lambda lg: lg.release(kept))
+                else:
+                    over, snap = await self._op(lambda lg: _settle_snapshot(lg, kept, own))
+        notes: list[str] = []
+        if over > 0:
+            notes.append(
+                f"{skill} reported a cost of ${own:.6g}, ${over:.6g} over the "
+                f"${declared_usd:.6g} it declared and reserved; the run spends nothing more"
+            )
         if snap is None:
             snap = await self._op(lambda lg: lg.snapshot())
         missed = snap.overrun_usd - self._overrun_seen - over
-        self._overrun_seen = snap.overrun_usd
+        # (a budget read back by a settlement made ahead may be older than the last one seen)
+        self._overrun_seen = max(self._overrun_seen, snap.overrun_usd)
         if missed > 1e-12:
             notes.append(
                 f"a model call of {skill} cost ${missed:.6g} more than it reserved; "
                 "the run spends nothing more"
             )
         return notes, snap
+
+    async def settle_ahead(self, items: Sequence[tuple[str, str, StepOutcome]]) -> None:
+        """Settle now, in order and in one round trip, the reservations of the steps whose
+        outcomes came in together and that :meth:`settle_step` is about to book, one after
+        another: it then takes each result instead of a round trip of its own.  Only plain
+        settlements of reservations held (what nearly every step needs); anything else, or
+        anything this could not do, is left to :meth:`settle_step`.  What is not taken is
+        dropped by :meth:`forget_ahead`."""
+        many = getattr(self.ledger, "settle_many", None)
+        ready: list[tuple[tuple[str, str], Reservation, float]] = []
+        for step, skill, outcome in items:
+            held = self._held.get((step, skill))
+            own = max(0.0, outcome.cost_usd - outcome.booked_usd)
+            if held is None or held[0] != self._generation or (own == 0 and not outcome.ok):
+                continue
+            ready.append(((step, skill), held[1], own))
+        if many is None or len(ready) < 2:
+            return
+        try:
+            got: list[tuple[float, BudgetSnapshot]] = await many([(r, u) for _, r, u in ready])
+        except Exception:  # settle_step settles them one by one (a settlement is idempotent)
+            return
+        for (key, _, _), result in zip(ready, got, strict=True):
+            self._held.pop(key, None)
+            self._ahead[key] = result
+
+    def forget_ahead(self) -> None:
+        """Drop the settlements made ahead that :meth:`settle_step` did not take (they are
+        booked: a later call of the same step and skill must not take them)."""
+        self._ahead.clear()
 
     async def release_all(self) -> None:
         """Free what steps still hold (the run stopped with steps in flight)."""

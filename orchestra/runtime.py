@@ -723,15 +723,39 @@ class _Run:
         A driver that dies before it is written is resumed as if it had died before the
         batch came in: the fleet's stored outcomes (or the effects journal) say what ran."""
         done, _ = await asyncio.wait(list(self.inflight), return_when=asyncio.FIRST_COMPLETED)
+        came = list(done)
         self.batching, self.unsaved = True, False
         try:
-            for fut in done:
+            if self.spend is not None and self.spend.shared and len(came) > 1:
+                # their reservations settled in one round trip
+                await self.spend.settle_ahead(self._to_book(came))
+            for fut in came:
                 step, skill, _t = self.inflight.pop(fut)
                 await self.observe(step, skill, fut.result())
         finally:
             self.batching = False
+            if self.spend is not None:
+                self.spend.forget_ahead()
         if self.unsaved:
             await self.checkpoint()
+
+    def _to_book(
+        self, came: Sequence[asyncio.Task[StepOutcome]]
+    ) -> list[tuple[str, str, StepOutcome]]:
+        """The outcomes among ``came`` that observe() will book, in order (up to the first
+        that raises: observe stops there)."""
+        if self.lease is not None and self.lease.lost is not None:
+            return []
+        out: list[tuple[str, str, StepOutcome]] = []
+        for fut in came:
+            if fut.cancelled() or fut.exception() is not None:
+                break
+            step, skill, _t = self.inflight[fut]
+            outcome = fut.result()
+            superseded = outcome.error is not None and outcome.error.type == "Superseded"
+            if not self.c.skill(skill).milestone and not (not outcome.ok and superseded):
+                out.append((step, skill, outcome))
+        return out
 
     async def observe(self, step: str, skill: str, outcome: StepOutcome, *, note: str = "") -> None:
         """Record what came of a call, live or recovered after a crash: the same checks

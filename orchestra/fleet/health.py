@@ -54,6 +54,7 @@ __all__ = [
 log = get_logger("orchestra.fleet.health")
 
 HEALTH = "orchestra:health"
+_WRITE_AFTER_S = 0.01  # a record put from an event loop is written this much later
 WORKERS = "orchestra:workers"
 
 
@@ -76,10 +77,9 @@ class RedisHealthBoard(HealthBoard):
     """A :class:`HealthBoard` whose records live in Redis, shared by every driver.
 
     Writes go to Redis at once: from inside an event loop (a driver), without blocking it,
-    by one writer task that sends what was put since its last write in one ``HSET`` (a
-    fan-out records a thousand successes of one skill: a few writes, not a thousand
-    blocking round trips; the latest record of a skill always wins); elsewhere with a
-    blocking write.  A record put but not written yet is not read back from Redis over the
+    by one writer task that sends what was put in the last 10 ms in one ``HSET`` (a fan-out
+    records a thousand successes of one skill: a few writes, not a thousand blocking round
+    trips; the latest record of a skill always wins); elsewhere with a blocking write.  A record put but not written yet is not read back from Redis over the
     newer copy in process.  Reads go to Redis unless this process read or wrote the
     record less than ``read_cache_s`` ago (one routing decision reads every record several
     times: once is enough); another driver's change is seen at most that much later.  A copy
@@ -170,6 +170,8 @@ class RedisHealthBoard(HealthBoard):
         client = self._aredis[1]
         try:
             while self._unwritten:
+                # let the records of outcomes that came in together gather first
+                await asyncio.sleep(_WRITE_AFTER_S)
                 self._writing, self._unwritten = self._unwritten, {}
                 try:
                     await client.hset(HEALTH, mapping=_fields(self._writing))
