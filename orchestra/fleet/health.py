@@ -192,18 +192,20 @@ class RedisHealthBoard(HealthBoard):
     def snapshot(self, skills: Iterable[str]) -> dict[str, SkillHealth]:
         names = list(skills)
         now = time.monotonic()
-        if any(self._stale(n, now) for n in names) and self._online():
+        # only the stale records are read: the others (read lately, or put here and not
+        # written yet) are as new in process as in Redis, or newer
+        stale = [n for n in names if self._stale(n, now)]
+        if stale and self._online():
             try:
-                raws = self._redis.hmget(HEALTH, names)
+                raws = self._redis.hmget(HEALTH, stale)
             except redis.RedisError as exc:
                 self._offline(exc)
             else:
-                out = {}
-                for name, raw in zip(names, raws, strict=True):
-                    out[name] = SkillHealth.model_validate_json(raw) if raw else SkillHealth()
-                    super().put(name, out[name])
+                for name, raw in zip(stale, raws, strict=True):
+                    super().put(
+                        name, SkillHealth.model_validate_json(raw) if raw else SkillHealth()
+                    )
                     self._fresh[name] = now
-                return out
         return super().snapshot(names)
 
     def changed_since(self, mark: int) -> set[str] | None:

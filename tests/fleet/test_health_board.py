@@ -72,3 +72,16 @@ def test_outside_an_event_loop_a_write_is_immediate(fleet: Fleet) -> None:
     stored = _stored(url, "probe")
     assert stored is not None and stored.down and stored.down_reason == "no route to host"
     board.close()
+
+
+async def test_a_record_not_written_yet_is_not_read_over_by_a_snapshot(fleet: Fleet) -> None:
+    """A circuit opened from the loop and read back at once with other skills (one snapshot
+    that goes to Redis for the others) stays open: the older record in Redis does not win."""
+    url = fleet.env["ORCHESTRA_HEALTH_URL"]
+    board = RedisHealthBoard(url)
+    board.record_success("flaky", 1.0)
+    await asyncio.sleep(0.2)  # written: Redis has it closed
+    board.record_failure("flaky", "ConnectionError: down")  # open, not written yet
+    seen = board.snapshot(["flaky", "never_read"])
+    assert seen["flaky"].open and board.status("flaky") == "open"
+    board.close()
