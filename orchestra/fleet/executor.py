@@ -364,6 +364,8 @@ class CeleryExecutor:
             if item is None:
                 continue
             self._answer(str(item[1]))
+            if not any(not p.future.done() for p in self._pending.values()):
+                continue  # nothing else in flight: no other reply to take
             # Replies come in bursts when many steps are in flight: take what else is waiting
             # in one round trip rather than one BLPOP each.
             try:
