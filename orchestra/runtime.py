@@ -331,6 +331,10 @@ class _Run:
             state.started_at = time.time() - elapsed
         self.t0 = time.perf_counter() - elapsed
         self.inflight: dict[asyncio.Future[StepOutcome], tuple[str, str, float]] = {}
+        # calls that finished, in the order they did, for collect() (waiting on every call
+        # in flight at each collect would cost as much as the calls with 1,000 in flight)
+        self.finished: list[asyncio.Future[StepOutcome]] = []
+        self.wake = asyncio.Event()
         self.failed_last: dict[
             str, tuple[str, str]
         ] = {}  # step -> (skill, error) of the last failure
@@ -360,6 +364,10 @@ class _Run:
         self.lease: LeaseKeeper | None = None  # released when the run stops driving
         self.log = log.bind(run_id=state.run_id, graph=compiled.name)
         self.spend: RunLedger | None = None  # the run's one ledger (made when it starts)
+        # while collect() records outcomes that came in together, their checkpoint waits
+        # for the last of them (see collect)
+        self.batching = False
+        self.unsaved = False
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -397,6 +405,9 @@ class _Run:
         self.view.completed(rec.step)
 
     async def checkpoint(self) -> None:
+        if self.batching:
+            self.unsaved = True
+            return
         if self.lease is not None:
             await self.lease.ensure()  # a driver that lost the run writes nothing
         if self.r.checkpointer is not None:
@@ -409,7 +420,7 @@ class _Run:
 
         The first round weighs every node, and so does the first after a substitute joined a
         step (its node has no weight yet).  Later rounds give incremental monitors only the
-        skills whose health changed, the ready steps' skills and the skills they block, and
+        skills whose health changed and the skills they block, and
         re-weigh only the nodes whose signals or attempts changed since the last round.
         Signals reach :func:`combine` in the order one whole round would give them.
         """
@@ -427,9 +438,9 @@ class _Run:
         if changed is None:
             checked = set(by_skill)
         else:
+            # an incremental monitor's signals about a skill depend on its health record
+            # alone: a skill whose record did not change (the ready steps' too) keeps them
             checked = {k for k in changed | self.watch if k in by_skill}
-            for st in ready:
-                checked.update(c.candidates[st])
         ctx = MonitorContext(
             graph=c,
             health=board,
@@ -558,20 +569,23 @@ class _Run:
         snap = await self.spend.snapshot()
         return snap.spent_usd + snap.reserved_usd
 
-    async def reserve(self, step: str, skill: str) -> bool:
-        """Reserve the declared cost of ``skill`` at ``step`` before dispatch; a refusal is a
+    async def reserve(self, choices: Iterable[tuple[str, str]]) -> dict[str, str]:
+        """Reserve the declared cost of each ``(step, skill)`` before dispatch, in order (on
+        a shared ledger, in one round trip); returns the refusals by step.  A refusal is a
         budget failure of that skill (never retried; the step routes around it)."""
-        sk = self.c.skill(skill)
-        if sk.milestone or self.spend is None:
-            return True
-        refusal = await self.spend.reserve_step(step, skill, sk.cost)
-        if refusal is None:
-            return True
+        if self.spend is None:
+            return {}
+        todo = [(st, k, self.c.skill(k)) for st, k in choices]
+        asked = [(st, k, sk.cost) for st, k, sk in todo if not sk.milestone]
+        refusals = await self.spend.reserve_steps(asked)
+        return {st: why for (st, _, _), why in zip(asked, refusals, strict=True) if why}
+
+    def refuse(self, step: str, skill: str, refusal: str) -> None:
+        """Record a reservation refused by the budget."""
         self.refused[(step, skill)] = refusal
         self.s.attempts[f"{step}:{skill}"] = self.r.max_attempts
         self.failed_last[step] = (skill, "budget")
         self.decide("fail", refusal, step=step, skill=skill, error_kind="budget")
-        return False
 
     async def book(self, step: str, skill: str, outcome: StepOutcome) -> None:
         """Settle what a call cost on the run's ledger; count its model calls; log overruns."""
@@ -579,9 +593,8 @@ class _Run:
         if self.spend is None:
             self.s.spent_usd += outcome.cost_usd
             return
-        notes = await self.spend.settle_step(step, skill, self.c.skill(skill).cost, outcome)
-        assert self.spend.last is not None  # settle_step's own snapshot: no second read
-        self.s.spent_usd = self.spend.last.spent_usd
+        notes, snap = await self.spend.settle_step(step, skill, self.c.skill(skill).cost, outcome)
+        self.s.spent_usd = snap.spent_usd
         for note in notes:
             self.decide("overrun", note, step=step, skill=skill)
 
@@ -644,9 +657,16 @@ class _Run:
                 timeout_s=sk.timeout_s,
                 ledger="redis" if self.spend is not None and self.spend.shared else None,
             )
-            # started in place: a call that answers without waiting costs no task
-            task_ = aio.start(self._call(task, sk, route))
+            task_ = asyncio.ensure_future(self._call(task, sk, route))
         self.inflight[task_] = (step, skill, time.perf_counter())
+        if task_.done():
+            self.finished.append(task_)  # answered in place: collect() need not wait
+        else:
+            task_.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Future[StepOutcome]) -> None:
+        self.finished.append(task)
+        self.wake.set()
 
     def _blocked_preference(self, step: str, skill: str, goal: GoalSpec) -> str | None:
         """The skill the static weights prefer at ``step`` when it is blocked and ``skill``
@@ -717,28 +737,60 @@ class _Run:
             await asyncio.sleep(0.25)
 
     async def collect(self) -> None:
-        """Wait for at least one call in flight to end; observe each that has."""
-        done = [fut for fut in self.inflight if fut.done()]  # started eagerly and answered
-        if not done:
-            if len(self.inflight) == 1:  # one call to wait for: no waiter of our own
+        """Record the outcomes that came in; one checkpoint for all of them, written before
+        anything else is dispatched (a fan-out saves one delta per batch, not per step).
+        A driver that dies before it is written is resumed as if it had died before the
+        batch came in: the fleet's stored outcomes (or the effects journal) say what ran."""
+        while not self.finished:
+            if len(self.inflight) == 1:
+                # one call in flight (a chain): wait on it, not on an event its callback sets
+                # (a turn of the loop less per step); its callback runs before we resume
                 fut = next(iter(self.inflight))
                 try:
                     await fut
                 except asyncio.CancelledError:
-                    task = asyncio.current_task()
-                    if task is not None and task.cancelling():
-                        raise  # this loop is cancelled (not only the call)
-                except Exception:  # fut.result() below raises it again
+                    me = asyncio.current_task()
+                    if me is not None and me.cancelling():
+                        raise  # this loop is cancelled, not only the call
+                except Exception:  # observe() reads it from fut.result()
                     pass
-                done = [fut]
-            else:
-                finished, _ = await asyncio.wait(
-                    list(self.inflight), return_when=asyncio.FIRST_COMPLETED
-                )
-                done = [fut for fut in self.inflight if fut in finished]  # in dispatch order
-        for fut in done:
-            step, skill, _t = self.inflight.pop(fut)
-            await self.observe(step, skill, fut.result())
+                continue
+            self.wake.clear()
+            await self.wake.wait()
+        came = [fut for fut in self.finished if fut in self.inflight]
+        self.finished = []
+        self.batching, self.unsaved = True, False
+        try:
+            if self.spend is not None and self.spend.shared and len(came) > 1:
+                # their reservations settled in one round trip
+                await self.spend.settle_ahead(self._to_book(came))
+            for fut in came:
+                step, skill, _t = self.inflight.pop(fut)
+                await self.observe(step, skill, fut.result())
+        finally:
+            self.batching = False
+            if self.spend is not None:
+                self.spend.forget_ahead()
+        if self.unsaved:
+            await self.checkpoint()
+
+    def _to_book(
+        self, came: Sequence[asyncio.Future[StepOutcome]]
+    ) -> list[tuple[str, str, StepOutcome]]:
+        """The outcomes among ``came`` that observe() will book, in order (up to the first
+        that raises: observe stops there)."""
+        if self.lease is not None and self.lease.lost is not None:
+            return []
+        out: list[tuple[str, str, StepOutcome]] = []
+        for fut in came:
+            if fut.cancelled() or fut.exception() is not None:
+                break
+            step, skill, _t = self.inflight[fut]
+            outcome = fut.result()
+            superseded = outcome.error is not None and outcome.error.type == "Superseded"
+            if not self.c.skill(skill).milestone and not (not outcome.ok and superseded):
+                out.append((step, skill, outcome))
+        return out
 
     async def observe(self, step: str, skill: str, outcome: StepOutcome, *, note: str = "") -> None:
         """Record what came of a call, live or recovered after a crash: the same checks
@@ -1408,8 +1460,12 @@ class _Run:
                     if await self.recover_route(plan, halts):
                         continue
                     break
+                # reserved together (never over the budget), then dispatched in order
+                refusals = await self.reserve((st, k) for st, (k, _) in plan.choices.items())
                 for step, (skill, route) in plan.choices.items():
-                    if await self.reserve(step, skill):  # together: never over the budget
+                    if step in refusals:
+                        self.refuse(step, skill, refusals[step])
+                    else:
                         self.dispatch(step, skill, route, goal)
                 if self.inflight:
                     await self.collect()

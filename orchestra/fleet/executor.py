@@ -6,9 +6,12 @@ Sending and awaiting never block the event loop:
   synchronous), to the skill's queue ``orchestra.skill.<name>``; steps the run loop
   dispatches together go out together and run on as many workers as are free;
 * the answer comes back on this driver's own reply list in Redis, read by one ``BLPOP``
-  loop for all steps in flight (no result-backend polling, no thread per step).
+  loop for all steps in flight (no result-backend polling, no thread per step); after each
+  ``BLPOP`` the replies already waiting are taken in one more round trip, not one each.
 
-A watchdog looks after steps in flight, once every half second:
+A watchdog looks after steps in flight, once every half second (reading from Redis the
+state of the steps it may have to act on, and of every other step at least every two
+seconds):
 
 * an answer that was lost on the way (a reply list lost with Redis) is read from the
   step's stored outcome;
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import socket
 import time
@@ -58,6 +62,8 @@ __all__ = ["CeleryExecutor"]
 log = get_logger("orchestra.fleet.executor")
 
 _TICK_S = 0.5
+_REREAD_S = 2.0  # a step in flight has its stored state read at least this often
+_DRAIN = 256  # replies read at most per round trip after a BLPOP
 
 # KEYS: epoch; ARGV: token.  The epoch becomes max(epoch, token); returns it.
 _RAISE_EPOCH = """
@@ -76,6 +82,7 @@ class _Pending:
     sent: float
     deadline: float
     lost_deadline: float | None = None
+    read_at: float = 0.0  # when the watchdog last read the task's stored state (or sent it)
 
 
 def _failure(task: StepTask, message: str) -> StepOutcome:
@@ -117,9 +124,13 @@ class CeleryExecutor:
         self._publisher: ThreadPoolExecutor | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._unreachable_since: float | None = None
+        self._listen_failed_at = -math.inf  # when reading replies last failed
         self._marker_at = 0.0
         self._closing = False
         self._background: set[asyncio.Future[None]] = set()
+        # steps waiting to be published: (task id, payload, queue, done when sent)
+        self._outbox: list[tuple[str, dict[str, Any], str, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -226,14 +237,14 @@ class CeleryExecutor:
                     task=task,
                     skill=skill,
                     sent=now,
+                    read_at=now,
                     deadline=now
                     + task.timeout_s * (1 + s.max_redeliveries)
                     + s.visibility_timeout_s
                     + s.queue_wait_s,
                 )
                 self._pending[task_id] = pending
-                assert self._publisher is not None
-                await loop.run_in_executor(self._publisher, self._publish, task_id, payload, queue)
+                await self._send(task_id, payload, queue)
             return await pending.future
         except asyncio.CancelledError:
             # the run no longer wants this step: withdraw it unless a worker has it already
@@ -245,16 +256,69 @@ class CeleryExecutor:
         finally:
             self._pending.pop(task_id, None)
 
-    def _publish(self, task_id: str, payload: dict[str, Any], queue: str) -> None:
-        try:
-            self.app.send_task(
-                STEP_TASK, args=[payload], task_id=task_id, queue=queue, ignore_result=True
-            )
-        except Exception as exc:
-            raise ExecutorError(
+    async def _send(self, task_id: str, payload: dict[str, Any], queue: str) -> None:
+        """Publish one step; returns once it is on the broker (:class:`ExecutorError` if it
+        cannot be).  Steps sent together (a fan-out) go out as one batch on the publishing
+        thread, over one producer, rather than one thread hand-off each."""
+        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outbox.append((task_id, payload, queue, sent))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush())
+        await sent
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._outbox:
+            batch, self._outbox = self._outbox, []
+            # a step cancelled before it went out is not sent (execute withdraws it anyway)
+            batch = [b for b in batch if not b[3].done()]
+            assert self._publisher is not None
+            try:
+                errors = await loop.run_in_executor(
+                    self._publisher, self._publish, [(t, p, q) for t, p, q, _ in batch]
+                )
+            except asyncio.CancelledError:  # closing: whether they went out is unknown
+                for *_, sent in batch:
+                    if not sent.done():
+                        sent.set_exception(ExecutorError("the executor was closed"))
+                raise
+            for (*_, sent), error in zip(batch, errors, strict=True):
+                if sent.done():
+                    continue
+                if error is None:
+                    sent.set_result(None)
+                else:
+                    sent.set_exception(error)
+
+    def _publish(self, batch: list[tuple[str, dict[str, Any], str]]) -> list[ExecutorError | None]:
+        """Send ``batch`` over one producer (on the publishing thread); an error per step."""
+        out: list[ExecutorError | None] = []
+
+        def failed(payload: dict[str, Any], exc: Exception) -> ExecutorError:
+            return ExecutorError(
                 f"cannot send step {payload['task']['step_id']!r} to the broker at "
                 f"{_safe(self.settings.broker_url)}: {type(exc).__name__}: {exc}"
-            ) from exc
+            )
+
+        try:
+            with self.app.producer_or_acquire() as producer:
+                for task_id, payload, queue in batch:
+                    try:
+                        self.app.send_task(
+                            STEP_TASK,
+                            args=[payload],
+                            task_id=task_id,
+                            queue=queue,
+                            ignore_result=True,
+                            producer=producer,
+                        )
+                    except Exception as exc:
+                        out.append(failed(payload, exc))
+                    else:
+                        out.append(None)
+        except Exception as exc:  # no producer (or it failed on release): the rest failed
+            out += [failed(p, exc) for _, p, _ in batch[len(out) :]]
+        return out
 
     async def _withdraw(self, task_id: str, reason: str) -> None:
         with contextlib.suppress(redis.RedisError, OSError):
@@ -292,12 +356,37 @@ class CeleryExecutor:
             except (redis.RedisError, OSError) as exc:
                 if self._closing:
                     return
+                self._listen_failed_at = time.monotonic()
                 self._trouble(exc)
                 await asyncio.sleep(0.2)
                 continue
             self._unreachable_since = None
-            if item is not None:
-                self._answer(str(item[1]))
+            if item is None:
+                continue
+            self._answer(str(item[1]))
+            if not any(not p.future.done() for p in self._pending.values()):
+                continue  # nothing else in flight: no other reply to take
+            # Replies come in bursts when many steps are in flight: take what else is waiting
+            # in one round trip rather than one BLPOP each.
+            try:
+                rest = await self._drain(key)
+            except (redis.RedisError, OSError) as exc:
+                if self._closing:
+                    return
+                self._listen_failed_at = time.monotonic()
+                self._trouble(exc)
+                continue
+            for message in rest:
+                self._answer(str(message))
+
+    async def _drain(self, key: str) -> list[Any]:
+        """Pop up to ``_DRAIN`` replies waiting on ``key`` (atomically: LRANGE + LTRIM)."""
+        assert self._blpop is not None
+        async with self._blpop.pipeline(transaction=True) as pipe:
+            pipe.lrange(key, 0, _DRAIN - 1)
+            pipe.ltrim(key, _DRAIN, -1)
+            got, _ = await pipe.execute()
+        return list(got)
 
     def _trouble(self, exc: BaseException) -> None:
         now = time.monotonic()
@@ -342,20 +431,24 @@ class CeleryExecutor:
         old = [tid for tid, p in self._pending.items() if now - p.sent > _TICK_S]
         if not old:
             return
-        pipe = r.pipeline(transaction=False)
-        for tid in old:
-            pipe.hmget(store.task_key(tid), "outcome", "started")
-        states = await pipe.execute()
         serving: dict[str, list[Any]] | None = None
         if self.view is not None:
             try:
                 serving = await self.view.serving()
             except ExecutorError:
                 serving = None
+        old = [tid for tid in old if tid in self._pending and self._to_read(tid, now, serving)]
+        if not old:
+            return
+        pipe = r.pipeline(transaction=False)
+        for tid in old:
+            pipe.hmget(store.task_key(tid), "outcome", "started")
+        states = await pipe.execute()
         for tid, (outcome, started) in zip(old, states, strict=True):
             if tid not in self._pending:
                 continue
             p = self._pending[tid]
+            p.read_at = now
             if outcome:
                 self._resolve(tid, StepOutcome.model_validate_json(open_record(outcome)))
                 continue
@@ -390,6 +483,22 @@ class CeleryExecutor:
                     f"lost call may or may not have taken effect)",
                     force=True,
                 )
+
+    def _to_read(self, task_id: str, now: float, serving: dict[str, list[Any]] | None) -> bool:
+        """Whether this tick reads the stored state of step ``task_id``: when the watchdog
+        may have to act on it (past its deadline, Redis lost its data, no live worker for
+        its skill, a skill that is not idempotent), when its reply may have been lost on
+        the way (reading replies failed since it was sent), and otherwise every
+        ``_REREAD_S``.  With a thousand steps in flight, reading every one every tick would
+        cost the driver as much as running them."""
+        p = self._pending[task_id]
+        if p.lost_deadline is not None or now > p.deadline or self._listen_failed_at >= p.sent:
+            return True
+        if now - p.read_at >= _REREAD_S:
+            return True
+        if serving is None:
+            return False
+        return not p.skill.idempotent or not serving.get(p.task.skill)
 
     async def _give_up(self, task_id: str, reason: str, *, force: bool = False) -> None:
         verdict, detail = await self._cancel(

@@ -54,6 +54,7 @@ __all__ = [
 log = get_logger("orchestra.fleet.health")
 
 HEALTH = "orchestra:health"
+_WRITE_AFTER_S = 0.01  # a record put from an event loop is written this much later
 WORKERS = "orchestra:workers"
 
 
@@ -75,7 +76,11 @@ def gone_key(name: str) -> str:
 class RedisHealthBoard(HealthBoard):
     """A :class:`HealthBoard` whose records live in Redis, shared by every driver.
 
-    Writes go to Redis at once.  Reads go to Redis unless this process read or wrote the
+    Writes go to Redis at once: from inside an event loop (a driver), without blocking it,
+    by one writer task that sends what was put in the last 10 ms in one ``HSET`` (a fan-out
+    records a thousand successes of one skill: a few writes, not a thousand blocking round
+    trips; the latest record of a skill always wins); elsewhere with a blocking write.  A record put but not written yet is not read back from Redis over the
+    newer copy in process.  Reads go to Redis unless this process read or wrote the
     record less than ``read_cache_s`` ago (one routing decision reads every record several
     times: once is enough); another driver's change is seen at most that much later.  A copy
     is kept in process so that, while Redis cannot be reached, the board goes on with what it
@@ -96,6 +101,11 @@ class RedisHealthBoard(HealthBoard):
         )
         self._retry_after_s = retry_after_s
         self._offline_until = 0.0
+        # records put from an event loop, not yet written (skill -> JSON) / being written
+        self._unwritten: dict[str, str] = {}
+        self._writing: dict[str, str] = {}
+        self._writer: asyncio.Task[None] | None = None
+        self._aredis: tuple[asyncio.AbstractEventLoop, aioredis.Redis] | None = None
 
     def _online(self) -> bool:
         return time.monotonic() >= self._offline_until
@@ -106,6 +116,8 @@ class RedisHealthBoard(HealthBoard):
         self._offline_until = time.monotonic() + self._retry_after_s
 
     def _stale(self, skill: str, now: float) -> bool:
+        if skill in self._unwritten or skill in self._writing:
+            return False  # the copy in process is newer than Redis's
         return now - self._fresh.get(skill, -math.inf) >= self.read_cache_s
 
     def get(self, skill: str) -> SkillHealth:
@@ -124,29 +136,76 @@ class RedisHealthBoard(HealthBoard):
 
     def put(self, skill: str, record: SkillHealth) -> None:
         super().put(skill, record)
-        if self._online():
-            try:
-                self._redis.hset(HEALTH, skill, record.model_dump_json())
-            except redis.RedisError as exc:
-                self._offline(exc)
-            else:
-                self._fresh[skill] = time.monotonic()
+        if not self._online():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write_now({skill: record.model_dump_json()})
+            return
+        self._unwritten[skill] = record.model_dump_json()
+        if self._writer is None or self._writer.done():
+            self._writer = loop.create_task(self._write(loop))
+
+    def _write_now(self, records: dict[str, str]) -> None:
+        """Write ``records`` (skill -> JSON) with a blocking round trip."""
+        if not records:
+            return
+        try:
+            self._redis.hset(HEALTH, mapping=_fields(records))
+        except redis.RedisError as exc:
+            self._offline(exc)
+        else:
+            now = time.monotonic()
+            for k in records:
+                self._fresh[k] = now
+
+    async def _write(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Write what was put, in order, until nothing is left (the writer task)."""
+        if self._aredis is None or self._aredis[0] is not loop:
+            client = aioredis.Redis.from_url(
+                self.url, socket_timeout=1.0, socket_connect_timeout=0.5, decode_responses=True
+            )
+            self._aredis = (loop, client)
+        client = self._aredis[1]
+        try:
+            while self._unwritten:
+                # let the records of outcomes that came in together gather first
+                await asyncio.sleep(_WRITE_AFTER_S)
+                self._writing, self._unwritten = self._unwritten, {}
+                try:
+                    await client.hset(HEALTH, mapping=_fields(self._writing))
+                except (redis.RedisError, OSError) as exc:
+                    self._offline(exc)
+                else:
+                    now = time.monotonic()
+                    for k in self._writing:
+                        self._fresh[k] = now
+                self._writing = {}
+        except asyncio.CancelledError:
+            # the event loop is closing: what is left is written the blocking way
+            left, self._writing = {**self._writing, **self._unwritten}, {}
+            self._unwritten = {}
+            self._write_now(left)
+            raise
 
     def snapshot(self, skills: Iterable[str]) -> dict[str, SkillHealth]:
         names = list(skills)
         now = time.monotonic()
-        if any(self._stale(n, now) for n in names) and self._online():
+        # only the stale records are read: the others (read lately, or put here and not
+        # written yet) are as new in process as in Redis, or newer
+        stale = [n for n in names if self._stale(n, now)]
+        if stale and self._online():
             try:
-                raws = self._redis.hmget(HEALTH, names)
+                raws = self._redis.hmget(HEALTH, stale)
             except redis.RedisError as exc:
                 self._offline(exc)
             else:
-                out = {}
-                for name, raw in zip(names, raws, strict=True):
-                    out[name] = SkillHealth.model_validate_json(raw) if raw else SkillHealth()
-                    super().put(name, out[name])
+                for name, raw in zip(stale, raws, strict=True):
+                    super().put(
+                        name, SkillHealth.model_validate_json(raw) if raw else SkillHealth()
+                    )
                     self._fresh[name] = now
-                return out
         return super().snapshot(names)
 
     def changed_since(self, mark: int) -> set[str] | None:
@@ -175,10 +234,18 @@ class RedisHealthBoard(HealthBoard):
             for n in names:
                 self._records.pop(n, None)
                 self._fresh.pop(n, None)
+                self._unwritten.pop(n, None)
         return names
 
     def close(self) -> None:
+        self._write_now(self._unwritten)
+        self._unwritten = {}
         self._redis.close()
+
+
+def _fields(records: dict[str, str]) -> Mapping[Any, Any]:
+    """``records`` as redis-py's ``hset(mapping=...)`` is typed."""
+    return records
 
 
 def _safe(url: str) -> str:

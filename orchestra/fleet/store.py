@@ -68,9 +68,11 @@ def driver_key(driver_id: str) -> str:
     return f"orchestra:driver:{driver_id}"
 
 
-# KEYS: task, step, epoch, lease
+# KEYS: task, step, epoch, lease, the run's budget (orchestra.models.budget)
 # ARGV: task id, worker, skill, idempotent (1/0), max deliveries, ttl, task's epoch,
 #       lease holder, lease ms, dead holder whose lease may be taken over ('' = none)
+# Returns {verdict, detail}; with 'run', a third element: 1 if the run's budget exists (a step
+# whose model calls reserve from it needs no round trip of its own to find it there).
 BEGIN = """
 local out = redis.call('HGET', KEYS[1], 'outcome')
 if out then return {'replay', out} end
@@ -96,7 +98,7 @@ redis.call('HSET', KEYS[1], 'started', ARGV[2])
 redis.call('HSET', KEYS[2], 'running',
   cjson.encode({task_id = ARGV[1], worker = ARGV[2], skill = ARGV[3]}))
 redis.call('EXPIRE', KEYS[2], ARGV[6])
-return {'run', tostring(n)}
+return {'run', tostring(n), redis.call('EXISTS', KEYS[5])}
 """
 
 # KEYS: task, step, reply list, dead letters, lease

@@ -37,12 +37,13 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orchestra import tracing
-from orchestra.errors import ConfigError, ErrorPayload, ExecutorError
+from orchestra.errors import ErrorPayload, ExecutorError
 from orchestra.executors.base import StepOutcome, StepTask
 from orchestra.executors.local import run_skill
 from orchestra.fleet import store
 from orchestra.fleet.settings import FleetSettings
 from orchestra.logs import get_logger
+from orchestra.models.budget import budget_key
 from orchestra.secrets import has_key, open_record, seal_record
 from orchestra.skills import Skill
 
@@ -234,12 +235,13 @@ def _deliver(ctx: WorkerContext, task_id: str, env: StepEnvelope) -> str:
     holder = f"{_HOST}:{os.getpid()}:{threading.get_ident()}"
     takeover = ""
     while True:
-        verdict, detail = begin(
+        verdict, detail, *more = begin(
             keys=[
                 store.task_key(task_id),
                 store.step_key(task.run_id, task.step_id),
                 store.epoch_key(task.run_id),
                 store.lease_key(task_id),
+                budget_key(task.run_id),
             ],
             args=[
                 task_id,
@@ -283,8 +285,11 @@ def _deliver(ctx: WorkerContext, task_id: str, env: StepEnvelope) -> str:
         log.info("step answered from its stored result", task_id=task_id, step=task.step_id)
     else:
         if verdict == "run":
+            budget = bool(more and int(more[0]))
             outcome = (
-                _run_journalled(ctx, task) if task.journal_token is not None else _run(ctx, task)
+                _run_journalled(ctx, task, budget)
+                if task.journal_token is not None
+                else _run(ctx, task, budget)
             )
         elif verdict == "dead":
             outcome = _failure(
@@ -357,7 +362,8 @@ def _dead_here(holder: str) -> bool:
     return False
 
 
-def _run(ctx: WorkerContext, task: StepTask) -> StepOutcome:
+def _run(ctx: WorkerContext, task: StepTask, budget: bool) -> StepOutcome:
+    """Run the step's skill; ``budget``: whether BEGIN found the run's budget in Redis."""
     skill = ctx.skills.get(task.skill)
     if skill is None:
         return _failure(
@@ -365,31 +371,32 @@ def _run(ctx: WorkerContext, task: StepTask) -> StepOutcome:
             f"(it hosts: {', '.join(sorted(ctx.skills)) or 'nothing'})",
             task,
         )
-    return ctx.loop().run_until_complete(_run_in_budget(ctx, skill, task))
+    return ctx.loop().run_until_complete(_run_in_budget(ctx, skill, task, budget))
 
 
-async def _run_in_budget(ctx: WorkerContext, skill: Skill, task: StepTask) -> StepOutcome:
+async def _run_in_budget(
+    ctx: WorkerContext, skill: Skill, task: StepTask, budget: bool
+) -> StepOutcome:
     """Run the step with the run's ledger installed: its model calls reserve from the
-    budget the driver created in the result store (shared by every worker of the run)."""
+    budget the driver created in the result store (shared by every worker of the run).
+
+    Whether that budget exists was checked by BEGIN, in the same round trip that took the
+    task (``budget``): a step whose budget is gone fails before its tool runs."""
     if task.ledger != "redis":
         return await run_skill(skill, task)
     from orchestra.models.budget import RedisLedger, use_ledger
 
-    client = ctx.async_redis()
-    try:
-        ledger = await RedisLedger.attach(client, task.run_id)
-    except ConfigError as exc:
-        return _failure(f"step {task.step_id!r}: the run's budget is gone: {exc}", task)
-    except (redis.RedisError, OSError) as exc:  # the tool has not run: a plain failure
+    if not budget:
         return _failure(
-            f"step {task.step_id!r}: cannot reach the run's budget in the result store: {exc}",
+            f"step {task.step_id!r}: the run's budget is gone: no budget for run "
+            f"{task.run_id!r} in Redis (key {budget_key(task.run_id)})",
             task,
         )
-    with use_ledger(ledger):
+    with use_ledger(RedisLedger(ctx.async_redis(), task.run_id)):
         return await run_skill(skill, task)
 
 
-def _run_journalled(ctx: WorkerContext, task: StepTask) -> StepOutcome:
+def _run_journalled(ctx: WorkerContext, task: StepTask, budget: bool) -> StepOutcome:
     """Run a call of a skill that is not idempotent through the effects journal: the tool
     runs only if this worker is the one that moves the call from intent to started."""
     from orchestra import journal
@@ -406,7 +413,7 @@ def _run_journalled(ctx: WorkerContext, task: StepTask) -> StepOutcome:
             task,
         )
     if verdict == "run":
-        outcome = _run(ctx, task)
+        outcome = _run(ctx, task, budget)
         outcome.worker = ctx.name
         for attempt in range(20):
             try:

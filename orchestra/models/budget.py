@@ -49,6 +49,7 @@ __all__ = [
     "RedisLedger",
     "Reservation",
     "book_unreserved",
+    "budget_key",
     "current_ledger",
     "from_nano",
     "meter_model_call",
@@ -299,6 +300,13 @@ class InMemoryLedger:
             self._snap = None
             return from_nano(over)
 
+    async def settle_snapshot(
+        self, reservation: Reservation, *, usd: float, tokens: int
+    ) -> tuple[float, BudgetSnapshot]:
+        """:meth:`settle`, and the budget as it stands right after."""
+        over = await self.settle(reservation, usd=usd, tokens=tokens)
+        return over, await self.snapshot()
+
     async def release(self, reservation: Reservation) -> None:
         """Free a reservation whose call spent nothing (idempotent)."""
         with self._lock:
@@ -343,11 +351,22 @@ return {1, sn, rn + n, ln, st, rt + t, lt, calls, ov}
 """
 
 # KEYS as above; ARGV = reservation id, actual nano, actual tokens, count (1 = a call, 0 = release).
-# Returns the overrun in nano-dollars (actual above reserved; 0 within it), -1 when the
-# reservation had been settled already.
+# Returns {over, spent_nano, reserved_nano, limit_nano, spent_tokens, reserved_tokens,
+# limit_tokens, calls, overrun_nano}: the overrun in nano-dollars (actual above reserved; 0
+# within it, -1 when the reservation had been settled already) and the budget as it stands
+# after the settlement (so that the caller needs no second round trip to read it); over = -2
+# when the budget itself is gone.
 _SETTLE_LUA = """
+local function budget(over)
+  local b = redis.call('HMGET', KEYS[1], 'spent_nano', 'reserved_nano', 'limit_nano',
+                       'spent_tokens', 'reserved_tokens', 'limit_tokens', 'calls', 'overrun_nano')
+  if not b[3] then return {-2, 0, 0, 0, 0, 0, 0, 0, 0} end
+  local out = {over}
+  for i = 1, 8 do out[i + 1] = tonumber(b[i] or '0') end
+  return out
+end
 local r = redis.call('HGET', KEYS[2], ARGV[1])
-if not r then return -1 end
+if not r then return budget(-1) end
 local sp = string.find(r, ' ')
 local n, t = string.sub(r, 1, sp - 1), string.sub(r, sp + 1)
 redis.call('HDEL', KEYS[2], ARGV[1])
@@ -359,10 +378,15 @@ redis.call('HINCRBY', KEYS[1], 'calls', ARGV[4])
 local over = tonumber(ARGV[2]) - tonumber(n)
 if over > 0 then
   redis.call('HINCRBY', KEYS[1], 'overrun_nano', string.format('%d', over))
-  return over
+  return budget(over)
 end
-return 0
+return budget(0)
 """
+
+
+def budget_key(run_id: str, *, prefix: str = "orchestra:budget") -> str:
+    """The Redis hash that holds the budget of ``run_id`` (:class:`RedisLedger`)."""
+    return f"{prefix}:{run_id}"
 
 
 class RedisLedger:
@@ -379,7 +403,7 @@ class RedisLedger:
     ):
         self._client = client
         self._run_id = run_id
-        self._key = f"{prefix}:{run_id}"
+        self._key = budget_key(run_id, prefix=prefix)
         self._res_key = f"{self._key}:open"
         self._ttl_s = ttl_s
         self._reserve = client.register_script(_RESERVE_LUA)
@@ -453,6 +477,34 @@ class RedisLedger:
         out = await self._reserve(
             keys=[self._key, self._res_key], args=[rid, nano, int(tokens), self._ttl_s]
         )
+        res = self._reserved(out, rid, nano, usd, int(tokens), label)
+        if isinstance(res, BudgetRefusal):
+            raise res
+        return res
+
+    async def reserve_many(
+        self, asks: list[tuple[float, str]] | tuple[tuple[float, str], ...]
+    ) -> list[Reservation | BudgetRefusal]:
+        """Reserve each ``(usd, label)`` (no tokens), in order, in one round trip: each is
+        its own atomic script, exactly as if :meth:`reserve` were called once for each; a
+        refusal takes the place of its reservation in the list."""
+        rids = [uuid.uuid4().hex for _ in asks]
+        nanos = [to_nano(usd, round_up=True) for usd, _ in asks]
+        async with self._client.pipeline(transaction=False) as pipe:
+            for rid, nano in zip(rids, nanos, strict=True):
+                await self._reserve(
+                    keys=[self._key, self._res_key], args=[rid, nano, 0, self._ttl_s], client=pipe
+                )
+            outs = await pipe.execute()
+        return [
+            self._reserved(out, rid, nano, usd, 0, label)
+            for out, rid, nano, (usd, label) in zip(outs, rids, nanos, asks, strict=True)
+        ]
+
+    def _reserved(
+        self, out: list[Any], rid: str, nano: int, usd: float, tokens: int, label: str
+    ) -> Reservation | BudgetRefusal:
+        """What the reserve script's answer ``out`` means."""
         ok = int(out[0])
         if ok == -1:
             raise ConfigError(
@@ -460,24 +512,55 @@ class RedisLedger:
                 field="run_id",
             )
         if ok == 0:
-            raise BudgetRefusal(
+            return BudgetRefusal(
                 run_id=self._run_id,
                 label=label,
                 needed_usd=usd,
                 needed_tokens=tokens,
                 snapshot=self._snapshot_from([int(x) for x in out[1:]]),
             )
-        return Reservation(id=rid, run_id=self._run_id, nano=nano, tokens=int(tokens), label=label)
+        return Reservation(id=rid, run_id=self._run_id, nano=nano, tokens=tokens, label=label)
 
     async def settle(self, reservation: Reservation, *, usd: float, tokens: int) -> float:
         """Book the real cost of the call and free its reservation (idempotent).
 
         Returns the overrun (USD above the reservation); after one, spending is blocked.
         """
-        over = await self._settle(
+        out = await self._settle(
             keys=[self._key, self._res_key], args=[reservation.id, to_nano(usd), int(tokens), 1]
         )
-        return from_nano(max(0, int(over)))
+        return from_nano(max(0, int(out[0])))
+
+    async def settle_snapshot(
+        self, reservation: Reservation, *, usd: float, tokens: int
+    ) -> tuple[float, BudgetSnapshot]:
+        """:meth:`settle`, and the budget as it stands right after (one round trip)."""
+        out = await self._settle(
+            keys=[self._key, self._res_key], args=[reservation.id, to_nano(usd), int(tokens), 1]
+        )
+        vals = [int(x) for x in out]
+        if vals[0] == -2:
+            raise ConfigError(f"no budget for run {self._run_id!r} in Redis", field="run_id")
+        return from_nano(max(0, vals[0])), self._snapshot_from(vals[1:])
+
+    async def settle_many(
+        self, items: list[tuple[Reservation, float]]
+    ) -> list[tuple[float, BudgetSnapshot]]:
+        """:meth:`settle_snapshot` of each ``(reservation, usd)`` (no tokens), in order, in
+        one round trip: each its own atomic script, as if called one at a time."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for res, usd in items:
+                await self._settle(
+                    keys=[self._key, self._res_key], args=[res.id, to_nano(usd), 0, 1], client=pipe
+                )
+            outs = await pipe.execute()
+        got: list[tuple[float, BudgetSnapshot]] = []
+        for out in outs:
+            vals = [int(x) for x in out]
+            if vals[0] == -2:
+                raise ConfigError(f"no budget for run {self._run_id!r} in Redis", field="run_id")
+            got.append((from_nano(max(0, vals[0])), self._snapshot_from(vals[1:])))
+        return got
 
     async def release(self, reservation: Reservation) -> None:
         """Free a reservation whose call spent nothing (idempotent)."""

@@ -18,9 +18,9 @@ When several signals explain the same outcome, the one with the lowest ``priorit
 **Incremental monitors.**  A monitor whose class sets ``incremental = True`` promises that
 each signal it emits about a skill (``skill`` set, ``step`` unset) depends only on that skill
 and its health record, and looks only at :meth:`MonitorContext.checked_skills`.  The runtime
-then passes, after its first round, only the skills whose health changed, the ready steps'
-skills and those it already blocks, and keeps the earlier signals of the others: a round
-costs what changed, not the size of the run.  Any other monitor sees every round whole.
+then passes, after its first round, only the skills whose health changed and those it
+already blocks, and keeps the earlier signals of the others: a round costs what changed,
+not the size of the run.  Any other monitor sees every round whole.
 """
 
 from __future__ import annotations

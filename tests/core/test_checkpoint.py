@@ -389,3 +389,46 @@ class TestDurations:
         assert parse_duration("none") is None and parse_duration(None) is None
         with pytest.raises(ConfigError, match="retention: '7 days' is not a duration"):
             parse_duration("7 days", field="retention")
+
+
+class TestDeltasFollowEveryChange:
+    @pytest.mark.parametrize("seed", range(6))
+    def test_what_is_read_back_after_each_save_is_the_state_saved(
+        self, tmp_path: Path, seed: int
+    ) -> None:
+        """Steps added, taken away (backtracking) and added again, attempts counted up,
+        dropped and re-added, in random order, with a save after each change: a fresh
+        process reads back exactly the state last saved (deltas carry every change, or the
+        whole state is written)."""
+        import random
+
+        from orchestra.results import StepRecord
+
+        rng = random.Random(seed)
+        url = f"sqlite:///{tmp_path / 'runs.sqlite'}"
+
+        async def go() -> None:
+            store = open_checkpointer(url)
+            assert store is not None
+            state = RunState(run_id=f"r{seed}", graph="g", input={})
+            try:
+                for i in range(60):
+                    step = f"s{rng.randrange(12)}"
+                    move = rng.random()
+                    if move < 0.45 and step not in state.completed:  # a record is never
+                        # replaced in place: a step runs again only once taken away
+                        state.completed[step] = StepRecord(step=step, skill="k", output={"i": i})
+                    elif move < 0.6:
+                        state.completed.pop(step, None)
+                    elif move < 0.85:
+                        state.attempts[f"{step}:k"] = state.attempts.get(f"{step}:k", 0) + 1
+                    else:
+                        state.attempts.pop(f"{step}:k", None)
+                    await store.save(state)
+                    back = await load(url, state.run_id)
+                    assert back.completed == state.completed, i
+                    assert back.attempts == state.attempts, i
+            finally:
+                await store.aclose()
+
+        asyncio.run(go())

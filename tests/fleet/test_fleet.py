@@ -208,3 +208,67 @@ class TestFleetStatus:
         assert set(data["skills"]["svc_a"]["workers"]) == names
         assert data["skills"]["svc_a"]["state"] == "closed"
         assert "2 live worker(s)" in proc.stdout
+
+
+class TestReplies:
+    """Steps sent together go out as one batch and their answers come back in batches; an
+    answer lost on the way is still found (the watchdog reads the stored outcome)."""
+
+    async def test_steps_sent_together_are_each_answered_with_their_own_outcome(
+        self, shared_fleet: Fleet
+    ):
+        """Sixty additions at once: each awaits the sum of its own arguments."""
+        executor = CeleryExecutor(shared_fleet.settings)
+        run_id = f"burst-{uuid.uuid4().hex[:6]}"
+        try:
+            outcomes = await asyncio.gather(
+                *(
+                    executor.execute(
+                        StepTask(
+                            run_id=run_id,
+                            step_id=f"s{i}",
+                            skill="typed_add",
+                            arguments={"a": i, "b": 1000},
+                            timeout_s=3,
+                        ),
+                        SK["typed_add"],
+                    )
+                    for i in range(60)
+                )
+            )
+        finally:
+            await executor.aclose()
+        assert [o.ok for o in outcomes] == [True] * 60
+        assert [o.output["sum"] for o in outcomes] == [i + 1000 for i in range(60)]
+
+    async def test_an_answer_lost_on_the_way_is_read_from_the_stored_outcome(
+        self, shared_fleet: Fleet
+    ):
+        """The reply of a step is dropped as if lost in transit: the step is answered all the
+        same, from the outcome the worker stored, within a few seconds."""
+        executor = CeleryExecutor(shared_fleet.settings)
+        answer = executor._answer
+        dropped: list[str] = []
+
+        def lose_first(message: str) -> None:
+            if not dropped:
+                dropped.append(message)
+                return
+            answer(message)
+
+        executor._answer = lose_first  # type: ignore[method-assign]
+        task = StepTask(
+            run_id=f"lost-{uuid.uuid4().hex[:6]}",
+            step_id="add",
+            skill="typed_add",
+            arguments={"a": 2, "b": 3},
+            timeout_s=3,
+        )
+        t0 = time.monotonic()
+        try:
+            outcome = await asyncio.wait_for(executor.execute(task, SK["typed_add"]), 15)
+        finally:
+            await executor.aclose()
+        assert dropped, "the reply never came"
+        assert outcome.ok and outcome.output == {"sum": 5}
+        assert time.monotonic() - t0 < 6

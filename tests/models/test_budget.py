@@ -269,3 +269,94 @@ class TestOverrun:
             await self._check(ledger)
         finally:
             await client.aclose()
+
+
+class TestFewerRoundTrips:
+    """Reserving a fan-out's steps together, settling the outcomes that came in together and
+    reading the budget back with a settlement book exactly what one call at a time books."""
+
+    @pytest.fixture
+    async def client(self):  # type: ignore[no-untyped-def]
+        _redis_or_skip()
+        import redis.asyncio as aredis
+
+        c = aredis.Redis.from_url(REDIS_URL)
+        yield c
+        await c.aclose()
+
+    async def _ledger(self, client, limit: float) -> RedisLedger:  # type: ignore[no-untyped-def]
+        return await RedisLedger.create(client, f"t-{uuid.uuid4().hex}", limit_usd=limit, ttl_s=60)
+
+    async def test_reserve_many_grants_and_refuses_as_one_at_a_time(self, client) -> None:  # type: ignore[no-untyped-def]
+        """Five asks of $0.30 against $1.00 in one round trip: the first three are granted,
+        the last two refused in their place, and the budget holds what three calls hold."""
+        asks = [(0.3, f"s{i}") for i in range(4)] + [(0.0, "free")]
+        one, many = await self._ledger(client, 1.0), await self._ledger(client, 1.0)
+        singly: list[str] = []
+        for usd, label in asks:
+            try:
+                await one.reserve(usd, 0, label=label)
+                singly.append("granted")
+            except BudgetRefusal:
+                singly.append("refused")
+        got = await many.reserve_many(asks)
+        together = ["refused" if isinstance(g, BudgetRefusal) else "granted" for g in got]
+        assert together == singly == ["granted"] * 3 + ["refused", "granted"]
+        refusal = got[3]
+        assert isinstance(refusal, BudgetRefusal) and refusal.label == "s3"
+        a, b = await one.snapshot(), await many.snapshot()
+        assert b.reserved_usd == pytest.approx(0.9) and a.reserved_usd == pytest.approx(0.9)
+
+    async def test_settle_many_books_each_once_and_reads_the_budget_back(self, client) -> None:  # type: ignore[no-untyped-def]
+        """Settlements in one round trip return each overrun and the budget right after it;
+        settling again books nothing (idempotent), as settle does."""
+        ledger = await self._ledger(client, 1.0)
+        a, b = await ledger.reserve(0.2, 0), await ledger.reserve(0.2, 0)
+        got = await ledger.settle_many([(a, 0.1), (b, 0.5)])
+        (over_a, snap_a), (over_b, snap_b) = got
+        assert over_a == 0.0 and snap_a.spent_usd == pytest.approx(0.1)
+        assert snap_a.reserved_usd == pytest.approx(0.2)  # b still held after a's settlement
+        assert over_b == pytest.approx(0.3) and snap_b.spent_usd == pytest.approx(0.6)
+        assert snap_b.reserved_usd == 0 and snap_b.calls == 2
+        assert snap_b.overrun_usd == pytest.approx(0.3)
+        again, snap = await ledger.settle_snapshot(a, usd=0.1, tokens=0)
+        assert again == 0.0 and snap.spent_usd == pytest.approx(0.6) and snap.calls == 2
+        assert snap == await ledger.snapshot()
+
+    async def test_run_ledger_settled_ahead_books_as_settled_one_by_one(self, client) -> None:  # type: ignore[no-untyped-def]
+        """The run loop's batch: three steps reserved together, their outcomes settled ahead
+        in one round trip, then booked one by one: the same notes, spend and calls as
+        without settling ahead; what was not taken is forgotten, never taken by a later
+        attempt of the same step."""
+        from orchestra.executors.base import StepOutcome
+        from orchestra.run_ledger import RunLedger
+
+        outcomes = [
+            ("a", "ok", StepOutcome(ok=True, cost_usd=0.1)),
+            ("b", "liar", StepOutcome(ok=True, cost_usd=0.3)),  # declared 0.1: an overrun
+            ("c", "flaky", StepOutcome(ok=False)),  # failed, spent nothing: released
+        ]
+
+        async def book(ahead: bool) -> tuple[list[list[str]], float, int, float]:
+            run = RunLedger(await self._ledger(client, 1.0), 1.0)
+            refused = await run.reserve_steps([(s, k, 0.1) for s, k, _ in outcomes])
+            assert refused == [None, None, None]
+            if ahead:
+                await run.settle_ahead([(s, k, o) for s, k, o in outcomes])
+            notes = [(await run.settle_step(s, k, 0.1, o))[0] for s, k, o in outcomes]
+            run.forget_ahead()
+            snap = await run.snapshot()
+            return notes, snap.spent_usd, snap.calls, snap.reserved_usd
+
+        plain, batched = await book(False), await book(True)
+        assert batched == plain
+        notes, spent, calls, reserved = batched
+        assert notes[0] == [] and len(notes[1]) == 1 and "liar" in notes[1][0] and notes[2] == []
+        assert spent == pytest.approx(0.4) and calls == 2 and reserved == 0
+
+        run = RunLedger(await self._ledger(client, 1.0), 1.0)
+        await run.reserve_steps([("a", "ok", 0.1), ("b", "ok", 0.1)])
+        await run.settle_ahead([("a", "ok", outcomes[0][2]), ("b", "ok", outcomes[0][2])])
+        run.forget_ahead()  # neither was taken (the loop stopped first): both stay booked
+        again = await run.settle_step("a", "ok", 0.1, outcomes[0][2])  # a later attempt
+        assert again[1].spent_usd == pytest.approx(0.3) and again[1].calls == 3
