@@ -1,55 +1,26 @@
-"""Eager coroutines: start a coroutine in place and pay for a task only if it has to wait.
+"""Coroutines driven in place: a timer only for a call that has to wait.
 
-Most of what the runtime awaits per step finishes without waiting on anything: a monitor
-reading the health board, an in-memory ledger, a skill that computes its answer.  Wrapping
-each in a task (or an ``asyncio.timeout`` timer) costs more than the work itself and a turn
-of the event loop.  Python 3.12 has ``asyncio.eager_task_factory`` for this; on 3.11 these
-helpers do the same for the places that need it:
+Most skill calls answer without waiting on anything (they compute, or read a cache).  An
+``asyncio.timeout`` around each arms and cancels a timer (a heap push on the event loop) per
+call, which costs more than such a call.  :func:`finish_within` starts the coroutine in the
+current task and arms the timeout only if it waits; :func:`go_on` drives a coroutine started
+that way to its end (monitors use it too, see :func:`orchestra.monitors.base.gather_signals`).
 
-* :func:`start` runs a coroutine up to its first real wait and returns a future: already
-  done when it finished without waiting, otherwise a task that drives it on.
-* :func:`finish_within` awaits a coroutine with a timeout whose timer is armed only when it
-  waits (a coroutine that never yields cannot be interrupted by asyncio anyway).
-
-
+Both run the coroutine in the *current* task, so ``asyncio.current_task()``, a timeout or a
+cancel scope the coroutine enters belongs to the task that awaits it, as with a plain
+``await``.  (Starting a coroutine before its task exists, the way Python 3.12's eager tasks
+do, is not possible on 3.11 without that breaking: a step call is a task of its own.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["finish_within", "go_on", "start"]
+__all__ = ["finish_within", "go_on"]
 
 T = TypeVar("T")
-
-
-def start(coro: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
-    """``asyncio.ensure_future(coro)``, but ``coro`` runs at once up to its first wait.
-
-    As in a task, it runs in a copy of the current context, first part and rest alike (so a
-    span or a context variable set before its first wait is still current after it).
-    """
-    loop = asyncio.get_running_loop()
-    ctx = contextvars.copy_context()
-    try:
-        first = ctx.run(coro.send, None)
-    except StopIteration as stop:
-        fut: asyncio.Future[T] = loop.create_future()
-        fut.set_result(stop.value)
-        return fut
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:
-        fut = loop.create_future()
-        if isinstance(exc, asyncio.CancelledError):
-            fut.cancel()
-        else:
-            fut.set_exception(exc)
-        return fut
-    return loop.create_task(go_on(coro, first), context=ctx)
 
 
 async def finish_within(coro: Coroutine[Any, Any, T], timeout_s: float) -> T:

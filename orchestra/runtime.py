@@ -35,7 +35,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 from pydantic import BaseModel
 
-from orchestra import aio, planner, tracing
+from orchestra import planner, tracing
 from orchestra.demotion import choose_fallback
 from orchestra.errors import ErrorPayload, MissingStepInput, RunInputError, error_kind
 from orchestra.executors.base import Executor, StepOutcome, StepTask
@@ -638,7 +638,7 @@ class _Run:
                 return
         self.s.attempts[key] = self.s.attempts.get(key, 0) + 1
         if sk.milestone:
-            task_ = aio.start(_milestone())
+            task_ = asyncio.ensure_future(_milestone())
         else:
             self.decide(
                 "execute",

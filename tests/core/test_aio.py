@@ -1,4 +1,5 @@
-"""orchestra.aio: eager coroutines behave like tasks and ``asyncio.timeout``, minus the cost."""
+"""orchestra.aio: a call driven in place behaves like a plain await under ``asyncio.timeout``;
+and a skill's own timeouts and tasks belong to its step, never to the run's loop."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import asyncio
 import contextvars
 
 import pytest
+from pydantic import BaseModel
 
-from orchestra import aio
+from orchestra import Graph, Runner, aio, skill
 
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="unset")
 
@@ -22,82 +24,16 @@ async def _waits(x: int) -> int:
 
 
 async def _raises() -> int:
+    await asyncio.sleep(0)
     raise ValueError("boom")
 
 
-def test_a_coroutine_that_does_not_wait_is_done_at_once() -> None:
+def test_finish_within_returns_what_the_call_returns_waiting_or_not() -> None:
     async def main() -> None:
-        fut = aio.start(_answer(21))
-        assert fut.done() and fut.result() == 42
-        assert not isinstance(fut, asyncio.Task)  # no task was made for it
-
-    asyncio.run(main())
-
-
-def test_a_coroutine_that_waits_goes_on_as_a_task() -> None:
-    async def main() -> None:
-        fut = aio.start(_waits(5))
-        assert not fut.done()
-        assert await fut == 15
-
-    asyncio.run(main())
-
-
-def test_an_exception_is_the_futures_either_way() -> None:
-    async def late() -> int:
-        await asyncio.sleep(0)
-        raise KeyError("late")
-
-    async def main() -> None:
-        early = aio.start(_raises())
-        assert early.done()
+        assert await aio.finish_within(_answer(1), 0.05) == 2
+        assert await aio.finish_within(_waits(1), 5) == 3
         with pytest.raises(ValueError, match="boom"):
-            early.result()
-        with pytest.raises(KeyError):
-            await aio.start(late())
-
-    asyncio.run(main())
-
-
-def test_context_set_before_the_wait_holds_after_it_and_stays_inside() -> None:
-    """As in a task: one copy of the caller's context for the first part and the rest
-    (a span attached before the first wait is detached after it without error)."""
-
-    async def body() -> str:
-        token = VAR.set("inside")
-        await asyncio.sleep(0)
-        seen = VAR.get()
-        VAR.reset(token)  # raises ValueError if the context changed across the wait
-        return seen
-
-    async def main() -> None:
-        VAR.set("caller")
-        assert await aio.start(body()) == "inside"
-        assert VAR.get() == "caller"  # the coroutine's changes did not leak out
-
-    asyncio.run(main())
-
-
-def test_cancelling_the_future_cancels_what_the_coroutine_awaits() -> None:
-    async def main() -> None:
-        child_cancelled = asyncio.Event()
-
-        async def child() -> None:
-            try:
-                await asyncio.sleep(10)
-            except asyncio.CancelledError:
-                child_cancelled.set()
-                raise
-
-        async def parent() -> None:
-            await asyncio.ensure_future(child())
-
-        fut = aio.start(parent())
-        await asyncio.sleep(0.01)
-        fut.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await fut
-        await asyncio.wait_for(child_cancelled.wait(), 1)
+            await aio.finish_within(_raises(), 5)
 
     asyncio.run(main())
 
@@ -113,10 +49,86 @@ def test_finish_within_times_out_a_call_that_waits_too_long() -> None:
         return 1
 
     async def main() -> None:
-        assert await aio.finish_within(_answer(1), 0.05) == 2
-        assert await aio.finish_within(_waits(1), 5) == 3
         with pytest.raises(TimeoutError):
             await aio.finish_within(slow(), 0.05)
         assert cleaned == [True]
+        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
 
     asyncio.run(main())
+
+
+def test_the_call_runs_in_the_awaiting_task_and_its_context() -> None:
+    async def body() -> tuple[asyncio.Task[object] | None, str]:
+        before = asyncio.current_task()
+        token = VAR.set("inside")
+        await asyncio.sleep(0)
+        seen = VAR.get()
+        VAR.reset(token)  # raises ValueError if the context changed across the wait
+        assert asyncio.current_task() is before
+        return before, seen
+
+    async def main() -> None:
+        task, seen = await aio.finish_within(body(), 5)
+        assert task is asyncio.current_task() and seen == "inside"
+
+    asyncio.run(main())
+
+
+def test_cancelling_the_task_cancels_what_the_call_awaits() -> None:
+    async def main() -> None:
+        child_cancelled = asyncio.Event()
+
+        async def child() -> None:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                child_cancelled.set()
+                raise
+
+        async def parent() -> None:
+            await asyncio.ensure_future(child())
+
+        outer = asyncio.ensure_future(aio.finish_within(parent(), 30))
+        await asyncio.sleep(0.01)
+        outer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await outer
+        await asyncio.wait_for(child_cancelled.wait(), 1)
+
+    asyncio.run(main())
+
+
+class _Said(BaseModel):
+    said: str
+
+
+_SKILL_TASKS: list[asyncio.Task[object] | None] = []
+
+
+@skill(timeout_s=5)
+async def impatient() -> _Said:
+    """Gives up on a slow call with its own timeout armed before its first wait."""
+    _SKILL_TASKS.append(asyncio.current_task())
+    try:
+        async with asyncio.timeout(0.05):
+            await asyncio.sleep(1)
+    except TimeoutError:
+        return _Said(said="gave up on time")
+    return _Said(said="waited")
+
+
+def test_a_skill_timeout_armed_before_its_first_wait_times_out_the_skill_not_the_run() -> None:
+    """The skill runs in its step's task: its own ``asyncio.timeout`` cancels the skill's
+    wait, never the run's loop (a call started before its task existed did, once)."""
+    g = Graph("own_timeout")
+    g.step("ask", [impatient])
+
+    async def main() -> tuple[object, asyncio.Task[object] | None]:
+        return await Runner().run(g), asyncio.current_task()
+
+    _SKILL_TASKS.clear()
+    r, loop_task = asyncio.run(main())
+    assert r.status == "completed", r.reason  # type: ignore[attr-defined]
+    assert r.outputs["ask"] == {"said": "gave up on time"}  # type: ignore[attr-defined]
+    assert len(_SKILL_TASKS) == 1 and _SKILL_TASKS[0] is not None
+    assert _SKILL_TASKS[0] is not loop_task  # the skill's own task, not the run's
