@@ -15,10 +15,11 @@ do, is not possible on 3.11 without that breaking: a step call is a task of its 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import contextvars
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["finish_within", "go_on"]
+__all__ = ["finish_within", "go_on", "in_context"]
 
 T = TypeVar("T")
 
@@ -36,13 +37,36 @@ async def finish_within(coro: Coroutine[Any, Any, T], timeout_s: float) -> T:
         return await go_on(coro, first)
 
 
-async def go_on(coro: Coroutine[Any, Any, T], waits_on: Any) -> T:
+async def in_context(coro: Coroutine[Any, Any, T], context: contextvars.Context) -> T:
+    """``await coro`` in the current task, but with ``context`` current while it runs (a copy
+    of the caller's, as a task of its own would have): what it sets stays inside it."""
+    try:
+        first = context.run(coro.send, None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    return await go_on(coro, first, context)
+
+
+async def go_on(
+    coro: Coroutine[Any, Any, T], waits_on: Any, context: contextvars.Context | None = None
+) -> T:
     """Drive a coroutine that was started outside any task and now waits on ``waits_on``
-    (a future, or ``None`` for a bare yield) to its end, inside the current task.
+    (a future, or ``None`` for a bare yield) to its end, inside the current task (and in
+    ``context`` when given).
 
     A cancellation of the current task (a timeout included) is thrown into the coroutine,
     which may handle it as if it had been awaited directly.
     """
+    send: Callable[[Any], Any] = coro.send
+    throw: Callable[[BaseException], Any] = coro.throw
+    if context is not None:
+        ctx = context
+        def send(value: Any) -> Any:
+            return ctx.run(coro.send, value)
+
+        def throw(exc: BaseException) -> Any:
+            return ctx.run(coro.throw, exc)
+
     while True:
         try:
             if waits_on is None:
@@ -54,11 +78,11 @@ async def go_on(coro: Coroutine[Any, Any, T], waits_on: Any) -> T:
             if isinstance(waits_on, asyncio.Future):
                 waits_on.cancel()  # as a task does with the future it waits on
             try:
-                waits_on = coro.throw(exc)
+                waits_on = throw(exc)
             except StopIteration as stop:
                 return stop.value  # type: ignore[no-any-return]
             continue
         try:
-            waits_on = coro.send(None)  # the future is done: its await returns its result
+            waits_on = send(None)  # the future is done: its await returns its result
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]

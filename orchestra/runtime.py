@@ -26,16 +26,17 @@ executor calls, checkpoints, the demotion model, and a human's answers.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 from pydantic import BaseModel
 
-from orchestra import planner, tracing
+from orchestra import aio, planner, tracing
 from orchestra.demotion import choose_fallback
 from orchestra.errors import ErrorPayload, MissingStepInput, RunInputError, error_kind
 from orchestra.executors.base import Executor, StepOutcome, StepTask
@@ -600,7 +601,11 @@ class _Run:
 
     # ------------------------------------------------------------------ execute + observe
 
-    def dispatch(self, step: str, skill: str, route: Route, goal: GoalSpec) -> None:
+    def dispatch(
+        self, step: str, skill: str, route: Route, goal: GoalSpec, *, here: bool = False
+    ) -> Coroutine[Any, Any, StepOutcome] | None:
+        """Start a call of ``skill`` for ``step`` (logged, counted, in flight); with ``here``,
+        return the call for the loop to await itself (:meth:`call_here`) instead."""
         last = self.failed_last.get(step)
         names = _route_names(route)
         if last is not None and last[0] != skill:
@@ -635,10 +640,11 @@ class _Run:
                 self.s.attempts[key] = self.r.max_attempts
                 self.failed_last[step] = (skill, "input")
                 self.decide("fail", str(exc), step=step, skill=skill, error_kind="input")
-                return
+                return None
         self.s.attempts[key] = self.s.attempts.get(key, 0) + 1
+        call: Coroutine[Any, Any, StepOutcome]
         if sk.milestone:
-            task_ = asyncio.ensure_future(_milestone())
+            call = _milestone()
         else:
             self.decide(
                 "execute",
@@ -657,12 +663,32 @@ class _Run:
                 timeout_s=sk.timeout_s,
                 ledger="redis" if self.spend is not None and self.spend.shared else None,
             )
-            task_ = asyncio.ensure_future(self._call(task, sk, route))
+            call = self._call(task, sk, route)
+        if here:
+            return call
+        task_ = asyncio.ensure_future(call)
         self.inflight[task_] = (step, skill, time.perf_counter())
-        if task_.done():
-            self.finished.append(task_)  # answered in place: collect() need not wait
-        else:
-            task_.add_done_callback(self._finished)
+        task_.add_done_callback(self._finished)
+        return None
+
+    async def call_here(
+        self, step: str, skill: str, call: Coroutine[Any, Any, StepOutcome]
+    ) -> None:
+        """Await a lone call in this task and record what came of it, as :meth:`collect`
+        would: with nothing else in flight, a task of its own would only cost a task and two
+        turns of the event loop.  It runs in a copy of this task's context, as a task would
+        (what it sets stays inside it); its timeouts and cancel scopes belong to this task,
+        which does nothing else meanwhile, as with any ``await``."""
+        outcome = await aio.in_context(call, contextvars.copy_context())
+        self.batching, self.unsaved = True, False
+        try:
+            await self.observe(step, skill, outcome)
+        finally:
+            self.batching = False
+            if self.spend is not None:
+                self.spend.forget_ahead()
+        if self.unsaved:
+            await self.checkpoint()
 
     def _finished(self, task: asyncio.Future[StepOutcome]) -> None:
         self.finished.append(task)
@@ -1462,11 +1488,12 @@ class _Run:
                     break
                 # reserved together (never over the budget), then dispatched in order
                 refusals = await self.reserve((st, k) for st, (k, _) in plan.choices.items())
+                lone = len(plan.choices) == 1 and not self.inflight  # e.g. a chain's next step
                 for step, (skill, route) in plan.choices.items():
                     if step in refusals:
                         self.refuse(step, skill, refusals[step])
-                    else:
-                        self.dispatch(step, skill, route, goal)
+                    elif (call := self.dispatch(step, skill, route, goal, here=lone)) is not None:
+                        await self.call_here(step, skill, call)
                 if self.inflight:
                     await self.collect()
         finally:

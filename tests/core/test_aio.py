@@ -132,3 +132,35 @@ def test_a_skill_timeout_armed_before_its_first_wait_times_out_the_skill_not_the
     assert r.outputs["ask"] == {"said": "gave up on time"}  # type: ignore[attr-defined]
     assert len(_SKILL_TASKS) == 1 and _SKILL_TASKS[0] is not None
     assert _SKILL_TASKS[0] is not loop_task  # the skill's own task, not the run's
+
+
+_LEAK: contextvars.ContextVar[str] = contextvars.ContextVar("_LEAK", default="clean")
+_SEEN: list[str] = []
+
+
+@skill
+async def sets_a_var() -> _Said:
+    _LEAK.set("set by the first step")
+    await asyncio.sleep(0)  # and waits, so the rest of it is driven after a wait
+    return _Said(said=_LEAK.get())
+
+
+@skill
+async def reads_the_var() -> _Said:
+    _SEEN.append(_LEAK.get())
+    return _Said(said=_LEAK.get())
+
+
+def test_what_a_step_sets_in_its_context_stays_in_that_step() -> None:
+    """Lone calls (a chain's) are awaited by the run's loop itself, in a copy of its
+    context, as a task of their own would be: one step's context variables do not reach
+    the next step, nor the caller."""
+    g = Graph("context_per_step")
+    g.step("first", [sets_a_var])
+    g.step("second", [reads_the_var], after="first")
+    _SEEN.clear()
+    r = asyncio.run(Runner().run(g))
+    assert r.status == "completed", r.reason
+    assert r.outputs["first"] == {"said": "set by the first step"}
+    assert _SEEN == ["clean"] and r.outputs["second"] == {"said": "clean"}
+    assert _LEAK.get() == "clean"
