@@ -680,9 +680,22 @@ class _Run:
         (what it sets stays inside it); its timeouts and cancel scopes belong to this task,
         which does nothing else meanwhile, as with any ``await``."""
         outcome = await aio.in_context(call, contextvars.copy_context())
+        await self._observe_all([(step, skill, lambda: outcome)])
+
+    async def _observe_all(
+        self,
+        calls: Iterable[tuple[str, str, Callable[[], StepOutcome]]],
+        ahead: list[tuple[str, str, StepOutcome]] | None = None,
+    ) -> None:
+        """Observe each call's outcome (read when its turn comes) with one checkpoint for
+        all, written before anything else is dispatched; ``ahead``: the outcomes whose
+        reservations are settled together first (one round trip on a shared ledger)."""
         self.batching, self.unsaved = True, False
         try:
-            await self.observe(step, skill, outcome)
+            if ahead and self.spend is not None:
+                await self.spend.settle_ahead(ahead)
+            for step, skill, result in calls:
+                await self.observe(step, skill, result())
         finally:
             self.batching = False
             if self.spend is not None:
@@ -785,20 +798,11 @@ class _Run:
             await self.wake.wait()
         came = [fut for fut in self.finished if fut in self.inflight]
         self.finished = []
-        self.batching, self.unsaved = True, False
-        try:
-            if self.spend is not None and self.spend.shared and len(came) > 1:
-                # their reservations settled in one round trip
-                await self.spend.settle_ahead(self._to_book(came))
-            for fut in came:
-                step, skill, _t = self.inflight.pop(fut)
-                await self.observe(step, skill, fut.result())
-        finally:
-            self.batching = False
-            if self.spend is not None:
-                self.spend.forget_ahead()
-        if self.unsaved:
-            await self.checkpoint()
+        shared = self.spend is not None and self.spend.shared and len(came) > 1
+        await self._observe_all(
+            ((*self.inflight.pop(fut)[:2], fut.result) for fut in came),
+            ahead=self._to_book(came) if shared else None,
+        )
 
     def _to_book(
         self, came: Sequence[asyncio.Future[StepOutcome]]
