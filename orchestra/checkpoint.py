@@ -44,6 +44,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from orchestra.errors import ConfigError, SecretKeyError
 from orchestra.logs import get_logger
+from orchestra.redact import redact_text
 from orchestra.results import Decision, RunState, StepRecord
 from orchestra.secrets import open_record, seal_record
 
@@ -182,7 +183,8 @@ class SaverCheckpointer:
         except Exception as exc:
             await stack.aclose()
             raise ConfigError(
-                f"cannot open the checkpoint store {_redact(url)}: {exc}", field="checkpoint_url"
+                f"cannot open the checkpoint store {redact_text(url)}: {exc}",
+                field="checkpoint_url",
             ) from exc
         self._saver, self._stack = saver, stack
         return saver
@@ -479,14 +481,6 @@ def _read(tup: Any) -> tuple[RunState, int, int, float] | None:
             if name in d:
                 setattr(state, name, getattr(head, name))
     return state, len(deltas), size, at
-
-
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
-    return url
 
 
 def open_checkpointer(

@@ -1,4 +1,4 @@
-"""Settings (``ORCHESTRA_*`` environment variables).
+"""Settings (``ORCHESTRA_*`` environment variables), and reading a YAML settings file.
 
 A leaf: nothing of the runtime, the fleet or the checkpoints is imported here (building a
 runner from settings is :mod:`orchestra.building`).
@@ -6,11 +6,36 @@ runner from settings is :mod:`orchestra.building`).
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "get_settings", "parse_duration"]
+__all__ = ["Settings", "get_settings", "parse_duration", "read_yaml_model"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_yaml_model(path: Path, model: type[M], *, what: str) -> M:
+    """The YAML file ``path`` (a ``what``: "fleet file", "graph registry file") read into
+    ``model``; a missing file, bad YAML or a wrong field is a
+    :class:`~orchestra.errors.ConfigError` naming the file (and the field)."""
+    import yaml
+
+    from orchestra.errors import ConfigError
+
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"no such {what}", source=str(path)) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", source=str(path)) from exc
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        raise ConfigError(e["msg"], field=".".join(map(str, e["loc"])), source=str(path)) from exc
 
 
 class Settings(BaseSettings):

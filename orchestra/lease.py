@@ -39,6 +39,7 @@ __all__ = [
     "RunLease",
     "acquire_lease",
     "current_token",
+    "dead_here",
     "default_holder",
     "forget_run",
     "live_holder",
@@ -52,8 +53,9 @@ def default_holder() -> str:
     return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def _dead_here(holder: str) -> bool:
-    """Whether ``holder`` names a process of this machine that no longer exists."""
+def dead_here(holder: str) -> bool:
+    """Whether ``holder`` (``host:pid:…``: a lease's, or a worker's in the fleet's task
+    leases) names a process of this machine that no longer exists."""
     host, _, rest = holder.partition(":")
     pid = rest.split(":", 1)[0]
     if host != _HOST or not pid.isdigit():
@@ -158,7 +160,7 @@ def acquire_lease(url: str | None, run_id: str, holder: str, ttl_s: float) -> Ru
                 raise RunLeaseHeld(run_id, "another driver", now + ttl_s) from exc
         else:
             old_holder, old_token, expires_at = str(row[0]), int(row[1]), float(row[2])
-            if expires_at > now and old_holder != holder and not _dead_here(old_holder):
+            if expires_at > now and old_holder != holder and not dead_here(old_holder):
                 raise RunLeaseHeld(run_id, old_holder, expires_at)
             token = old_token + 1
             cur.execute(
@@ -187,7 +189,7 @@ def live_holder(url: str | None, run_id: str) -> str | None:
         row = cur.execute(
             "SELECT holder, expires_at FROM orchestra_run_leases WHERE run_id = ?", (run_id,)
         ).fetchone()
-    if row is None or float(row[1]) <= time.time() or _dead_here(str(row[0])):
+    if row is None or float(row[1]) <= time.time() or dead_here(str(row[0])):
         return None
     return str(row[0])
 

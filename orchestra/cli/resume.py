@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from orchestra.errors import ExecutorError, LeaseLost, RunInputError, RunLeaseHeld, SpecError
+from orchestra.errors import RunInputError
 from orchestra.results import RunResult
 
 __all__ = ["register", "resume_run"]
@@ -123,7 +123,7 @@ def register(app: typer.Typer) -> None:
         Exit codes as for `orchestra run`.
         """
         from orchestra.cli.common import check_answer
-        from orchestra.cli.run import fail_with, finish
+        from orchestra.cli.run import RUN_ERRORS, fail_with, finish
         from orchestra.redact import redact_text
 
         console = Console()
@@ -149,13 +149,6 @@ def register(app: typer.Typer) -> None:
                     budget=budget,
                 )
             )
-        except (
-            SpecError,
-            RunInputError,
-            ValueError,
-            ExecutorError,
-            RunLeaseHeld,
-            LeaseLost,
-        ) as exc:
+        except RUN_ERRORS as exc:
             fail_with(console, exc)
         finish(console, result, json_out)

@@ -94,6 +94,10 @@ def spend_line(result: RunResult) -> str:
     )
 
 
+#: What running or resuming a run may raise that :func:`fail_with` turns into an exit code.
+RUN_ERRORS = (SpecError, RunInputError, ValueError, ExecutorError, RunLeaseHeld, LeaseLost)
+
+
 def fail_with(console: Console, exc: Exception) -> NoReturn:
     """Print a user-facing error and exit: 2 for bad input or spec (or a run another driver
     holds), 5 for the executor (or a lease lost to another driver)."""
@@ -189,14 +193,7 @@ def register(app: typer.Typer) -> None:
                 result = asyncio.run(
                     _run(graph, input, scenario, down, fail, budget, fleet, console, quiet, run_id)
                 )
-        except (
-            SpecError,
-            RunInputError,
-            ValueError,
-            ExecutorError,
-            RunLeaseHeld,
-            LeaseLost,
-        ) as exc:
+        except RUN_ERRORS as exc:
             fail_with(console, exc)
         finish(console, result, json_out)
 

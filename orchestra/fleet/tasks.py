@@ -42,8 +42,10 @@ from orchestra.executors.base import StepOutcome, StepTask
 from orchestra.executors.local import run_skill
 from orchestra.fleet import store
 from orchestra.fleet.settings import FleetSettings
+from orchestra.lease import dead_here
 from orchestra.logs import get_logger
 from orchestra.models.budget import budget_key
+from orchestra.redact import redact_text
 from orchestra.secrets import has_key, open_record, seal_record
 from orchestra.skills import Skill
 
@@ -263,7 +265,7 @@ def _deliver(ctx: WorkerContext, task_id: str, env: StepEnvelope) -> str:
             break
         # Another process holds this task's lease: it may still be running it.  Take over at
         # once if it is a dead process of this machine, else wait for it (or its lease).
-        if _dead_here(detail):
+        if dead_here(detail):
             takeover = detail
         else:
             time.sleep(0.1)
@@ -347,21 +349,6 @@ def _deliver(ctx: WorkerContext, task_id: str, env: StepEnvelope) -> str:
 _HOST = socket.gethostname()
 
 
-def _dead_here(holder: str) -> bool:
-    """Whether a lease ``holder`` (``host:pid:thread``) is a process of this host that died."""
-    host, _, rest = holder.partition(":")
-    pid = rest.split(":", 1)[0]
-    if host != _HOST or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def _run(ctx: WorkerContext, task: StepTask, budget: bool) -> StepOutcome:
     """Run the step's skill; ``budget``: whether BEGIN found the run's budget in Redis."""
     skill = ctx.skills.get(task.skill)
@@ -408,7 +395,7 @@ def _run_journalled(ctx: WorkerContext, task: StepTask, budget: bool) -> StepOut
         verdict, effect = journal.begin(url, task, token, ctx.name)
     except Exception as exc:
         return _failure(
-            f"cannot reach the effects journal ({_safe(url)}): {type(exc).__name__}: {exc}; "
+            f"cannot reach the effects journal ({redact_text(url)}): {type(exc).__name__}: {exc}; "
             f"{task.skill} was not run for step {task.step_id!r}",
             task,
         )
@@ -434,21 +421,13 @@ def _run_journalled(ctx: WorkerContext, task: StepTask, budget: bool) -> StepOut
         f"idempotent, so it is not run again (the lost call may or may not have taken effect)",
         "superseded": "superseded: the run is driven by another driver now",
         "cancelled": f"{task.skill} for step {task.step_id!r} was withdrawn by its driver",
-        "missing": f"the effects journal at {_safe(url)} has no intent for this call of "
+        "missing": f"the effects journal at {redact_text(url)} has no intent for this call of "
         f"{task.skill}: the driver and this worker must share ORCHESTRA_CHECKPOINT_URL",
     }[verdict]
     out = _failure(message, task)
     if verdict == "superseded" and out.error is not None:
         out.error.type = "Superseded"
     return out
-
-
-def _safe(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}@{host}"
-    return url
 
 
 def _step_task(self: Any, payload: Any) -> str:

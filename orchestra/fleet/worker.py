@@ -26,10 +26,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from orchestra.config import Settings
+from orchestra.config import Settings, read_yaml_model
 from orchestra.errors import ConfigError, SkillSpecError, did_you_mean
 from orchestra.fleet.app import DEFAULT_QUEUE, QUEUE_PREFIX, create_app, queue_for
 from orchestra.fleet.health import Heartbeat, worker_info
@@ -66,17 +65,7 @@ class FleetFile(BaseModel):
     def load(cls, path: Path | str) -> FleetFile:
         """Read ``path``; errors name the file and the field."""
         p = Path(path)
-        try:
-            raw = yaml.safe_load(p.read_text())
-        except FileNotFoundError:
-            raise ConfigError("no such fleet file", source=str(p)) from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"not valid YAML: {exc}", source=str(p)) from exc
-        try:
-            fleet = cls.model_validate(raw)
-        except ValidationError as exc:
-            e = exc.errors()[0]
-            raise ConfigError(e["msg"], field=".".join(map(str, e["loc"])), source=str(p)) from exc
+        fleet = read_yaml_model(p, cls, what="fleet file")
         # A fleet file is data: the code it names must lie in its own folder, the working
         # directory (its paths are relative to it) or ORCHESTRA_TRUSTED_PATHS.
         from orchestra.trust import check_trusted, trusted_roots

@@ -606,7 +606,7 @@ class RunDriver:
         if not url:
             return
         from orchestra.durable import durable_store
-        from orchestra.lease import _dead_here
+        from orchestra.lease import dead_here
 
         grace = 2 * self.settings.heartbeat_ttl_s
 
@@ -617,7 +617,7 @@ class RunDriver:
                     "WHERE expires_at > 0"
                 ).fetchall()
             now = time.time()
-            return [str(r[0]) for r in rows if r[2] < now - grace or _dead_here(str(r[1]))]
+            return [str(r[0]) for r in rows if r[2] < now - grace or dead_here(str(r[1]))]
 
         ids = [i for i in await asyncio.to_thread(lapsed) if i not in self._not_service]
         if not ids:
@@ -670,14 +670,14 @@ class RunDriver:
         if not url:
             return set()
         from orchestra.durable import durable_store
-        from orchestra.lease import _dead_here
+        from orchestra.lease import dead_here
 
         with durable_store(url).transaction() as cur:
             rows = cur.execute(
                 "SELECT run_id, holder FROM orchestra_run_leases WHERE expires_at > ?",
                 (time.time(),),
             ).fetchall()
-        return {str(r[0]) for r in rows if not _dead_here(str(r[1]))}
+        return {str(r[0]) for r in rows if not dead_here(str(r[1]))}
 
 
 def _requeued_key(run_id: str) -> str:

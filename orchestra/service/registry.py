@@ -19,9 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from orchestra.config import read_yaml_model
 from orchestra.errors import ConfigError, GraphSpecError
 
 if TYPE_CHECKING:
@@ -98,19 +98,7 @@ class GraphRegistry:
     def load_file(self, file: Path | str) -> None:
         """Register every graph a registry file names (see the module doc)."""
         p = Path(file)
-        try:
-            raw = yaml.safe_load(p.read_text())
-        except FileNotFoundError:
-            raise ConfigError("no such graph registry file", source=str(p)) from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"not valid YAML: {exc}", source=str(p)) from exc
-        try:
-            spec = _RegistryFile.model_validate(raw)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise ConfigError(
-                err["msg"], field=".".join(map(str, err["loc"])), source=str(p)
-            ) from exc
+        spec = read_yaml_model(p, _RegistryFile, what="graph registry file")
         for name, entry in spec.graphs.items():
             ge = entry if isinstance(entry, GraphEntry) else GraphEntry(file=entry)
             f = ge.file if ge.file.is_absolute() else p.parent / ge.file
