@@ -372,9 +372,7 @@ class RunDriver:
     async def _fail(self, state: RunState, reason: str) -> RunResult:
         """End a run that cannot go on (bad input, unknown graph) as escalated, saying why."""
         state.status, state.reason = "escalated", reason
-        d = Decision(kind="escalate", reason=reason)
-        state.decisions.append(d)
-        self._decided(d, state.run_id)
+        self._decide(state, kind="escalate", reason=reason)
         await self.runner.checkpointer.save(state)
         return result_from_state(state)
 
@@ -410,15 +408,14 @@ class RunDriver:
                     worker=outcome.worker,
                 )
                 state.spent_usd += outcome.cost_usd
-                d = Decision(
+                self._decide(
+                    state,
                     kind="succeed",
                     reason=f"{skill} was in flight when the run was cancelled; it finished "
                     f"and is recorded",
                     step=step,
                     skill=skill,
                 )
-                state.decisions.append(d)
-                self._decided(d, state.run_id)
             # a call still unaccounted for is named, never dropped silently
             a = self._active.get(state.run_id)
             for step, skill in sorted((a.inflight if a is not None else {}).items()):
@@ -431,19 +428,16 @@ class RunDriver:
                     if not sk.idempotent
                     else "its outcome is not recorded"
                 )
-                d = Decision(
+                self._decide(
+                    state,
                     kind="note",
                     reason=f"{skill} was in flight for step {step} when the run was cancelled "
                     f"and has no recorded success; {why}",
                     step=step,
                     skill=skill,
                 )
-                state.decisions.append(d)
-                self._decided(d, state.run_id)
         state.status, state.reason = "cancelled", reason
-        d = Decision(kind="cancel", reason=reason)
-        state.decisions.append(d)
-        self._decided(d, state.run_id)
+        self._decide(state, kind="cancel", reason=reason)
         await self.runner.checkpointer.save(state)
         return result_from_state(state)
 
@@ -451,6 +445,12 @@ class RunDriver:
         self._event(("end", result))
 
     # ------------------------------------------------------------------ events
+
+    def _decide(self, state: RunState, **decision: Any) -> None:
+        """A decision the service takes for ``state`` itself: logged in the run, and sent."""
+        d = Decision(**decision)
+        state.decisions.append(d)
+        self._decided(d, state.run_id)
 
     def _decided(self, d: Decision, run_id: str | None = None) -> None:
         rid = run_id or _current_run.get()
