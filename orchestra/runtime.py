@@ -331,7 +331,7 @@ class _Run:
             elapsed = max((d.at_ms for d in state.decisions), default=0.0) / 1e3
             state.started_at = time.time() - elapsed
         self.t0 = time.perf_counter() - elapsed
-        self.inflight: dict[asyncio.Future[StepOutcome], tuple[str, str, float]] = {}
+        self.inflight: dict[asyncio.Future[StepOutcome], tuple[str, str]] = {}  # (step, skill)
         # calls that finished, in the order they did, for collect() (waiting on every call
         # in flight at each collect would cost as much as the calls with 1,000 in flight)
         self.finished: list[asyncio.Future[StepOutcome]] = []
@@ -398,7 +398,7 @@ class _Run:
         return self.s.attempts.get(f"{step}:{skill}", 0)
 
     def running(self) -> set[str]:
-        return {s for s, _, _ in self.inflight.values()}
+        return {s for s, _ in self.inflight.values()}
 
     def record(self, rec: StepRecord) -> None:
         """Record a completed step (in the state and in the planner's view)."""
@@ -667,7 +667,7 @@ class _Run:
         if here:
             return call
         task_ = asyncio.ensure_future(call)
-        self.inflight[task_] = (step, skill, time.perf_counter())
+        self.inflight[task_] = (step, skill)
         task_.add_done_callback(self._finished)
         return None
 
@@ -782,8 +782,8 @@ class _Run:
         batch came in: the fleet's stored outcomes (or the effects journal) say what ran."""
         while not self.finished:
             if len(self.inflight) == 1:
-                # one call in flight (a chain): wait on it, not on an event its callback sets
-                # (a turn of the loop less per step); its callback runs before we resume
+                # one call left in flight: wait on it, not on an event its callback sets
+                # (a turn of the loop less); its callback runs before we resume
                 fut = next(iter(self.inflight))
                 try:
                     await fut
@@ -800,7 +800,7 @@ class _Run:
         self.finished = []
         shared = self.spend is not None and self.spend.shared and len(came) > 1
         await self._observe_all(
-            ((*self.inflight.pop(fut)[:2], fut.result) for fut in came),
+            ((*self.inflight.pop(fut), fut.result) for fut in came),
             ahead=self._to_book(came) if shared else None,
         )
 
@@ -815,7 +815,7 @@ class _Run:
         for fut in came:
             if fut.cancelled() or fut.exception() is not None:
                 break
-            step, skill, _t = self.inflight[fut]
+            step, skill = self.inflight[fut]
             outcome = fut.result()
             superseded = outcome.error is not None and outcome.error.type == "Superseded"
             if not self.c.skill(skill).milestone and not (not outcome.ok and superseded):
