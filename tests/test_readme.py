@@ -23,16 +23,16 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from tracing.otlp import HttpReceiver
+
+from orchestra.bench._procs import RedisServer, free_port
 
 pytestmark = [pytest.mark.fleet, pytest.mark.slow]
 
@@ -97,12 +97,6 @@ def commands(body: str) -> Iterator[tuple[str, int]]:
 # ------------------------------------------------------------------ fixtures
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def checkout(tmp_path: Path) -> Path:
     """A fresh-clone layout: the files git knows (tracked, or new and not ignored); the
@@ -131,32 +125,15 @@ def checkout(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("the README's fleet lines need redis-server (apt install redis-server)")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
+    server = RedisServer(
+        workdir=tmp_path,
+        missing="the README's fleet lines need redis-server (apt install redis-server)",
     )
-    import redis
-
-    client = redis.Redis(port=port)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("redis-server did not start")
-            time.sleep(0.05)
+    server.start()
     try:
-        yield f"redis://127.0.0.1:{port}"
+        yield server.url
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        server.stop(signal.SIGTERM)
 
 
 @pytest.fixture
@@ -181,7 +158,7 @@ class Shell:
     def _subst(self, command: str) -> str:
         command = command.replace(LOCAL_OTLP, self.otlp_url)
         command = command.replace(SHARED_PG, self.env["ORCHESTRA_CHECKPOINT_URL"])
-        return re.sub(r"--port \d+", f"--port {_free_port()}", command)
+        return re.sub(r"--port \d+", f"--port {free_port()}", command)
 
     def run(self, block: Block, command: str, expected: int) -> None:
         command = self._subst(command)

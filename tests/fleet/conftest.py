@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +23,8 @@ from pathlib import Path
 
 import pytest
 from skip_policy import missing
+
+from orchestra.bench._procs import RedisServer as _RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 SKILLS = "tests/fleet/fleet_skills.py"
@@ -57,60 +57,15 @@ def require_postgres() -> str:
     return POSTGRES
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
-    """A throwaway ``redis-server`` on a free port; :meth:`restart` loses everything."""
+class RedisServer(_RedisServer):
+    """A throwaway ``redis-server`` on a free port (the benchmarks' own, see
+    :mod:`orchestra.bench._procs`); :meth:`restart` loses everything."""
 
     def __init__(self, workdir: Path):
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("the fleet tests need redis-server on PATH (apt install redis-server)")
-        self.binary = binary
-        self.port = free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = f"redis://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                *(self.binary, "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--daemonize", "no"),
-                *("--dir", str(self.workdir)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        super().__init__(
+            workdir=workdir,
+            missing="the fleet tests need redis-server on PATH (apt install redis-server)",
         )
-        import redis
-
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    pytest.fail("redis-server did not start")
-                time.sleep(0.05)
-        client.close()
-
-    def stop(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-    def restart(self, down_s: float = 1.0) -> None:
-        self.stop()
-        time.sleep(down_s)
-        self.start()
 
 
 @dataclass

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from orchestra.bench._procs import free_port
 from orchestra.fleet import fleet_runner
 from orchestra.loaders import load_graph
 
-from .conftest import ROOT, Fleet, free_port
+from .conftest import ROOT, Fleet
 
 pytestmark = [pytest.mark.fleet]
 

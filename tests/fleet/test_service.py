@@ -22,10 +22,11 @@ from typing import Any
 import pytest
 import redis
 
+from orchestra.bench._procs import free_port
 from orchestra.service import RunService, UnknownGraphError
 from orchestra.service import store as keys
 
-from .conftest import ROOT, Fleet, Worker, _fleet, free_port
+from .conftest import ROOT, Fleet, Worker, _fleet
 
 pytestmark = [pytest.mark.fleet, pytest.mark.slow]
 
