@@ -14,17 +14,12 @@ from pathlib import Path
 import pytest
 from skip_policy import missing
 
+from orchestra.bench._procs import free_port
 from orchestra.models import Backend, ChatMessage, LiteLLMChatModel
 
 from .conftest import ROOT
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(900)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _answers(port: int) -> bool:
@@ -54,7 +49,7 @@ async def test_serves_the_local_model_until_ctrl_c(tmp_path: Path) -> None:
 
     if not vllm_python().exists() or not (default_model_dir() / "config.json").exists():
         missing("no vLLM environment or model (run scripts/setup-vllm.sh)")
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     with log.open("w") as out:
         proc = subprocess.Popen(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -14,16 +13,11 @@ import httpx
 import pytest
 from skip_policy import missing
 
+from orchestra.bench._procs import free_port
 from orchestra.errors import ModelError
 from orchestra.models.serve import VLLMServer, default_model_dir, vllm_python
 
 HERE = Path(__file__).resolve().parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class HttpEndpoint:

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import pytest
 from skip_policy import missing
+
+from orchestra.bench._procs import free_port
 
 from .fake_llm import FakeLLM
 from .otlp import HttpReceiver, ReceivedSpan
@@ -32,12 +33,6 @@ SPAN_KIND_CONSUMER = 5
 STATUS_ERROR = 2
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[str]:
     """A private Redis server, so no other suite's workers share our queues."""
@@ -48,7 +43,7 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
         missing(
             "the distributed tracing tests need redis-server on PATH (apt install redis-server)"
         )
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             *(binary, "--port", str(port), "--bind", "127.0.0.1"),

@@ -14,17 +14,11 @@ from typing import Any
 
 import pytest
 
+from orchestra.bench._procs import free_port
+
 from .conftest import ROOT, need, orchestra
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_for(predicate: Any, what: str, timeout: float = 60.0) -> Any:
@@ -42,7 +36,7 @@ def ui(store: str) -> Iterator[str]:
     """`orchestra ui` as a user starts it, on a free port, over the test's store."""
     import httpx
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "ORCHESTRA_CHECKPOINT_URL": store}
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestra", "ui", "--port", str(port)],
