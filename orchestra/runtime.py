@@ -781,19 +781,6 @@ class _Run:
         A driver that dies before it is written is resumed as if it had died before the
         batch came in: the fleet's stored outcomes (or the effects journal) say what ran."""
         while not self.finished:
-            if len(self.inflight) == 1:
-                # one call left in flight: wait on it, not on an event its callback sets
-                # (a turn of the loop less); its callback runs before we resume
-                fut = next(iter(self.inflight))
-                try:
-                    await fut
-                except asyncio.CancelledError:
-                    me = asyncio.current_task()
-                    if me is not None and me.cancelling():
-                        raise  # this loop is cancelled, not only the call
-                except Exception:  # observe() reads it from fut.result()
-                    pass
-                continue
             self.wake.clear()
             await self.wake.wait()
         came = [fut for fut in self.finished if fut in self.inflight]
